@@ -1,0 +1,66 @@
+/*
+ * Torrix request scanner: validates a JSON request body and finds the
+ * top-level fields the gateway acts on, without building a tree or copying
+ * the body.  Used on the hot path (nginx access phase) for every request, so
+ * it is one linear pass, allocation-free, with a nesting limit.
+ */
+
+#ifndef TX_JSON_H
+#define TX_JSON_H
+
+
+#include "tx_core.h"
+
+
+#define TX_JSON_MAX_DEPTH  128
+
+
+/*
+ * A span of the body: offset and length of the whole value as it appears
+ * (for a string, including its quotes).  off == -1: the field is absent.
+ */
+typedef struct {
+    ssize_t  off;
+    size_t   len;
+} tx_json_span_t;
+
+
+typedef struct {
+    tx_json_span_t  model;           /* top-level "model" value */
+    tx_json_span_t  stream;          /* top-level "stream" value */
+    tx_json_span_t  max_tokens;      /* "max_tokens" */
+    tx_json_span_t  max_completion_tokens;
+    tx_json_span_t  max_output_tokens; /* /v1/responses */
+    tx_json_span_t  stream_options;  /* top-level "stream_options" value */
+    tx_json_span_t  include_usage;   /* stream_options.include_usage */
+
+    /* decoded conveniences */
+    int             stream_on;       /* "stream": true */
+    int             include_usage_on;
+    int             model_is_string;
+    int             model_has_escape; /* model string contains '\' */
+    int64_t         max_out;         /* first of the max_* fields, -1 none */
+} tx_json_req_t;
+
+
+/*
+ * Scans a complete body.  The body must be exactly one JSON object (RFC 8259
+ * syntax, UTF-8 not validated beyond control characters, whitespace around
+ * allowed).  On success fills *req and returns TX_OK.  On a syntax error
+ * returns TX_ERROR and writes "<what> at offset N" into err.  A duplicate
+ * top-level field of interest keeps the last occurrence (what most JSON
+ * parsers upstream do).
+ */
+int tx_json_scan_request(const uint8_t *p, size_t len, tx_json_req_t *req,
+    char *err, size_t errlen);
+
+/*
+ * Decodes a JSON string span (with its quotes) into out, handling escapes
+ * (\uXXXX to UTF-8, surrogate pairs).  Returns the decoded length, or -1 when
+ * it does not fit in outlen or is not a valid string.
+ */
+ssize_t tx_json_unescape(const uint8_t *span, size_t len, uint8_t *out,
+    size_t outlen);
+
+
+#endif /* TX_JSON_H */
