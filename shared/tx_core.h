@@ -55,7 +55,10 @@ char *tx_money_format(tx_money_t m, char *buf, size_t len);
 /*
  * Parses a decimal USD amount ("12", "12.5", "0.00000001", "-3") exactly,
  * with at most 8 decimals.  Returns TX_OK or TX_ERROR (syntax, too many
- * decimals, overflow).
+ * decimals, overflow).  The syntax is that of a JSON number, so an exponent
+ * is accepted ("1e-05", as Python's json writes 0.00001); "decimals" means
+ * significant ones: "0.100000000" is 0.1, "1.123456789" is an error.  No
+ * whitespace, no leading '+', no ".5" or "5.".
  */
 int tx_money_parse(const char *s, size_t len, tx_money_t *out);
 

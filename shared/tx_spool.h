@@ -60,7 +60,11 @@ typedef struct {
 void tx_spool_hdr_init(void *base, uint32_t pid, int64_t created_us,
     uint64_t capacity);
 
-/* Checks a header; TX_OK or TX_ERROR. */
+/*
+ * Checks a header (magic, version, a sane capacity); TX_OK or TX_ERROR.
+ * It does not compare capacity with `size`: the caller compares it with the
+ * file's size when that matters.
+ */
 int tx_spool_hdr_check(const void *base, size_t size);
 
 /* Size a frame with `len` payload bytes takes, padding included. */
@@ -69,7 +73,10 @@ size_t tx_spool_frame_size(size_t len);
 /*
  * Appends one frame at *off in a mapping of `cap` bytes.  Returns TX_OK and
  * advances *off, or TX_AGAIN when the frame (plus room for the seal) does not
- * fit: the caller seals this file and starts another.
+ * fit: the caller seals this file and starts another.  TX_ERROR when len is
+ * 0 or over TX_SPOOL_MAX_RECORD, or *off is not a frame offset (at least
+ * TX_SPOOL_HDR_LEN, a multiple of 8).  `base` must be 4-byte aligned (an
+ * mmap is): the length word is published with a release store.
  */
 int tx_spool_append(uint8_t *base, size_t cap, size_t *off,
     const void *payload, size_t len);
@@ -80,7 +87,7 @@ void tx_spool_seal(uint8_t *base, size_t cap, size_t off);
 /*
  * Reads the frame at *off of a file whose first `size` bytes are in `base`.
  * Returns:
- *   TX_OK     *payload/*len set, *off advanced past the frame
+ *   TX_OK     *payload and *len set, *off advanced past the frame
  *   TX_AGAIN  no frame (yet) at *off
  *   TX_DONE   sealed at *off
  *   TX_ERROR  torn frame skipped: *off advanced, nothing returned; or, when

@@ -1,0 +1,210 @@
+/*
+ * Torrix virtual keys and ids (see tx_key.h).
+ */
+
+#include <string.h>
+
+#include <sodium.h>
+
+#include "tx_key.h"
+
+
+#define TX_KEY_RAND_LEN  32
+
+
+static const char  tx_b64url[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+static const char  tx_b32[] = "abcdefghijklmnopqrstuvwxyz234567";
+
+static const char  tx_hex[] = "0123456789abcdef";
+
+
+static size_t
+tx_base64url_encode(const uint8_t *in, size_t len, char *out)
+{
+    size_t    i, n;
+    uint32_t  v;
+
+    n = 0;
+
+    for (i = 0; i + 2 < len; i += 3) {
+        v = (uint32_t) in[i] << 16 | (uint32_t) in[i + 1] << 8 | in[i + 2];
+        out[n++] = tx_b64url[(v >> 18) & 63];
+        out[n++] = tx_b64url[(v >> 12) & 63];
+        out[n++] = tx_b64url[(v >> 6) & 63];
+        out[n++] = tx_b64url[v & 63];
+    }
+
+    if (len - i == 1) {
+        v = (uint32_t) in[i] << 16;
+        out[n++] = tx_b64url[(v >> 18) & 63];
+        out[n++] = tx_b64url[(v >> 12) & 63];
+
+    } else if (len - i == 2) {
+        v = (uint32_t) in[i] << 16 | (uint32_t) in[i + 1] << 8;
+        out[n++] = tx_b64url[(v >> 18) & 63];
+        out[n++] = tx_b64url[(v >> 12) & 63];
+        out[n++] = tx_b64url[(v >> 6) & 63];
+    }
+
+    return n;
+}
+
+
+void
+tx_key_generate(char *out)
+{
+    uint8_t  rnd[TX_KEY_RAND_LEN];
+    size_t   n;
+
+    randombytes_buf(rnd, sizeof(rnd));
+
+    memcpy(out, TX_KEY_PREFIX, TX_KEY_PREFIX_LEN);
+    n = tx_base64url_encode(rnd, sizeof(rnd), out + TX_KEY_PREFIX_LEN);
+    out[TX_KEY_PREFIX_LEN + n] = '\0';
+
+    sodium_memzero(rnd, sizeof(rnd));
+}
+
+
+int
+tx_key_shape_ok(const uint8_t *s, size_t len)
+{
+    size_t   i;
+    uint8_t  c;
+
+    if (s == NULL || len != TX_KEY_SECRET_LEN
+        || memcmp(s, TX_KEY_PREFIX, TX_KEY_PREFIX_LEN) != 0)
+    {
+        return 0;
+    }
+
+    for (i = TX_KEY_PREFIX_LEN; i < len; i++) {
+        c = s[i];
+
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')
+              || (c >= '0' && c <= '9') || c == '-' || c == '_'))
+        {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+int
+tx_key_hash(const uint8_t *hash_key, const uint8_t *secret, size_t len,
+    uint8_t *out)
+{
+    if (crypto_generichash(out, TX_KEY_HASH_LEN, secret, len, hash_key,
+                           TX_KEY_HASHKEY_LEN)
+        != 0)
+    {
+        return TX_ERROR;
+    }
+
+    return TX_OK;
+}
+
+
+void
+tx_id_generate(const char *prefix, char *out)
+{
+    uint8_t   rnd[13];
+    size_t    plen, i, bit;
+    unsigned  v;
+
+    randombytes_buf(rnd, sizeof(rnd));
+
+    plen = strlen(prefix);
+    memcpy(out, prefix, plen);
+
+    /* 20 groups of 5 bits from the first 100 bits of rnd */
+
+    for (i = 0; i < TX_ID_RAND_LEN; i++) {
+        bit = i * 5;
+        v = (unsigned) rnd[bit / 8] << 8 | rnd[bit / 8 + 1];
+        v = (v >> (11 - bit % 8)) & 31;
+        out[plen + i] = tx_b32[v];
+    }
+
+    out[plen + TX_ID_RAND_LEN] = '\0';
+}
+
+
+void
+tx_run_id_make(uint8_t *out, int64_t unix_ms, const uint8_t *rnd)
+{
+    uint64_t  ms;
+    int       i;
+
+    ms = (uint64_t) unix_ms;
+
+    for (i = 0; i < 6; i++) {
+        out[i] = (uint8_t) (ms >> (8 * (5 - i)));
+    }
+
+    memcpy(out + 6, rnd, 10);
+}
+
+
+void
+tx_run_id_hex(const uint8_t *id, char *out)
+{
+    int  i;
+
+    for (i = 0; i < 16; i++) {
+        out[2 * i] = tx_hex[id[i] >> 4];
+        out[2 * i + 1] = tx_hex[id[i] & 15];
+    }
+
+    out[32] = '\0';
+}
+
+
+static int
+tx_hexval(char c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+
+    if (c >= 'A' && c <= 'F') {
+        return c - 'A' + 10;
+    }
+
+    return -1;
+}
+
+
+int
+tx_run_id_parse(const char *hex, size_t len, uint8_t *out)
+{
+    int      i, hi, lo;
+    uint8_t  id[16];
+
+    if (hex == NULL || len != 32) {
+        return TX_ERROR;
+    }
+
+    for (i = 0; i < 16; i++) {
+        hi = tx_hexval(hex[2 * i]);
+        lo = tx_hexval(hex[2 * i + 1]);
+
+        if (hi < 0 || lo < 0) {
+            return TX_ERROR;
+        }
+
+        id[i] = (uint8_t) (hi << 4 | lo);
+    }
+
+    memcpy(out, id, sizeof(id));
+
+    return TX_OK;
+}
