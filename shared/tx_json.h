@@ -39,7 +39,11 @@ typedef struct {
     int             include_usage_on;
     int             model_is_string;
     int             model_has_escape; /* model string contains '\' */
-    int64_t         max_out;         /* first of the max_* fields, -1 none */
+    int64_t         max_out;         /* first of the max_* fields, -1 none:
+                                        in the order above, the first one
+                                        present whose value is a plain
+                                        non-negative integer that fits
+                                        int64 (null, 1.5, -1, 1e3 skipped) */
 } tx_json_req_t;
 
 
@@ -49,7 +53,11 @@ typedef struct {
  * allowed).  On success fills *req and returns TX_OK.  On a syntax error
  * returns TX_ERROR and writes "<what> at offset N" into err.  A duplicate
  * top-level field of interest keeps the last occurrence (what most JSON
- * parsers upstream do).
+ * parsers upstream do); keys are compared unescaped ("mod\u0065l" is
+ * "model").  Only top-level members are fields of interest; include_usage is
+ * the member of the top-level "stream_options" object, and a new
+ * "stream_options" resets it.  The span offsets are into p.  err may be
+ * NULL.
  */
 int tx_json_scan_request(const uint8_t *p, size_t len, tx_json_req_t *req,
     char *err, size_t errlen);

@@ -9,12 +9,19 @@
  * An allowlist entry is a URL pattern:
  *
  *     https://api.openai.com          any path on that host, port 443
- *     https://*.openai.azure.com      any subdomain (not the bare domain)
+ *     https://STAR.openai.azure.com   any subdomain (not the bare domain),
+ *                                     STAR being a literal '*'
  *     http://127.0.0.1:9000/v1/       that host and port, paths under /v1/
  *
  * Scheme and port must match exactly (default ports 80/443); the host
  * compares case-insensitively; a path prefix matches on a segment boundary
  * ("/v1" allows "/v1" and "/v1/x", not "/v10").
+ *
+ * Also refused by tx_url_parse: a path with "." or ".." segments (also as
+ * %2e), encoded '/' or '\' (%2f, %5c), a host with characters other than
+ * [A-Za-z0-9._-], an empty label, or over 255 bytes, an empty or zero port.
+ * Pattern lines are trimmed of blanks and a trailing '\r'; a pattern with a
+ * query never matches.
  */
 
 #ifndef TX_URL_H
