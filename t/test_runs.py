@@ -1,0 +1,129 @@
+"""Run records: one per request, listed newest first, ingested exactly
+once even across a kill -9 of torrix-cp or of an nginx worker."""
+
+import os
+import signal
+import time
+
+from torrix import wait_until
+
+
+def send(stack, key, n, model="gpt-4o-mini"):
+    """n sequential chat requests; returns their x-torrix-run-id, oldest
+    first."""
+    ids = []
+    for _ in range(n):
+        r = stack.chat(key, model)
+        assert r.status_code == 200, r.text
+        ids.append(r.headers["x-torrix-run-id"])
+        time.sleep(0.002)       # distinct milliseconds: a total order
+    return ids
+
+
+def assert_exactly(stack, ids, settle=1.5):
+    """GET /runs ends up holding exactly these run ids, and stays so."""
+    runs = stack.wait_runs(len(ids), timeout=10)
+    got = [r["id"] for r in runs]
+    assert sorted(got) == sorted(ids), (len(got), len(ids))
+    time.sleep(settle)          # one more spool rotation: no late duplicate
+    got = [r["id"] for r in stack.runs()]
+    assert len(got) == len(set(got)) == len(ids)
+    assert set(got) == set(ids)
+    return runs
+
+
+def test_runs_listed_newest_first(stack):
+    k = stack.api.create_key(allowed_models=["gpt-4o-mini"])
+    ids = send(stack, k["key"], 5)
+    assert len(set(ids)) == 5
+    runs = stack.wait_runs(5)
+    assert [r["id"] for r in runs] == ids[::-1]
+    for r in runs:
+        assert r["key_id"] == k["id"], r
+        assert r["endpoint"] in ("chat.completions", "/v1/chat/completions")
+        assert r["model_requested"] == "gpt-4o-mini", r
+        assert r["status"] == 200, r
+        lat = [v for f, v in r.items() if f.startswith("latency")]
+        assert lat and all(isinstance(v, (int, float)) and v > 0
+                           for v in lat), r
+    one = stack.api.ok("GET", "/runs/" + ids[2])
+    assert one["id"] == ids[2] and one["key_id"] == k["id"]
+    r = stack.api.get("/runs/" + "0" * 32)
+    assert r.status_code == 404, r.text
+
+
+def test_runs_paging(stack):
+    k = stack.api.create_key()
+    ids = send(stack, k["key"], 5)
+    stack.wait_runs(5)
+    page = stack.api.ok("GET", "/runs?limit=2")
+    assert len(page["data"]) == 2 and page["next_cursor"]
+    all_runs = stack.api.list_all("/runs", limit=2)
+    assert [r["id"] for r in all_runs] == ids[::-1]
+
+
+def test_rejected_request_is_a_run(stack):
+    k = stack.api.create_key(allowed_models=["gpt-4o"])
+    r = stack.chat(k["key"], "gpt-3.5-turbo")
+    assert r.status_code == 403
+    runs = stack.wait_runs(1)
+    assert len(runs) == 1
+    run = runs[0]
+    assert run["status"] == 403 and run["key_id"] == k["id"], run
+    assert run["model_requested"] == "gpt-3.5-turbo", run
+    if r.headers.get("x-torrix-run-id"):
+        assert r.headers["x-torrix-run-id"] == run["id"]
+
+
+def test_upstream_error_is_a_run(stack):
+    k = stack.api.create_key()
+    r = stack.chat(k["key"], headers={"x-mock-status": "503"})
+    assert r.status_code == 503
+    assert r.json()["error"]["code"] == "mock_503"
+    run = stack.wait_runs(1)[0]
+    assert run["id"] == r.headers["x-torrix-run-id"]
+    assert run["status"] == 503, run
+
+
+def test_anthropic_run(stack):
+    k = stack.api.create_key()
+    r = stack.messages(k["key"])
+    assert r.status_code == 200
+    run = stack.wait_runs(1)[0]
+    assert run["id"] == r.headers["x-torrix-run-id"]
+    assert run["endpoint"] in ("messages", "/v1/messages"), run
+    assert run["model_requested"] == "claude-3-5-haiku-latest"
+
+
+def test_exactly_once_across_cp_kill(stack):
+    k = stack.api.create_key()
+    ids = send(stack, k["key"], 20)
+    stack.kill_cp()
+    ids += send(stack, k["key"], 20)    # the gateway keeps serving
+    stack.start_cp()
+    assert_exactly(stack, ids)
+
+
+def test_exactly_once_across_cp_kill_during_ingest(stack):
+    k = stack.api.create_key()
+    ids = send(stack, k["key"], 20)
+    # let ingest start, then kill it in the middle
+    wait_until(lambda: stack.runs(), 5, 0.01, "first runs")
+    stack.kill_cp()
+    ids += send(stack, k["key"], 20)
+    stack.start_cp()
+    ids += send(stack, k["key"], 5)
+    assert_exactly(stack, ids)
+
+
+def test_runs_survive_worker_kill(stack):
+    k = stack.api.create_key()
+    ids = send(stack, k["key"], 10)
+    old = stack.workers()
+    stack.allowed_log.append(r"exited on signal 9")
+    for pid in old:
+        os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: (lambda w: len(w) == 2 and not set(w) & set(old))(
+        stack.workers()), 10, 0.02, "respawned workers")
+    ids += send(stack, k["key"], 3)
+    assert_exactly(stack, ids)
