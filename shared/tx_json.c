@@ -506,7 +506,7 @@ key:
             req->include_usage_on = 0;
         }
 
-    } else if (sub != TX_JF_NONE) {
+    } else if (depth == 2 && sub != TX_JF_NONE) {
         substart = i;
     }
 

@@ -1,0 +1,261 @@
+/*
+ * Unit tests: TLV records and snapshot decoders.
+ */
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "tx_record.h"
+#include "tx_snapshot.h"
+
+
+static void
+test_roundtrip(void **state)
+{
+    uint8_t        buf[128];
+    uint16_t       tag;
+    uint64_t       u;
+    int64_t        i;
+    tx_str_t       v;
+    tx_wbuf_t      wb;
+    tx_rec_iter_t  it;
+
+    tx_wbuf_init(&wb, buf, sizeof(buf));
+    tx_rec_put_cstr(&wb, 1, "hello");
+    tx_rec_put_u64(&wb, 2, 0x0102030405060708ULL);
+    tx_rec_put_i64(&wb, 3, -42);
+    tx_rec_put_bytes(&wb, 4, "", 0);
+    tx_rec_put_cstr(&wb, 5, NULL);
+    tx_rec_put_cstr(&wb, 6, "");
+    assert_false(wb.overflow);
+    assert_int_equal(wb.pos - wb.start,
+                     tx_rec_field_size(5) + 2 * tx_rec_field_size(8)
+                     + tx_rec_field_size(0));
+
+    /* little endian on the wire */
+    assert_int_equal(buf[0], 1);
+    assert_int_equal(buf[1], 0);
+    assert_int_equal(buf[2], 5);
+    assert_int_equal(buf[11 + 6], 0x08);
+
+    tx_rec_iter_init(&it, buf, wb.pos - wb.start);
+
+    assert_int_equal(tx_rec_next(&it, &tag, &v), TX_OK);
+    assert_int_equal(tag, 1);
+    assert_int_equal(v.len, 5);
+    assert_memory_equal(v.data, "hello", 5);
+
+    assert_int_equal(tx_rec_next(&it, &tag, &v), TX_OK);
+    assert_int_equal(tag, 2);
+    assert_int_equal(tx_rec_u64(&v, &u), TX_OK);
+    assert_true(u == 0x0102030405060708ULL);
+
+    assert_int_equal(tx_rec_next(&it, &tag, &v), TX_OK);
+    assert_int_equal(tag, 3);
+    assert_int_equal(tx_rec_i64(&v, &i), TX_OK);
+    assert_int_equal(i, -42);
+
+    assert_int_equal(tx_rec_next(&it, &tag, &v), TX_OK);
+    assert_int_equal(tag, 4);
+    assert_int_equal(v.len, 0);
+    assert_int_equal(tx_rec_u64(&v, &u), TX_ERROR);
+
+    assert_int_equal(tx_rec_next(&it, &tag, &v), TX_DONE);
+    assert_int_equal(tx_rec_next(&it, &tag, &v), TX_DONE);
+}
+
+
+static void
+test_overflow(void **state)
+{
+    uint8_t    buf[16];
+    tx_wbuf_t  wb;
+
+    tx_wbuf_init(&wb, buf, sizeof(buf));
+    tx_rec_put_u64(&wb, 1, 7);
+    assert_false(wb.overflow);
+    assert_int_equal(wb.pos - wb.start, 14);
+
+    tx_rec_put_bytes(&wb, 2, "x", 1);
+    assert_true(wb.overflow);
+    assert_int_equal(wb.pos - wb.start, 14);
+
+    /* sticky: a small field after the overflow is not written either */
+    tx_rec_put_bytes(&wb, 3, "", 0);
+    assert_true(wb.overflow);
+    assert_int_equal(wb.pos - wb.start, 14);
+
+    tx_wbuf_init(&wb, buf, 5);
+    tx_rec_put_bytes(&wb, 1, "", 0);
+    assert_true(wb.overflow);
+}
+
+
+static void
+test_truncated(void **state)
+{
+    uint8_t        buf[64];
+    uint16_t       tag;
+    tx_str_t       v;
+    tx_wbuf_t      wb;
+    tx_rec_iter_t  it;
+    size_t         n, cut;
+
+    tx_wbuf_init(&wb, buf, sizeof(buf));
+    tx_rec_put_cstr(&wb, 1, "abc");
+    tx_rec_put_cstr(&wb, 2, "defgh");
+    n = wb.pos - wb.start;
+
+    for (cut = 1; cut < tx_rec_field_size(5); cut++) {
+        tx_rec_iter_init(&it, buf, n - cut);
+        assert_int_equal(tx_rec_next(&it, &tag, &v), TX_OK);
+        assert_int_equal(tx_rec_next(&it, &tag, &v), TX_ERROR);
+        /* stays in error */
+        assert_int_equal(tx_rec_next(&it, &tag, &v), TX_ERROR);
+        assert_int_equal(tx_rec_find(buf, n - cut, 2, &v), TX_ERROR);
+    }
+
+    /* a length near 4 GiB must not wrap around */
+    memcpy(buf, "\x01\x00\xff\xff\xff\xff", 6);
+    tx_rec_iter_init(&it, buf, 6);
+    assert_int_equal(tx_rec_next(&it, &tag, &v), TX_ERROR);
+
+    tx_rec_iter_init(&it, buf, 0);
+    assert_int_equal(tx_rec_next(&it, &tag, &v), TX_DONE);
+}
+
+
+static void
+test_find(void **state)
+{
+    uint8_t    buf[64];
+    tx_str_t   v;
+    tx_wbuf_t  wb;
+
+    tx_wbuf_init(&wb, buf, sizeof(buf));
+    tx_rec_put_cstr(&wb, 900, "unknown");
+    tx_rec_put_cstr(&wb, 7, "first");
+    tx_rec_put_cstr(&wb, 7, "second");
+
+    assert_int_equal(tx_rec_find(buf, wb.pos - wb.start, 7, &v), TX_OK);
+    assert_int_equal(v.len, 5);
+    assert_memory_equal(v.data, "first", 5);
+    assert_int_equal(tx_rec_find(buf, wb.pos - wb.start, 8, &v),
+                     TX_DECLINED);
+    assert_int_equal(tx_rec_find(buf, 0, 8, &v), TX_DECLINED);
+}
+
+
+static void
+test_key_decode(void **state)
+{
+    uint8_t       buf[512], *odd;
+    tx_wbuf_t     wb;
+    tx_key_rec_t  k;
+    size_t        n;
+
+    tx_wbuf_init(&wb, buf, sizeof(buf));
+    tx_rec_put_cstr(&wb, TX_KEY_ID, "key_abc");
+    tx_rec_put_cstr(&wb, TX_KEY_NAME, "ci");
+    tx_rec_put_cstr(&wb, TX_KEY_PROJECT, "prj_1");
+    tx_rec_put_cstr(&wb, TX_KEY_MODELS, "gpt-4o*\nclaude-*");
+    tx_rec_put_u64(&wb, TX_KEY_ACCESS, TX_ACCESS_READ);
+    tx_rec_put_u64(&wb, TX_KEY_STATUS, TX_STATUS_ACTIVE);
+    tx_rec_put_i64(&wb, TX_KEY_EXPIRES_AT, 1900000000);
+    tx_rec_put_u64(&wb, TX_KEY_RPM, 60);
+    tx_rec_put_i64(&wb, TX_KEY_MONTHLY_BUDGET, 12 * TX_MONEY_PER_USD);
+    tx_rec_put_u64(&wb, TX_KEY_SOFT_PCT, 80);
+    tx_rec_put_cstr(&wb, 999, "future field");
+    assert_false(wb.overflow);
+    n = wb.pos - wb.start;
+
+    /* values read from LMDB are not aligned */
+    odd = buf + 256 + 1;
+    memmove(odd, buf, n);
+
+    assert_int_equal(tx_key_rec_decode(odd, n, &k), TX_OK);
+    assert_int_equal(k.id.len, 7);
+    assert_memory_equal(k.id.data, "key_abc", 7);
+    assert_int_equal(k.name.len, 2);
+    assert_int_equal(k.user.len, 0);
+    assert_int_equal(k.org.len, 0);
+    assert_int_equal(k.models.len, 16);
+    assert_int_equal(k.access, TX_ACCESS_READ);
+    assert_int_equal(k.status, TX_STATUS_ACTIVE);
+    assert_int_equal(k.expires_at, 1900000000);
+    assert_int_equal(k.rpm, 60);
+    assert_int_equal(k.tpm, 0);
+    assert_int_equal(k.daily_cap, 0);
+    assert_int_equal(k.monthly_budget, 12 * TX_MONEY_PER_USD);
+    assert_int_equal(k.soft_pct, 80);
+
+    assert_int_equal(tx_key_rec_decode(odd, n - 1, &k), TX_ERROR);
+
+    /* an integer field of the wrong size is corrupt */
+    tx_wbuf_init(&wb, buf, sizeof(buf));
+    tx_rec_put_bytes(&wb, TX_KEY_RPM, "\x01\x02", 2);
+    assert_int_equal(tx_key_rec_decode(buf, wb.pos - wb.start, &k),
+                     TX_ERROR);
+
+    assert_int_equal(tx_key_rec_decode(buf, 0, &k), TX_OK);
+    assert_int_equal(k.id.len, 0);
+}
+
+
+static void
+test_khash_provider_decode(void **state)
+{
+    uint8_t            buf[256];
+    tx_wbuf_t          wb;
+    tx_khash_rec_t     kh;
+    tx_provider_rec_t  pr;
+
+    tx_wbuf_init(&wb, buf, sizeof(buf));
+    tx_rec_put_cstr(&wb, TX_KH_KEY_ID, "key_x");
+    tx_rec_put_i64(&wb, TX_KH_NOT_AFTER, 1700000000);
+    assert_int_equal(tx_khash_rec_decode(buf, wb.pos - wb.start, &kh),
+                     TX_OK);
+    assert_int_equal(kh.key_id.len, 5);
+    assert_int_equal(kh.not_after, 1700000000);
+
+    tx_wbuf_init(&wb, buf, sizeof(buf));
+    tx_rec_put_cstr(&wb, TX_KH_KEY_ID, "key_y");
+    assert_int_equal(tx_khash_rec_decode(buf, wb.pos - wb.start, &kh),
+                     TX_OK);
+    assert_int_equal(kh.not_after, 0);
+
+    tx_rec_put_bytes(&wb, TX_KH_NOT_AFTER, "1234", 4);
+    assert_int_equal(tx_khash_rec_decode(buf, wb.pos - wb.start, &kh),
+                     TX_ERROR);
+
+    tx_wbuf_init(&wb, buf, sizeof(buf));
+    tx_rec_put_cstr(&wb, TX_PRV_NAME, "openai");
+    tx_rec_put_u64(&wb, TX_PRV_KIND, TX_PROVIDER_OPENAI);
+    tx_rec_put_cstr(&wb, TX_PRV_BASE_URL, "https://api.openai.com/v1");
+    assert_int_equal(tx_provider_rec_decode(buf, wb.pos - wb.start, &pr),
+                     TX_OK);
+    assert_int_equal(pr.kind, TX_PROVIDER_OPENAI);
+    assert_int_equal(pr.base_url.len, 25);
+    assert_int_equal(pr.api_key.len, 0);
+    assert_int_equal(tx_provider_rec_decode(buf, 3, &pr), TX_ERROR);
+}
+
+
+int
+main(void)
+{
+    const struct CMUnitTest  tests[] = {
+        cmocka_unit_test(test_roundtrip),
+        cmocka_unit_test(test_overflow),
+        cmocka_unit_test(test_truncated),
+        cmocka_unit_test(test_find),
+        cmocka_unit_test(test_key_decode),
+        cmocka_unit_test(test_khash_provider_decode),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
