@@ -1,0 +1,841 @@
+/*
+ * ngx_torrix_module: the access phase.
+ *
+ * In order: endpoint, key (snapshot read txn #1), read-only keys, the body
+ * (read with the mirror module's re-entry pattern), JSON and model
+ * allowlist, upstream choice (snapshot read txn #2).  A refusal is answered
+ * here in the client's provider shape; an admitted request continues to the
+ * proxy module with the $torrix_upstream* variables set.  Each snapshot txn
+ * is reset before returning to the event loop.
+ */
+
+#include "ngx_http_torrix_module.h"
+
+
+typedef struct {
+    ngx_str_t                suffix;
+    ngx_uint_t               endpoint;
+    ngx_uint_t               method;
+    ngx_http_torrix_shape_e  shape;
+} ngx_http_torrix_endpoint_t;
+
+
+static ngx_int_t ngx_http_torrix_finish(ngx_http_request_t *r,
+    ngx_http_torrix_ctx_t *ctx);
+static void ngx_http_torrix_body_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_torrix_endpoint(ngx_http_request_t *r,
+    ngx_http_torrix_ctx_t *ctx);
+static ngx_int_t ngx_http_torrix_check_key(ngx_http_request_t *r,
+    ngx_http_torrix_ctx_t *ctx);
+static ngx_int_t ngx_http_torrix_check_body(ngx_http_request_t *r,
+    ngx_http_torrix_ctx_t *ctx);
+static ngx_int_t ngx_http_torrix_route(ngx_http_request_t *r,
+    ngx_http_torrix_ctx_t *ctx);
+static ngx_int_t ngx_http_torrix_route_proxy(ngx_http_request_t *r,
+    ngx_http_torrix_ctx_t *ctx);
+static ngx_int_t ngx_http_torrix_set_upstream(ngx_http_request_t *r,
+    ngx_http_torrix_ctx_t *ctx, tx_url_t *u);
+static ngx_int_t ngx_http_torrix_models(ngx_http_request_t *r,
+    ngx_http_torrix_ctx_t *ctx);
+static ngx_int_t ngx_http_torrix_copy(ngx_pool_t *pool, ngx_str_t *dst,
+    const tx_str_t *src);
+
+
+static ngx_http_torrix_endpoint_t  ngx_http_torrix_endpoints[] = {
+    { ngx_string("/v1/chat/completions"), TX_EP_CHAT, NGX_HTTP_POST,
+      NGX_HTTP_TORRIX_SHAPE_OPENAI },
+    { ngx_string("/v1/completions"), TX_EP_COMPLETIONS, NGX_HTTP_POST,
+      NGX_HTTP_TORRIX_SHAPE_OPENAI },
+    { ngx_string("/v1/embeddings"), TX_EP_EMBEDDINGS, NGX_HTTP_POST,
+      NGX_HTTP_TORRIX_SHAPE_OPENAI },
+    { ngx_string("/v1/responses"), TX_EP_RESPONSES, NGX_HTTP_POST,
+      NGX_HTTP_TORRIX_SHAPE_OPENAI },
+    { ngx_string("/v1/models"), TX_EP_MODELS, NGX_HTTP_GET,
+      NGX_HTTP_TORRIX_SHAPE_OPENAI },
+    { ngx_string("/v1/messages"), TX_EP_MESSAGES, NGX_HTTP_POST,
+      NGX_HTTP_TORRIX_SHAPE_ANTHROPIC },
+    { ngx_string("/proxy"), TX_EP_PROXY, 0,
+      NGX_HTTP_TORRIX_SHAPE_OPENAI },
+    { ngx_null_string, 0, 0, 0 }
+};
+
+
+ngx_int_t
+ngx_http_torrix_access_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                    rc;
+    uint8_t                      rnd[10];
+    ngx_http_torrix_ctx_t       *ctx;
+    ngx_http_torrix_loc_conf_t  *tlcf;
+
+    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_torrix_module);
+
+    if (!tlcf->enable) {
+        return NGX_DECLINED;
+    }
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_torrix_module);
+
+    if (ctx) {
+        if (!ctx->done) {
+            return NGX_DONE;
+        }
+
+        return ngx_http_torrix_finish(r, ctx);
+    }
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_torrix_ctx_t));
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_http_set_ctx(r, ctx, ngx_http_torrix_module);
+
+    ctx->status = NGX_HTTP_INTERNAL_SERVER_ERROR;
+    ctx->start_us = ngx_http_torrix_now_us();
+
+    ngx_http_torrix_random(rnd, sizeof(rnd));
+    tx_run_id_make(ctx->run_id, ctx->start_us / 1000, rnd);
+    tx_run_id_hex(ctx->run_id, ctx->run_id_hex);
+
+    if (ngx_http_torrix_endpoint(r, ctx) != NGX_OK
+        || ngx_http_torrix_check_key(r, ctx) != NGX_OK)
+    {
+        ctx->done = 1;
+        return ngx_http_torrix_finish(r, ctx);
+    }
+
+    if (ctx->endpoint == TX_EP_MODELS) {
+        ctx->done = 1;
+        ctx->status = NGX_HTTP_OK;
+        return ngx_http_torrix_finish(r, ctx);
+    }
+
+    if (r->headers_in.content_length_n > (off_t) tlcf->max_body_size) {
+        ngx_http_torrix_reject(ctx, r->pool, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                               "request_too_large",
+                               "Request body of %O bytes exceeds the limit "
+                               "of %uz bytes",
+                               r->headers_in.content_length_n,
+                               tlcf->max_body_size);
+        ctx->done = 1;
+        return ngx_http_torrix_finish(r, ctx);
+    }
+
+    ctx->waiting_body = 1;
+
+    rc = ngx_http_read_client_request_body(r, ngx_http_torrix_body_handler);
+
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        return rc;
+    }
+
+    ngx_http_finalize_request(r, NGX_DONE);
+
+    return NGX_DONE;
+}
+
+
+/*
+ * The access phase's answer once the decision is made: continue to the proxy
+ * (NGX_OK), or send the response here and end the phase (NGX_DONE).
+ */
+static ngx_int_t
+ngx_http_torrix_finish(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
+{
+    ngx_int_t  rc;
+
+    if (ctx->status == NGX_OK) {
+        return NGX_OK;
+    }
+
+    if (ctx->status != NGX_HTTP_OK && !ctx->rejected) {
+        ngx_http_torrix_reject(ctx, r->pool, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                               "internal_error", "Internal gateway error");
+    }
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (ctx->status == NGX_HTTP_OK && ctx->endpoint == TX_EP_MODELS) {
+        rc = ngx_http_torrix_models(r, ctx);
+
+    } else {
+        rc = ngx_http_torrix_send_error(r, ctx);
+    }
+
+    ngx_http_finalize_request(r, rc);
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_http_torrix_body_handler(ngx_http_request_t *r)
+{
+    ngx_http_torrix_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_torrix_module);
+
+    ctx->done = 1;
+    ctx->waiting_body = 0;
+
+    if (ngx_http_torrix_check_body(r, ctx) == NGX_OK
+        && ngx_http_torrix_route(r, ctx) == NGX_OK)
+    {
+        ctx->status = NGX_OK;
+    }
+
+    r->write_event_handler = ngx_http_core_run_phases;
+    ngx_http_core_run_phases(r);
+}
+
+
+static ngx_int_t
+ngx_http_torrix_endpoint(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
+{
+    ngx_http_torrix_endpoint_t  *e;
+
+    for (e = ngx_http_torrix_endpoints; e->suffix.len; e++) {
+        if (r->uri.len >= e->suffix.len
+            && ngx_strncmp(r->uri.data + r->uri.len - e->suffix.len,
+                           e->suffix.data, e->suffix.len)
+               == 0)
+        {
+            break;
+        }
+    }
+
+    if (e->suffix.len == 0) {
+        /* an Anthropic client gets its own shape for unknown paths too */
+        if (ngx_http_torrix_header(r, "anthropic-version",
+                                   sizeof("anthropic-version") - 1))
+        {
+            ctx->shape = NGX_HTTP_TORRIX_SHAPE_ANTHROPIC;
+        }
+
+        return ngx_http_torrix_reject(ctx, r->pool, NGX_HTTP_NOT_FOUND,
+                                      "unknown_url", "Unknown request URL: "
+                                      "%V %V", &r->method_name, &r->uri);
+    }
+
+    ctx->endpoint = e->endpoint;
+    ctx->shape = e->shape;
+
+    if (e->method && !(r->method & e->method)) {
+        return ngx_http_torrix_reject(ctx, r->pool, NGX_HTTP_NOT_ALLOWED,
+                                      "method_not_allowed",
+                                      "%V is not allowed on %V; use %s",
+                                      &r->method_name, &r->uri,
+                                      e->method == NGX_HTTP_GET ? "GET"
+                                                                : "POST");
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_torrix_check_key(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
+{
+    int                  rc;
+    time_t               now;
+    uint8_t              hash[TX_KEY_HASH_LEN];
+    MDB_txn             *txn;
+    tx_str_t             secret, val;
+    ngx_table_elt_t     *h;
+    tx_key_rec_t         key;
+    tx_khash_rec_t       kh;
+
+    secret.len = 0;
+    secret.data = NULL;
+
+    h = r->headers_in.authorization;
+
+    if (h && h->value.len > 7
+        && ngx_strncasecmp(h->value.data, (u_char *) "Bearer ", 7) == 0)
+    {
+        secret.data = h->value.data + 7;
+        secret.len = h->value.len - 7;
+
+        while (secret.len && secret.data[0] == ' ') {
+            secret.data++;
+            secret.len--;
+        }
+
+    } else if (ctx->endpoint != TX_EP_PROXY) {
+        h = ngx_http_torrix_header(r, "x-api-key", sizeof("x-api-key") - 1);
+        if (h) {
+            secret.data = h->value.data;
+            secret.len = h->value.len;
+        }
+    }
+
+    if (secret.len == 0) {
+        return ngx_http_torrix_reject(ctx, r->pool, NGX_HTTP_UNAUTHORIZED,
+                                      "missing_api_key",
+                                      "Missing API key: send "
+                                      "\"Authorization: Bearer sk-torrix-...\""
+                                      "%s",
+                                      ctx->shape
+                                              == NGX_HTTP_TORRIX_SHAPE_ANTHROPIC
+                                          ? " or \"x-api-key\""
+                                          : "");
+    }
+
+    if (!tx_key_shape_ok(secret.data, secret.len)) {
+        return ngx_http_torrix_reject(ctx, r->pool, NGX_HTTP_UNAUTHORIZED,
+                                      "invalid_api_key",
+                                      "Invalid API key: not a Torrix key");
+    }
+
+    txn = ngx_http_torrix_snapshot_begin(r->connection->log);
+    if (txn == NULL) {
+        return ngx_http_torrix_reject(ctx, r->pool,
+                                      NGX_HTTP_SERVICE_UNAVAILABLE,
+                                      "gateway_not_ready",
+                                      "The gateway has no snapshot yet; "
+                                      "is torrix-cp running?");
+    }
+
+    rc = ngx_http_torrix_snapshot_get(txn, NGX_HTTP_TORRIX_DB_META,
+                                      TX_SNAP_META_HASH_KEY,
+                                      sizeof(TX_SNAP_META_HASH_KEY) - 1, &val);
+    if (rc != TX_OK || val.len != TX_KEY_HASHKEY_LEN
+        || tx_key_hash(val.data, secret.data, secret.len, hash) != TX_OK)
+    {
+        ngx_http_torrix_snapshot_end();
+        return ngx_http_torrix_reject(ctx, r->pool,
+                                      NGX_HTTP_SERVICE_UNAVAILABLE,
+                                      "gateway_not_ready",
+                                      "The gateway snapshot has no hash key");
+    }
+
+    now = ngx_time();
+
+    if (ngx_http_torrix_snapshot_get(txn, NGX_HTTP_TORRIX_DB_KHASH, hash,
+                                     sizeof(hash), &val)
+            != TX_OK
+        || tx_khash_rec_decode(val.data, val.len, &kh) != TX_OK)
+    {
+        ngx_http_torrix_snapshot_end();
+        return ngx_http_torrix_reject(ctx, r->pool, NGX_HTTP_UNAUTHORIZED,
+                                      "invalid_api_key",
+                                      "Invalid API key: unknown or revoked");
+    }
+
+    if (kh.not_after && now >= kh.not_after) {
+        ngx_http_torrix_snapshot_end();
+        return ngx_http_torrix_reject(ctx, r->pool, NGX_HTTP_UNAUTHORIZED,
+                                      "invalid_api_key",
+                                      "Invalid API key: this secret was "
+                                      "rotated and its grace period ended");
+    }
+
+    if (ngx_http_torrix_snapshot_get(txn, NGX_HTTP_TORRIX_DB_KEYS,
+                                     kh.key_id.data, kh.key_id.len, &val)
+            != TX_OK
+        || tx_key_rec_decode(val.data, val.len, &key) != TX_OK)
+    {
+        ngx_http_torrix_snapshot_end();
+        return ngx_http_torrix_reject(ctx, r->pool, NGX_HTTP_UNAUTHORIZED,
+                                      "invalid_api_key",
+                                      "Invalid API key: unknown or revoked");
+    }
+
+    if (ngx_http_torrix_copy(r->pool, &ctx->key_id, &key.id) != NGX_OK
+        || ngx_http_torrix_copy(r->pool, &ctx->project, &key.project)
+               != NGX_OK
+        || ngx_http_torrix_copy(r->pool, &ctx->org, &key.org) != NGX_OK
+        || ngx_http_torrix_copy(r->pool, &ctx->user, &key.user) != NGX_OK
+        || ngx_http_torrix_copy(r->pool, &ctx->models, &key.models) != NGX_OK)
+    {
+        ngx_http_torrix_snapshot_end();
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_http_torrix_snapshot_end();
+
+    ctx->access = key.access;
+
+    if (key.status != TX_STATUS_ACTIVE) {
+        return ngx_http_torrix_reject(ctx, r->pool, NGX_HTTP_UNAUTHORIZED,
+                                      "invalid_api_key",
+                                      "Invalid API key: this key was revoked");
+    }
+
+    if (key.expires_at && now >= key.expires_at) {
+        return ngx_http_torrix_reject(ctx, r->pool, NGX_HTTP_UNAUTHORIZED,
+                                      "invalid_api_key",
+                                      "Invalid API key: this key expired");
+    }
+
+    if (key.access != TX_ACCESS_FULL) {
+        return ngx_http_torrix_reject(ctx, r->pool, NGX_HTTP_FORBIDDEN,
+                                      "read_only_key",
+                                      "This key has read access only and "
+                                      "cannot call the gateway");
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_torrix_check_body(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
+{
+    u_char                      *model;
+    ssize_t                      n;
+    ngx_str_t                    body;
+    tx_json_req_t                req;
+    ngx_http_torrix_loc_conf_t  *tlcf;
+    char                         err[128];
+    tx_str_t                     models;
+
+    if (ctx->too_large) {
+        tlcf = ngx_http_get_module_loc_conf(r, ngx_http_torrix_module);
+        return ngx_http_torrix_reject(ctx, r->pool,
+                                      NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                      "request_too_large",
+                                      "Request body exceeds the limit of "
+                                      "%uz bytes", tlcf->max_body_size);
+    }
+
+    if (ngx_http_torrix_body_bytes(r, &body) != NGX_OK) {
+        return ngx_http_torrix_reject(ctx, r->pool,
+                                      NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                      "internal_error",
+                                      "Could not read the request body");
+    }
+
+    if (tx_json_scan_request(body.data, body.len, &req, err, sizeof(err))
+        != TX_OK)
+    {
+        if (ctx->endpoint == TX_EP_PROXY) {
+            /* the generic proxy carries any body */
+            return NGX_OK;
+        }
+
+        return ngx_http_torrix_reject(ctx, r->pool, NGX_HTTP_BAD_REQUEST,
+                                      "invalid_json",
+                                      "The request body is not valid JSON: %s",
+                                      err);
+    }
+
+    ctx->stream = req.stream_on;
+
+    if (req.model.off < 0 || !req.model_is_string) {
+        if (ctx->endpoint == TX_EP_PROXY) {
+            return NGX_OK;
+        }
+
+        return ngx_http_torrix_reject(ctx, r->pool, NGX_HTTP_BAD_REQUEST,
+                                      "missing_model",
+                                      "The request needs a \"model\" string");
+    }
+
+    model = ngx_pnalloc(r->pool, NGX_HTTP_TORRIX_MODEL_MAX);
+    if (model == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    n = tx_json_unescape(body.data + req.model.off, req.model.len, model,
+                         NGX_HTTP_TORRIX_MODEL_MAX);
+    if (n <= 0) {
+        return ngx_http_torrix_reject(ctx, r->pool, NGX_HTTP_BAD_REQUEST,
+                                      "invalid_model",
+                                      "The \"model\" is empty or longer than "
+                                      "%d bytes", NGX_HTTP_TORRIX_MODEL_MAX);
+    }
+
+    ctx->model.data = model;
+    ctx->model.len = n;
+
+    models.data = ctx->models.data;
+    models.len = ctx->models.len;
+
+    if (!tx_glob_list_match(&models, model, n)) {
+        return ngx_http_torrix_reject(ctx, r->pool, NGX_HTTP_FORBIDDEN,
+                                      "model_not_allowed",
+                                      "This key is not allowed to use model "
+                                      "\"%V\"", &ctx->model);
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_torrix_route(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
+{
+    u_char             *p;
+    size_t              skip;
+    MDB_txn            *txn;
+    tx_url_t            u;
+    tx_str_t            val, path;
+    ngx_str_t           base, key;
+    tx_provider_rec_t   prv;
+
+    if (ctx->endpoint == TX_EP_PROXY) {
+        return ngx_http_torrix_route_proxy(r, ctx);
+    }
+
+    if (ctx->endpoint == TX_EP_MESSAGES) {
+        ngx_str_set(&ctx->provider, "anthropic");
+
+    } else {
+        ngx_str_set(&ctx->provider, "openai");
+    }
+
+    txn = ngx_http_torrix_snapshot_begin(r->connection->log);
+    if (txn == NULL) {
+        return ngx_http_torrix_reject(ctx, r->pool,
+                                      NGX_HTTP_SERVICE_UNAVAILABLE,
+                                      "gateway_not_ready",
+                                      "The gateway has no snapshot");
+    }
+
+    if (ngx_http_torrix_snapshot_get(txn, NGX_HTTP_TORRIX_DB_PROVIDERS,
+                                     ctx->provider.data, ctx->provider.len,
+                                     &val)
+            != TX_OK
+        || tx_provider_rec_decode(val.data, val.len, &prv) != TX_OK
+        || prv.base_url.len == 0)
+    {
+        ngx_http_torrix_snapshot_end();
+        return ngx_http_torrix_reject(ctx, r->pool,
+                                      NGX_HTTP_SERVICE_UNAVAILABLE,
+                                      "provider_not_configured",
+                                      "Provider \"%V\" has no base URL",
+                                      &ctx->provider);
+    }
+
+    if (ngx_http_torrix_copy(r->pool, &base, &prv.base_url) != NGX_OK
+        || ngx_http_torrix_copy(r->pool, &key, &prv.api_key) != NGX_OK)
+    {
+        ngx_http_torrix_snapshot_end();
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_http_torrix_snapshot_end();
+
+    if (tx_url_parse(base.data, base.len, &u) != TX_OK) {
+        return ngx_http_torrix_reject(ctx, r->pool, NGX_HTTP_BAD_GATEWAY,
+                                      "provider_misconfigured",
+                                      "Provider \"%V\" has an invalid base URL",
+                                      &ctx->provider);
+    }
+
+    /*
+     * OpenAI-style base URLs include the version ("https://api.openai.com/v1"),
+     * Anthropic's do not ("https://api.anthropic.com"): the upstream path is
+     * the base path followed by the endpoint without or with its "/v1".
+     */
+    path.data = u.path.data;
+    path.len = u.path.len;
+
+    while (path.len && path.data[path.len - 1] == '/') {
+        path.len--;
+    }
+
+    skip = 0;
+    for (p = r->uri.data + r->uri.len - 4; p >= r->uri.data; p--) {
+        if (ngx_strncmp(p, "/v1/", 4) == 0) {
+            skip = p - r->uri.data;
+            break;
+        }
+    }
+
+    if (prv.kind != TX_PROVIDER_ANTHROPIC) {
+        skip += 3;
+    }
+
+    ctx->upstream_uri.len = path.len + (r->uri.len - skip)
+                            + (r->args.len ? r->args.len + 1 : 0);
+    ctx->upstream_uri.data = ngx_pnalloc(r->pool, ctx->upstream_uri.len);
+    if (ctx->upstream_uri.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_cpymem(ctx->upstream_uri.data, path.data, path.len);
+    p = ngx_cpymem(p, r->uri.data + skip, r->uri.len - skip);
+
+    if (r->args.len) {
+        *p++ = '?';
+        p = ngx_cpymem(p, r->args.data, r->args.len);
+    }
+
+    if (key.len) {
+        if (prv.kind == TX_PROVIDER_ANTHROPIC) {
+            ctx->upstream_api_key = key;
+
+        } else {
+            ctx->upstream_authorization.len = sizeof("Bearer ") - 1 + key.len;
+            ctx->upstream_authorization.data =
+                ngx_pnalloc(r->pool, ctx->upstream_authorization.len);
+            if (ctx->upstream_authorization.data == NULL) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            ngx_sprintf(ctx->upstream_authorization.data, "Bearer %V", &key);
+        }
+    }
+
+    return ngx_http_torrix_set_upstream(r, ctx, &u);
+}
+
+
+static ngx_int_t
+ngx_http_torrix_route_proxy(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
+{
+    u_char           *p;
+    MDB_txn          *txn;
+    tx_url_t          u;
+    tx_str_t          targets;
+    ngx_str_t         target;
+    ngx_table_elt_t  *h;
+
+    ngx_str_set(&ctx->provider, "proxy");
+
+    h = ngx_http_torrix_header(r, "x-target-url", sizeof("x-target-url") - 1);
+    if (h == NULL || h->value.len == 0) {
+        return ngx_http_torrix_reject(ctx, r->pool, NGX_HTTP_BAD_REQUEST,
+                                      "missing_target",
+                                      "/proxy needs an \"x-target-url\" "
+                                      "header");
+    }
+
+    target = h->value;
+
+    if (tx_url_parse(target.data, target.len, &u) != TX_OK) {
+        return ngx_http_torrix_reject(ctx, r->pool, NGX_HTTP_BAD_REQUEST,
+                                      "invalid_target",
+                                      "\"x-target-url\" is not an absolute "
+                                      "http(s) URL without user info");
+    }
+
+    txn = ngx_http_torrix_snapshot_begin(r->connection->log);
+    if (txn == NULL) {
+        return ngx_http_torrix_reject(ctx, r->pool,
+                                      NGX_HTTP_SERVICE_UNAVAILABLE,
+                                      "gateway_not_ready",
+                                      "The gateway has no snapshot");
+    }
+
+    if (ngx_http_torrix_snapshot_get(txn, NGX_HTTP_TORRIX_DB_SETTINGS,
+                                     TX_SET_PROXY_TARGETS,
+                                     sizeof(TX_SET_PROXY_TARGETS) - 1,
+                                     &targets)
+        != TX_OK)
+    {
+        targets.data = (const uint8_t *) tx_url_default_targets;
+        targets.len = ngx_strlen(tx_url_default_targets);
+    }
+
+    if (!tx_url_allowed(&u, &targets)) {
+        ngx_http_torrix_snapshot_end();
+        return ngx_http_torrix_reject(ctx, r->pool, NGX_HTTP_FORBIDDEN,
+                                      "target_not_allowed",
+                                      "\"x-target-url\" is not in this "
+                                      "instance's target allowlist");
+    }
+
+    ngx_http_torrix_snapshot_end();
+
+    ctx->upstream_uri.len = (u.path.len ? u.path.len : 1)
+                            + (u.query.len ? u.query.len + 1 : 0);
+    ctx->upstream_uri.data = ngx_pnalloc(r->pool, ctx->upstream_uri.len);
+    if (ctx->upstream_uri.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (u.path.len) {
+        p = ngx_cpymem(ctx->upstream_uri.data, u.path.data, u.path.len);
+
+    } else {
+        p = ctx->upstream_uri.data;
+        *p++ = '/';
+    }
+
+    if (u.query.len) {
+        *p++ = '?';
+        ngx_memcpy(p, u.query.data, u.query.len);
+    }
+
+    h = ngx_http_torrix_header(r, "x-upstream-authorization",
+                               sizeof("x-upstream-authorization") - 1);
+    if (h) {
+        ctx->upstream_authorization = h->value;
+    }
+
+    return ngx_http_torrix_set_upstream(r, ctx, &u);
+}
+
+
+/*
+ * Sets $torrix_upstream to the upstream{} block serving the URL's host:port
+ * when there is one (its keepalive pool is used), else to the host itself.
+ */
+static ngx_int_t
+ngx_http_torrix_set_upstream(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx,
+    tx_url_t *u)
+{
+    u_char                          *p, buf[NGX_SOCKADDR_STRLEN + 8];
+    size_t                           len;
+    ngx_str_t                        name;
+    ngx_uint_t                       i;
+    ngx_http_torrix_main_conf_t     *tmcf;
+    ngx_http_torrix_upstream_map_t  *m;
+
+    tmcf = ngx_http_get_module_main_conf(r, ngx_http_torrix_module);
+
+    if (u->host.len > NGX_SOCKADDR_STRLEN) {
+        return ngx_http_torrix_reject(ctx, r->pool, NGX_HTTP_BAD_REQUEST,
+                                      "invalid_target", "Host name too long");
+    }
+
+    if (ngx_strlchr((u_char *) u->host.data,
+                    (u_char *) u->host.data + u->host.len, ':'))
+    {
+        p = ngx_sprintf(buf, "[%*s]:%d", u->host.len, u->host.data, u->port);
+
+    } else {
+        p = ngx_sprintf(buf, "%*s:%d", u->host.len, u->host.data, u->port);
+    }
+
+    len = p - buf;
+
+    name.len = u->hostport.len;
+    name.data = (u_char *) u->hostport.data;
+
+    m = tmcf->upstreams->elts;
+
+    for (i = 0; i < tmcf->upstreams->nelts; i++) {
+        if (m[i].hostport.len == len
+            && ngx_strncasecmp(m[i].hostport.data, buf, len) == 0)
+        {
+            name = m[i].name;
+            break;
+        }
+    }
+
+    ctx->upstream.len = (u->https ? sizeof("https://") : sizeof("http://"))
+                        - 1 + name.len;
+    ctx->upstream.data = ngx_pnalloc(r->pool, ctx->upstream.len);
+    if (ctx->upstream.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_sprintf(ctx->upstream.data, "%s%V", u->https ? "https://" : "http://",
+                &name);
+
+    ctx->upstream_host.len = u->hostport.len;
+    ctx->upstream_host.data = (u_char *) u->hostport.data;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_torrix_models(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
+{
+    u_char  *body, *p, *s, *e, *nl;
+    size_t   len;
+
+    len = sizeof("{\"object\":\"list\",\"data\":[]}")
+          + ctx->models.len * 6
+          + (ctx->models.len + 1)
+                * sizeof("{\"id\":\"\",\"object\":\"model\",\"created\":0,"
+                         "\"owned_by\":\"torrix\"},");
+
+    body = ngx_pnalloc(r->pool, len);
+    if (body == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_cpymem(body, "{\"object\":\"list\",\"data\":[",
+                   sizeof("{\"object\":\"list\",\"data\":[") - 1);
+
+    s = ctx->models.data;
+    e = ctx->models.data + ctx->models.len;
+
+    while (s < e) {
+        nl = ngx_strlchr(s, e, '\n');
+        if (nl == NULL) {
+            nl = e;
+        }
+
+        if (nl > s && ngx_strlchr(s, nl, '*') == NULL) {
+            if (p[-1] == '}') {
+                *p++ = ',';
+            }
+
+            p = ngx_cpymem(p, "{\"id\":\"", sizeof("{\"id\":\"") - 1);
+            p = ngx_http_torrix_json_escape(p, s, nl - s);
+            p = ngx_cpymem(p, "\",\"object\":\"model\",\"created\":0,"
+                           "\"owned_by\":\"torrix\"}",
+                           sizeof("\",\"object\":\"model\",\"created\":0,"
+                                  "\"owned_by\":\"torrix\"}") - 1);
+        }
+
+        s = nl + 1;
+    }
+
+    p = ngx_cpymem(p, "]}", 2);
+
+    return ngx_http_torrix_send_json(r, NGX_HTTP_OK, body, p - body);
+}
+
+
+ngx_table_elt_t *
+ngx_http_torrix_header(ngx_http_request_t *r, const char *name, size_t len)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return NULL;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == len
+            && ngx_strncasecmp(h[i].key.data, (u_char *) name, len) == 0)
+        {
+            return &h[i];
+        }
+    }
+}
+
+
+static ngx_int_t
+ngx_http_torrix_copy(ngx_pool_t *pool, ngx_str_t *dst, const tx_str_t *src)
+{
+    if (src->len == 0) {
+        dst->len = 0;
+        dst->data = NULL;
+        return NGX_OK;
+    }
+
+    dst->data = ngx_pnalloc(pool, src->len);
+    if (dst->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(dst->data, src->data, src->len);
+    dst->len = src->len;
+
+    return NGX_OK;
+}

@@ -1,0 +1,131 @@
+/*
+ * ngx_torrix_module: the request body.
+ *
+ * A request body filter enforces torrix_max_body_size on bodies without a
+ * Content-Length (chunked): past the limit it swallows the rest, so the
+ * access phase can answer 413 in the provider's shape once reading ends.
+ * ngx_http_torrix_body_bytes() gives the body as one contiguous buffer,
+ * reading it back from the temp file when nginx spilled it there.
+ */
+
+#include "ngx_http_torrix_module.h"
+
+
+static ngx_int_t ngx_http_torrix_request_body_filter(ngx_http_request_t *r,
+    ngx_chain_t *in);
+
+
+static ngx_http_request_body_filter_pt  ngx_http_next_request_body_filter;
+
+
+ngx_int_t
+ngx_http_torrix_body_init(ngx_conf_t *cf)
+{
+    ngx_http_next_request_body_filter = ngx_http_top_request_body_filter;
+    ngx_http_top_request_body_filter = ngx_http_torrix_request_body_filter;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_torrix_request_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
+{
+    off_t                        size;
+    ngx_chain_t                 *cl;
+    ngx_http_torrix_ctx_t       *ctx;
+    ngx_http_torrix_loc_conf_t  *tlcf;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_torrix_module);
+    if (ctx == NULL) {
+        return ngx_http_next_request_body_filter(r, in);
+    }
+
+    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_torrix_module);
+
+    size = 0;
+    for (cl = in; cl; cl = cl->next) {
+        size += ngx_buf_size(cl->buf);
+    }
+
+    ctx->body_bytes += size;
+
+    if (ctx->too_large || ctx->body_bytes > (off_t) tlcf->max_body_size) {
+        ctx->too_large = 1;
+
+        /* drop the data but let reading run to its end */
+        for (cl = in; cl; cl = cl->next) {
+            cl->buf->pos = cl->buf->last;
+            cl->buf->file_pos = cl->buf->file_last;
+
+            if (cl->buf->last_buf) {
+                return ngx_http_next_request_body_filter(r, cl);
+            }
+        }
+
+        return NGX_OK;
+    }
+
+    return ngx_http_next_request_body_filter(r, in);
+}
+
+
+ngx_int_t
+ngx_http_torrix_body_bytes(ngx_http_request_t *r, ngx_str_t *body)
+{
+    off_t         len;
+    u_char       *p;
+    ssize_t       n;
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl;
+
+    body->len = 0;
+    body->data = NULL;
+
+    if (r->request_body == NULL || r->request_body->bufs == NULL) {
+        return NGX_OK;
+    }
+
+    cl = r->request_body->bufs;
+
+    if (cl->next == NULL && !cl->buf->in_file) {
+        body->data = cl->buf->pos;
+        body->len = cl->buf->last - cl->buf->pos;
+        return NGX_OK;
+    }
+
+    len = 0;
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        len += ngx_buf_size(cl->buf);
+    }
+
+    p = ngx_pnalloc(r->pool, len + 1);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    body->data = p;
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        b = cl->buf;
+
+        if (b->in_file) {
+            n = ngx_read_file(b->file, p, b->file_last - b->file_pos,
+                              b->file_pos);
+            if (n != b->file_last - b->file_pos) {
+                ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                              "torrix: short read of the request body file");
+                return NGX_ERROR;
+            }
+
+            p += n;
+            continue;
+        }
+
+        p = ngx_cpymem(p, b->pos, b->last - b->pos);
+    }
+
+    body->len = p - body->data;
+
+    return NGX_OK;
+}

@@ -1,0 +1,176 @@
+/*
+ * ngx_torrix_module: types shared by the module's files.
+ *
+ * Request flow:
+ *   access phase   _access.c   endpoint, key (snapshot), allowlist, body,
+ *                              upstream choice -> $torrix_* variables
+ *   proxy          stock ngx_http_proxy_module via conf/torrix_proxy.conf
+ *   filters        _filter.c   x-torrix-run-id, bytes and first-byte time
+ *   log phase      _log.c      run record -> per-worker spool (_spool.c)
+ */
+
+#ifndef NGX_HTTP_TORRIX_MODULE_H
+#define NGX_HTTP_TORRIX_MODULE_H
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+#include <lmdb.h>
+
+#include "tx_core.h"
+#include "tx_json.h"
+#include "tx_key.h"
+#include "tx_record.h"
+#include "tx_snapshot.h"
+#include "tx_spool.h"
+#include "tx_url.h"
+
+
+#define NGX_HTTP_TORRIX_MODEL_MAX  256
+
+
+typedef enum {
+    NGX_HTTP_TORRIX_SHAPE_OPENAI = 0,
+    NGX_HTTP_TORRIX_SHAPE_ANTHROPIC
+} ngx_http_torrix_shape_e;
+
+
+/* an upstream{} block reachable by one of its servers' "host:port" */
+typedef struct {
+    ngx_str_t   hostport;
+    ngx_str_t   name;
+} ngx_http_torrix_upstream_map_t;
+
+
+typedef struct {
+    ngx_str_t     snapshot_path;
+    ngx_str_t     spool_path;
+    size_t        spool_size;
+    ngx_msec_t    spool_rotate;
+    ngx_str_t     edge_name;
+    ngx_uint_t    max_readers;
+    ngx_array_t  *upstreams;     /* of ngx_http_torrix_upstream_map_t */
+} ngx_http_torrix_main_conf_t;
+
+
+typedef struct {
+    ngx_flag_t    enable;
+    size_t        max_body_size;
+} ngx_http_torrix_loc_conf_t;
+
+
+typedef struct {
+    /* access phase outcome: NGX_OK to proxy, an HTTP status to refuse */
+    ngx_int_t             status;
+    unsigned              done:1;
+    unsigned              waiting_body:1;
+    unsigned              too_large:1;
+    unsigned              rejected:1;
+    unsigned              stream:1;
+    unsigned              first_byte:1;
+
+    ngx_http_torrix_shape_e  shape;
+    ngx_uint_t            endpoint;       /* TX_EP_* */
+
+    uint8_t               run_id[16];
+    char                  run_id_hex[33];
+
+    /* the key, copied out of the snapshot into the request pool */
+    ngx_str_t             key_id;
+    ngx_str_t             project;
+    ngx_str_t             org;
+    ngx_str_t             user;
+    ngx_str_t             models;
+    ngx_uint_t            access;
+
+    ngx_str_t             model;          /* requested model */
+    ngx_str_t             provider;
+
+    /* upstream variables */
+    ngx_str_t             upstream;
+    ngx_str_t             upstream_uri;
+    ngx_str_t             upstream_host;
+    ngx_str_t             upstream_authorization;
+    ngx_str_t             upstream_api_key;
+
+    off_t                 body_bytes;
+    off_t                 bytes_out;
+    ngx_msec_t            start_ms;
+    int64_t               start_us;
+    int64_t               first_byte_us;
+
+    /* why the gateway refused, for the run record */
+    const char           *err_type;
+    ngx_str_t             err_msg;
+} ngx_http_torrix_ctx_t;
+
+
+extern ngx_module_t  ngx_http_torrix_module;
+
+
+/* _access.c */
+ngx_int_t ngx_http_torrix_access_handler(ngx_http_request_t *r);
+
+/* Finds a request header by name (case-insensitive); NULL if absent. */
+ngx_table_elt_t *ngx_http_torrix_header(ngx_http_request_t *r,
+    const char *name, size_t len);
+
+/* _body.c */
+ngx_int_t ngx_http_torrix_body_init(ngx_conf_t *cf);
+ngx_int_t ngx_http_torrix_body_bytes(ngx_http_request_t *r, ngx_str_t *body);
+
+/* _filter.c */
+ngx_int_t ngx_http_torrix_filter_init(ngx_conf_t *cf);
+int64_t ngx_http_torrix_now_us(void);
+
+/* _response.c */
+ngx_int_t ngx_http_torrix_send_error(ngx_http_request_t *r,
+    ngx_http_torrix_ctx_t *ctx);
+ngx_int_t ngx_http_torrix_reject(ngx_http_torrix_ctx_t *ctx,
+    ngx_pool_t *pool, ngx_int_t status, const char *type, const char *fmt,
+    ...);
+ngx_int_t ngx_http_torrix_send_json(ngx_http_request_t *r, ngx_uint_t status,
+    u_char *body, size_t len);
+u_char *ngx_http_torrix_json_escape(u_char *dst, const u_char *src,
+    size_t len);
+
+/* _snapshot.c: per-worker read access to the snapshot */
+ngx_int_t ngx_http_torrix_snapshot_init_process(ngx_cycle_t *cycle);
+void ngx_http_torrix_snapshot_exit_process(ngx_cycle_t *cycle);
+
+/*
+ * Begins the worker's read transaction.  Returns the txn (valid until
+ * ngx_http_torrix_snapshot_end) or NULL when no snapshot is available.
+ * Never hold it across an event-loop iteration.
+ */
+MDB_txn *ngx_http_torrix_snapshot_begin(ngx_log_t *log);
+void ngx_http_torrix_snapshot_end(void);
+
+typedef enum {
+    NGX_HTTP_TORRIX_DB_META = 0,
+    NGX_HTTP_TORRIX_DB_KHASH,
+    NGX_HTTP_TORRIX_DB_KEYS,
+    NGX_HTTP_TORRIX_DB_PROVIDERS,
+    NGX_HTTP_TORRIX_DB_SETTINGS,
+    NGX_HTTP_TORRIX_DB_N
+} ngx_http_torrix_db_e;
+
+/* Looks up key in one of the snapshot's databases: TX_OK / TX_DECLINED. */
+int ngx_http_torrix_snapshot_get(MDB_txn *txn, ngx_http_torrix_db_e db,
+    const void *key, size_t klen, tx_str_t *val);
+
+/* _spool.c */
+ngx_int_t ngx_http_torrix_spool_init_process(ngx_cycle_t *cycle);
+void ngx_http_torrix_spool_exit_process(ngx_cycle_t *cycle);
+ngx_int_t ngx_http_torrix_spool_write(ngx_log_t *log, const u_char *rec,
+    size_t len);
+
+/* _log.c */
+ngx_int_t ngx_http_torrix_log_handler(ngx_http_request_t *r);
+
+/* _module.c */
+void ngx_http_torrix_random(void *buf, size_t len);
+
+
+#endif /* NGX_HTTP_TORRIX_MODULE_H */

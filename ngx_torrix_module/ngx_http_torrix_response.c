@@ -1,0 +1,176 @@
+/*
+ * ngx_torrix_module: responses the gateway itself sends, in the client's own
+ * provider error shape:
+ *
+ *   OpenAI     {"error":{"message":"…","type":"…","param":null,"code":"…"}}
+ *   Anthropic  {"type":"error","error":{"type":"…","message":"…"}}
+ */
+
+#include "ngx_http_torrix_module.h"
+
+
+#define NGX_HTTP_TORRIX_ERR_MAX  512
+
+
+typedef struct {
+    ngx_int_t    status;
+    const char  *openai_type;
+    const char  *anthropic_type;
+} ngx_http_torrix_err_map_t;
+
+
+static const ngx_http_torrix_err_map_t  ngx_http_torrix_err_map[] = {
+    { 400, "invalid_request_error", "invalid_request_error" },
+    { 401, "invalid_request_error", "authentication_error" },
+    { 403, "permission_error", "permission_error" },
+    { 404, "invalid_request_error", "not_found_error" },
+    { 405, "invalid_request_error", "invalid_request_error" },
+    { 413, "invalid_request_error", "request_too_large" },
+    { 429, "rate_limit_error", "rate_limit_error" },
+    { 502, "api_error", "api_error" },
+    { 503, "api_error", "overloaded_error" },
+    { 0, "api_error", "api_error" }
+};
+
+
+ngx_int_t
+ngx_http_torrix_reject(ngx_http_torrix_ctx_t *ctx, ngx_pool_t *pool,
+    ngx_int_t status, const char *code, const char *fmt, ...)
+{
+    u_char   *p;
+    va_list   args;
+
+    p = ngx_pnalloc(pool, NGX_HTTP_TORRIX_ERR_MAX);
+    if (p == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    va_start(args, fmt);
+    ctx->err_msg.data = p;
+    ctx->err_msg.len = ngx_vslprintf(p, p + NGX_HTTP_TORRIX_ERR_MAX, fmt,
+                                     args)
+                       - p;
+    va_end(args);
+
+    ctx->err_type = code;
+    ctx->rejected = 1;
+    ctx->status = status;
+
+    return status;
+}
+
+
+u_char *
+ngx_http_torrix_json_escape(u_char *dst, const u_char *src, size_t len)
+{
+    u_char         c;
+    static u_char  hex[] = "0123456789abcdef";
+
+    while (len--) {
+        c = *src++;
+
+        if (c == '"' || c == '\\') {
+            *dst++ = '\\';
+            *dst++ = c;
+
+        } else if (c < 0x20) {
+            *dst++ = '\\';
+            *dst++ = 'u';
+            *dst++ = '0';
+            *dst++ = '0';
+            *dst++ = hex[c >> 4];
+            *dst++ = hex[c & 0xf];
+
+        } else {
+            *dst++ = c;
+        }
+    }
+
+    return dst;
+}
+
+
+ngx_int_t
+ngx_http_torrix_send_error(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
+{
+    size_t                            len;
+    u_char                           *body, *p;
+    const char                       *type;
+    const ngx_http_torrix_err_map_t  *m;
+
+    for (m = ngx_http_torrix_err_map; m->status; m++) {
+        if (m->status == ctx->status) {
+            break;
+        }
+    }
+
+    type = (ctx->shape == NGX_HTTP_TORRIX_SHAPE_ANTHROPIC)
+           ? m->anthropic_type : m->openai_type;
+
+    len = sizeof("{\"type\":\"error\",\"error\":{\"type\":\"\",\"message\":\"\","
+                 "\"code\":\"\",\"param\":null}}")
+          + ngx_strlen(type) + ngx_strlen(ctx->err_type)
+          + ctx->err_msg.len * 6;
+
+    body = ngx_pnalloc(r->pool, len);
+    if (body == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ctx->shape == NGX_HTTP_TORRIX_SHAPE_ANTHROPIC) {
+        p = ngx_sprintf(body, "{\"type\":\"error\",\"error\":{\"type\":\"%s\","
+                        "\"message\":\"", type);
+        p = ngx_http_torrix_json_escape(p, ctx->err_msg.data,
+                                        ctx->err_msg.len);
+        p = ngx_cpymem(p, "\"}}", 3);
+
+    } else {
+        p = ngx_cpymem(body, "{\"error\":{\"message\":\"",
+                       sizeof("{\"error\":{\"message\":\"") - 1);
+        p = ngx_http_torrix_json_escape(p, ctx->err_msg.data,
+                                        ctx->err_msg.len);
+        p = ngx_sprintf(p, "\",\"type\":\"%s\",\"param\":null,\"code\":\"%s\"}}",
+                        type, ctx->err_type);
+    }
+
+    return ngx_http_torrix_send_json(r, ctx->status, body, p - body);
+}
+
+
+ngx_int_t
+ngx_http_torrix_send_json(ngx_http_request_t *r, ngx_uint_t status,
+    u_char *body, size_t len)
+{
+    ngx_int_t     rc;
+    ngx_buf_t    *b;
+    ngx_chain_t   out;
+
+    r->headers_out.status = status;
+    r->headers_out.content_length_n = len;
+
+    ngx_str_set(&r->headers_out.content_type, "application/json");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.content_type_lowcase = NULL;
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    b->pos = body;
+    b->last = body + len;
+    b->memory = 1;
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    out.buf = b;
+    out.next = NULL;
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    return ngx_http_output_filter(r, &out);
+}

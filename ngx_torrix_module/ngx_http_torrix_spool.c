@@ -1,0 +1,236 @@
+/*
+ * ngx_torrix_module: the per-worker spool of run records (format in
+ * shared/tx_spool.h).
+ *
+ * The file is created lazily at the first record, sized up front and mapped
+ * MAP_SHARED: appending is a memcpy with no system call, and what was written
+ * survives the worker being killed because the pages belong to the page
+ * cache.  The worker holds an exclusive flock on its file; torrix-cp reads
+ * files while they grow and deletes them once sealed (or orphaned) and
+ * ingested.  A timer seals a file after `rotate` so none stays open forever.
+ */
+
+#include "ngx_http_torrix_module.h"
+
+#include <sys/file.h>
+#include <sys/mman.h>
+
+
+typedef struct {
+    ngx_str_t     dir;
+    size_t        size;
+    ngx_msec_t    rotate;
+    ngx_fd_t      fd;
+    u_char       *base;
+    size_t        off;
+    ngx_msec_t    opened;
+    ngx_uint_t    records;
+    ngx_event_t   timer;
+    ngx_connection_t  dumb;   /* timer data, for ngx_event_ident() */
+    ngx_uint_t    failed;
+    u_char        name[NGX_MAX_PATH];
+} ngx_http_torrix_spool_t;
+
+
+static ngx_int_t ngx_http_torrix_spool_open(ngx_log_t *log);
+static void ngx_http_torrix_spool_close(ngx_log_t *log);
+static void ngx_http_torrix_spool_tick(ngx_event_t *ev);
+
+
+static ngx_http_torrix_spool_t  ngx_http_torrix_spool;
+
+
+ngx_int_t
+ngx_http_torrix_spool_init_process(ngx_cycle_t *cycle)
+{
+    ngx_http_torrix_spool_t      *sp;
+    ngx_http_torrix_main_conf_t  *tmcf;
+
+    sp = &ngx_http_torrix_spool;
+
+    tmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_torrix_module);
+    if (tmcf == NULL || tmcf->spool_path.len == 0) {
+        return NGX_OK;
+    }
+
+    if (tmcf->spool_path.len + 64 > NGX_MAX_PATH) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "torrix: spool path too long");
+        return NGX_ERROR;
+    }
+
+    sp->dir = tmcf->spool_path;
+    sp->size = tmcf->spool_size;
+    sp->rotate = tmcf->spool_rotate;
+    sp->fd = NGX_INVALID_FILE;
+
+    sp->timer.handler = ngx_http_torrix_spool_tick;
+    sp->timer.log = cycle->log;
+    sp->timer.data = &sp->dumb;
+    sp->dumb.fd = (ngx_socket_t) -1;
+    sp->timer.cancelable = 1;
+
+    ngx_add_timer(&sp->timer, ngx_min(sp->rotate, 1000));
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_torrix_spool_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_http_torrix_spool_close(cycle->log);
+}
+
+
+static ngx_int_t
+ngx_http_torrix_spool_open(ngx_log_t *log)
+{
+    u_char                   *p;
+    int64_t                   now;
+    ngx_http_torrix_spool_t  *sp;
+
+    sp = &ngx_http_torrix_spool;
+
+    now = ngx_http_torrix_now_us();
+
+    p = ngx_sprintf(sp->name, "%V/%016xL-%P" TX_SPOOL_SUFFIX "%Z", &sp->dir,
+                    (uint64_t) now, ngx_pid);
+    (void) p;
+
+    sp->fd = ngx_open_file(sp->name, NGX_FILE_RDWR,
+                           NGX_FILE_CREATE_OR_OPEN | O_EXCL, 0640);
+    if (sp->fd == NGX_INVALID_FILE) {
+        goto failed;
+    }
+
+    if (flock(sp->fd, LOCK_EX | LOCK_NB) == -1) {
+        goto failed;
+    }
+
+    if (ftruncate(sp->fd, sp->size) == -1) {
+        goto failed;
+    }
+
+    sp->base = mmap(NULL, sp->size, PROT_READ | PROT_WRITE, MAP_SHARED,
+                    sp->fd, 0);
+    if (sp->base == MAP_FAILED) {
+        sp->base = NULL;
+        goto failed;
+    }
+
+    tx_spool_hdr_init(sp->base, (uint32_t) ngx_pid, now, sp->size);
+
+    sp->off = TX_SPOOL_HDR_LEN;
+    sp->opened = ngx_current_msec;
+    sp->records = 0;
+    sp->failed = 0;
+
+    return NGX_OK;
+
+failed:
+
+    if (sp->failed++ % 1000 == 0) {
+        ngx_log_error(NGX_LOG_ALERT, log, ngx_errno,
+                      "torrix: cannot create spool file \"%s\"", sp->name);
+    }
+
+    if (sp->fd != NGX_INVALID_FILE) {
+        (void) ngx_delete_file(sp->name);
+        (void) ngx_close_file(sp->fd);
+        sp->fd = NGX_INVALID_FILE;
+    }
+
+    return NGX_ERROR;
+}
+
+
+static void
+ngx_http_torrix_spool_close(ngx_log_t *log)
+{
+    ngx_http_torrix_spool_t  *sp;
+
+    sp = &ngx_http_torrix_spool;
+
+    if (sp->base) {
+        tx_spool_seal(sp->base, sp->size, sp->off);
+
+        if (munmap(sp->base, sp->size) == -1) {
+            ngx_log_error(NGX_LOG_ALERT, log, ngx_errno,
+                          "torrix: munmap(\"%s\") failed", sp->name);
+        }
+
+        sp->base = NULL;
+    }
+
+    if (sp->fd != NGX_INVALID_FILE) {
+        /* closing releases the flock: torrix-cp may now finish the file */
+        (void) ngx_close_file(sp->fd);
+        sp->fd = NGX_INVALID_FILE;
+    }
+}
+
+
+ngx_int_t
+ngx_http_torrix_spool_write(ngx_log_t *log, const u_char *rec, size_t len)
+{
+    ngx_http_torrix_spool_t  *sp;
+
+    sp = &ngx_http_torrix_spool;
+
+    if (sp->dir.len == 0) {
+        return NGX_DECLINED;
+    }
+
+    if (tx_spool_frame_size(len) + TX_SPOOL_HDR_LEN + TX_SPOOL_FRAME_HDR
+        > sp->size)
+    {
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "torrix: run record of %uz bytes exceeds the spool "
+                      "file size", len);
+        return NGX_ERROR;
+    }
+
+    if (sp->base == NULL && ngx_http_torrix_spool_open(log) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (tx_spool_append(sp->base, sp->size, &sp->off, rec, len) != TX_OK) {
+        ngx_http_torrix_spool_close(log);
+
+        if (ngx_http_torrix_spool_open(log) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        if (tx_spool_append(sp->base, sp->size, &sp->off, rec, len)
+            != TX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    sp->records++;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_torrix_spool_tick(ngx_event_t *ev)
+{
+    ngx_http_torrix_spool_t  *sp;
+
+    sp = &ngx_http_torrix_spool;
+
+    if (sp->base && sp->records
+        && ngx_current_msec - sp->opened >= sp->rotate)
+    {
+        ngx_http_torrix_spool_close(ev->log);
+    }
+
+    if (ngx_exiting) {
+        return;
+    }
+
+    ngx_add_timer(ev, ngx_min(sp->rotate, 1000));
+}
