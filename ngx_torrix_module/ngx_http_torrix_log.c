@@ -101,7 +101,7 @@ ngx_http_torrix_log_handler(ngx_http_request_t *r)
         ngx_http_torrix_put_str(&wb, TX_RUN_TARGET, &ctx->upstream_host);
     }
 
-    if (ctx->rejected) {
+    if (ctx->err_type) {
         tx_rec_put_cstr(&wb, TX_RUN_ERROR_TYPE, ctx->err_type);
         ngx_http_torrix_put_str(&wb, TX_RUN_ERROR, &ctx->err_msg);
     }

@@ -69,6 +69,7 @@ typedef struct {
     unsigned              rejected:1;
     unsigned              stream:1;
     unsigned              first_byte:1;
+    unsigned              replace_body:1;   /* nginx's own error page */
 
     ngx_http_torrix_shape_e  shape;
     ngx_uint_t            endpoint;       /* TX_EP_* */
@@ -103,6 +104,7 @@ typedef struct {
     /* why the gateway refused, for the run record */
     const char           *err_type;
     ngx_str_t             err_msg;
+    ngx_str_t             err_body;
 } ngx_http_torrix_ctx_t;
 
 
@@ -127,6 +129,8 @@ int64_t ngx_http_torrix_now_us(void);
 /* _response.c */
 ngx_int_t ngx_http_torrix_send_error(ngx_http_request_t *r,
     ngx_http_torrix_ctx_t *ctx);
+ngx_int_t ngx_http_torrix_error_body(ngx_http_request_t *r,
+    ngx_http_torrix_ctx_t *ctx, ngx_str_t *out);
 ngx_int_t ngx_http_torrix_reject(ngx_http_torrix_ctx_t *ctx,
     ngx_pool_t *pool, ngx_int_t status, const char *type, const char *fmt,
     ...);

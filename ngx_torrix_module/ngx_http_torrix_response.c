@@ -93,6 +93,20 @@ ngx_http_torrix_json_escape(u_char *dst, const u_char *src, size_t len)
 ngx_int_t
 ngx_http_torrix_send_error(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
 {
+    ngx_str_t  body;
+
+    if (ngx_http_torrix_error_body(r, ctx, &body) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_torrix_send_json(r, ctx->status, body.data, body.len);
+}
+
+
+ngx_int_t
+ngx_http_torrix_error_body(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx,
+    ngx_str_t *out)
+{
     size_t                            len;
     u_char                           *body, *p;
     const char                       *type;
@@ -114,7 +128,7 @@ ngx_http_torrix_send_error(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
 
     body = ngx_pnalloc(r->pool, len);
     if (body == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NGX_ERROR;
     }
 
     if (ctx->shape == NGX_HTTP_TORRIX_SHAPE_ANTHROPIC) {
@@ -133,7 +147,10 @@ ngx_http_torrix_send_error(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
                         type, ctx->err_type);
     }
 
-    return ngx_http_torrix_send_json(r, ctx->status, body, p - body);
+    out->data = body;
+    out->len = p - body;
+
+    return NGX_OK;
 }
 
 
