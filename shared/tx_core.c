@@ -8,16 +8,16 @@
 #include "tx_core.h"
 
 
-#define TX_MONEY_DECIMALS  8
-#define TX_EXP_CAP         100000
+#define TX_MONEY_DECIMALS 8
+#define TX_EXP_CAP        100000
 
 
 char *
 tx_money_format(tx_money_t m, char *buf, size_t len)
 {
-    uint64_t  u, ip, fp;
-    char      frac[TX_MONEY_DECIMALS + 1];
-    int       n;
+    uint64_t u, ip, fp;
+    char     frac[TX_MONEY_DECIMALS + 1];
+    int      n;
 
     if (len == 0) {
         return buf;
@@ -33,8 +33,8 @@ tx_money_format(tx_money_t m, char *buf, size_t len)
         /* void */
     }
 
-    snprintf(buf, len, "%s%llu.%.*s", m < 0 ? "-" : "",
-             (unsigned long long) ip, n, frac);
+    snprintf(buf, len, "%s%llu.%.*s", m < 0 ? "-" : "", (unsigned long long) ip,
+             n, frac);
 
     return buf;
 }
@@ -54,7 +54,7 @@ tx_money_parse(const char *s, size_t len, tx_money_t *out)
     size_t      i;
     int64_t     exp, scale, shift, zeros, fraclen;
     uint64_t    m, lim;
-    const char  *p;
+    const char *p;
 
     p = s;
     i = 0;
@@ -105,7 +105,7 @@ tx_money_parse(const char *s, size_t len, tx_money_t *out)
                 continue;
             }
 
-            for ( /* void */ ; zeros > 0; zeros--) {
+            for (/* void */; zeros > 0; zeros--) {
                 if (m > UINT64_MAX / 10) {
                     return TX_ERROR;
                 }
@@ -177,10 +177,10 @@ tx_money_parse(const char *s, size_t len, tx_money_t *out)
     }
 
     if (shift < 0) {
-        return TX_ERROR;            /* more than 8 significant decimals */
+        return TX_ERROR; /* more than 8 significant decimals */
     }
 
-    for ( /* void */ ; shift > 0; shift--) {
+    for (/* void */; shift > 0; shift--) {
         if (m > UINT64_MAX / 10) {
             return TX_ERROR;
         }

@@ -12,20 +12,21 @@
 #include "tx_json.h"
 
 
-#define TX_JF_NONE            0
-#define TX_JF_MODEL           1
-#define TX_JF_STREAM          2
-#define TX_JF_MAX_TOKENS      3
-#define TX_JF_MAX_COMPLETION  4
-#define TX_JF_MAX_OUTPUT      5
-#define TX_JF_STREAM_OPTIONS  6
-#define TX_JF_INCLUDE_USAGE   7
+#define TX_JF_NONE           0
+#define TX_JF_MODEL          1
+#define TX_JF_STREAM         2
+#define TX_JF_MAX_TOKENS     3
+#define TX_JF_MAX_COMPLETION 4
+#define TX_JF_MAX_OUTPUT     5
+#define TX_JF_STREAM_OPTIONS 6
+#define TX_JF_INCLUDE_USAGE  7
 
-#define TX_JSON_KEY_MAX       32
+#define TX_JSON_KEY_MAX 32
 
 
 /* string bytes: 0 plain, 1 quote, 2 backslash, 3 control */
-static const uint8_t  tx_json_str_class[256] = {
+/* clang-format off */
+static const uint8_t tx_json_str_class[256] = {
     3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3,
     3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3,
     0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
@@ -33,13 +34,14 @@ static const uint8_t  tx_json_str_class[256] = {
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0,
 };
+/* clang-format on */
 
 
 typedef struct {
-    const uint8_t  *p;
-    size_t          len;
-    const char     *what;
-    size_t          at;
+    const uint8_t *p;
+    size_t         len;
+    const char    *what;
+    size_t         at;
 } tx_json_ctx_t;
 
 
@@ -63,7 +65,7 @@ tx_json_hex(uint8_t c)
 static int
 tx_json_hex4(const uint8_t *p)
 {
-    int  i, h, v;
+    int i, h, v;
 
     v = 0;
 
@@ -96,15 +98,15 @@ tx_json_fail(tx_json_ctx_t *cx, const char *what, size_t at)
 static int
 tx_json_string(tx_json_ctx_t *cx, size_t *i, int *esc)
 {
-    size_t          j, len;
-    const uint8_t  *p;
+    size_t         j, len;
+    const uint8_t *p;
 
     p = cx->p;
     len = cx->len;
     j = *i + 1;
     *esc = 0;
 
-    for ( ;; ) {
+    for (;;) {
         while (j < len && tx_json_str_class[p[j]] == 0) {
             j++;
         }
@@ -114,7 +116,6 @@ tx_json_string(tx_json_ctx_t *cx, size_t *i, int *esc)
         }
 
         switch (tx_json_str_class[p[j]]) {
-
         case 1:
             *i = j + 1;
             return TX_OK;
@@ -162,8 +163,8 @@ tx_json_string(tx_json_ctx_t *cx, size_t *i, int *esc)
 static int
 tx_json_number(tx_json_ctx_t *cx, size_t *i)
 {
-    size_t          j, len;
-    const uint8_t  *p;
+    size_t         j, len;
+    const uint8_t *p;
 
     p = cx->p;
     len = cx->len;
@@ -229,7 +230,8 @@ tx_json_key_id(const uint8_t *k, size_t len, int depth)
 {
     if (depth == 2) {
         return (len == 13 && memcmp(k, "include_usage", 13) == 0)
-               ? TX_JF_INCLUDE_USAGE : TX_JF_NONE;
+                   ? TX_JF_INCLUDE_USAGE
+                   : TX_JF_NONE;
     }
 
     switch (len) {
@@ -238,8 +240,7 @@ tx_json_key_id(const uint8_t *k, size_t len, int depth)
     case 6:
         return memcmp(k, "stream", 6) == 0 ? TX_JF_STREAM : TX_JF_NONE;
     case 10:
-        return memcmp(k, "max_tokens", 10) == 0 ? TX_JF_MAX_TOKENS
-                                                : TX_JF_NONE;
+        return memcmp(k, "max_tokens", 10) == 0 ? TX_JF_MAX_TOKENS : TX_JF_NONE;
     case 14:
         return memcmp(k, "stream_options", 14) == 0 ? TX_JF_STREAM_OPTIONS
                                                     : TX_JF_NONE;
@@ -248,7 +249,8 @@ tx_json_key_id(const uint8_t *k, size_t len, int depth)
                                                        : TX_JF_NONE;
     case 21:
         return memcmp(k, "max_completion_tokens", 21) == 0
-               ? TX_JF_MAX_COMPLETION : TX_JF_NONE;
+                   ? TX_JF_MAX_COMPLETION
+                   : TX_JF_NONE;
     default:
         return TX_JF_NONE;
     }
@@ -260,8 +262,8 @@ tx_json_key_id(const uint8_t *k, size_t len, int depth)
 static int
 tx_json_key(const uint8_t *span, size_t len, int esc, int depth)
 {
-    ssize_t  n;
-    uint8_t  buf[TX_JSON_KEY_MAX];
+    ssize_t n;
+    uint8_t buf[TX_JSON_KEY_MAX];
 
     if (!esc) {
         return tx_json_key_id(span + 1, len - 2, depth);
@@ -282,8 +284,8 @@ tx_json_key(const uint8_t *span, size_t len, int esc, int depth)
 static int64_t
 tx_json_int(const uint8_t *p, size_t len)
 {
-    size_t   i;
-    int64_t  v;
+    size_t  i;
+    int64_t v;
 
     if (len == 0) {
         return -1;
@@ -316,14 +318,14 @@ tx_json_is_true(const uint8_t *p, size_t len)
 
 int
 tx_json_scan_request(const uint8_t *p, size_t len, tx_json_req_t *req,
-    char *err, size_t errlen)
+                     char *err, size_t errlen)
 {
     int             field, sub, esc, vesc, id;
     size_t          i, depth, vstart, substart, kstart;
     int64_t         v;
     uint8_t         stack[TX_JSON_MAX_DEPTH];
     tx_json_ctx_t   cx;
-    tx_json_span_t  *sp;
+    tx_json_span_t *sp;
 
     req->model.off = -1;
     req->stream.off = -1;
@@ -362,11 +364,10 @@ tx_json_scan_request(const uint8_t *p, size_t len, tx_json_req_t *req,
     substart = 0;
     vesc = 0;
 
-#define tx_json_ws()                                                          \
-    while (i < len                                                            \
-           && (p[i] == ' ' || p[i] == '\n' || p[i] == '\r' || p[i] == '\t'))  \
-    {                                                                         \
-        i++;                                                                  \
+#define tx_json_ws()                                                           \
+    while (i < len                                                             \
+           && (p[i] == ' ' || p[i] == '\n' || p[i] == '\r' || p[i] == '\t')) { \
+        i++;                                                                   \
     }
 
     tx_json_ws();
@@ -389,7 +390,6 @@ value:
     }
 
     switch (p[i]) {
-
     case '{':
     case '[':
         if (depth == TX_JSON_MAX_DEPTH) {
@@ -447,8 +447,16 @@ value:
         goto after;
 
     case '-':
-    case '0': case '1': case '2': case '3': case '4':
-    case '5': case '6': case '7': case '8': case '9':
+    case '0':
+    case '1':
+    case '2':
+    case '3':
+    case '4':
+    case '5':
+    case '6':
+    case '7':
+    case '8':
+    case '9':
         if (tx_json_number(&cx, &i) != TX_OK) {
             goto failed;
         }
@@ -481,9 +489,7 @@ key:
     if (depth == 1) {
         field = tx_json_key(p + kstart, i - kstart, esc, 1);
 
-    } else if (depth == 2 && field == TX_JF_STREAM_OPTIONS
-               && stack[1] == '{')
-    {
+    } else if (depth == 2 && field == TX_JF_STREAM_OPTIONS && stack[1] == '{') {
         sub = tx_json_key(p + kstart, i - kstart, esc, 2);
     }
 
@@ -607,7 +613,7 @@ done:
     /* the first of the max_* fields, in this order, that is an integer */
 
     for (id = 0; id < 3; id++) {
-        sp = id == 0 ? &req->max_tokens
+        sp = id == 0   ? &req->max_tokens
              : id == 1 ? &req->max_completion_tokens
                        : &req->max_output_tokens;
 
@@ -665,13 +671,12 @@ tx_utf8_put(uint8_t *out, uint32_t cp)
 
 
 ssize_t
-tx_json_unescape(const uint8_t *span, size_t len, uint8_t *out,
-    size_t outlen)
+tx_json_unescape(const uint8_t *span, size_t len, uint8_t *out, size_t outlen)
 {
-    int       h, l;
-    size_t    i, end, n, k;
-    uint8_t   c, u[4];
-    uint32_t  cp;
+    int      h, l;
+    size_t   i, end, n, k;
+    uint8_t  c, u[4];
+    uint32_t cp;
 
     if (span == NULL || len < 2 || span[0] != '"' || span[len - 1] != '"') {
         return -1;
@@ -742,8 +747,8 @@ tx_json_unescape(const uint8_t *span, size_t len, uint8_t *out,
 
             if (cp >= 0xd800 && cp <= 0xdbff) {
                 if (end - i < 6 || span[i] != '\\' || span[i + 1] != 'u'
-                    || (l = tx_json_hex4(span + i + 2)) < 0
-                    || l < 0xdc00 || l > 0xdfff)
+                    || (l = tx_json_hex4(span + i + 2)) < 0 || l < 0xdc00
+                    || l > 0xdfff)
                 {
                     return -1;
                 }

@@ -9,22 +9,22 @@
 #include "tx_key.h"
 
 
-#define TX_KEY_RAND_LEN  32
+#define TX_KEY_RAND_LEN 32
 
 
-static const char  tx_b64url[] =
+static const char tx_b64url[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
-static const char  tx_b32[] = "abcdefghijklmnopqrstuvwxyz234567";
+static const char tx_b32[] = "abcdefghijklmnopqrstuvwxyz234567";
 
-static const char  tx_hex[] = "0123456789abcdef";
+static const char tx_hex[] = "0123456789abcdef";
 
 
 static size_t
 tx_base64url_encode(const uint8_t *in, size_t len, char *out)
 {
-    size_t    i, n;
-    uint32_t  v;
+    size_t   i, n;
+    uint32_t v;
 
     n = 0;
 
@@ -55,8 +55,8 @@ tx_base64url_encode(const uint8_t *in, size_t len, char *out)
 void
 tx_key_generate(char *out)
 {
-    uint8_t  rnd[TX_KEY_RAND_LEN];
-    size_t   n;
+    uint8_t rnd[TX_KEY_RAND_LEN];
+    size_t  n;
 
     randombytes_buf(rnd, sizeof(rnd));
 
@@ -71,8 +71,8 @@ tx_key_generate(char *out)
 int
 tx_key_shape_ok(const uint8_t *s, size_t len)
 {
-    size_t   i;
-    uint8_t  c;
+    size_t  i;
+    uint8_t c;
 
     if (s == NULL || len != TX_KEY_SECRET_LEN
         || memcmp(s, TX_KEY_PREFIX, TX_KEY_PREFIX_LEN) != 0)
@@ -96,7 +96,7 @@ tx_key_shape_ok(const uint8_t *s, size_t len)
 
 int
 tx_key_hash(const uint8_t *hash_key, const uint8_t *secret, size_t len,
-    uint8_t *out)
+            uint8_t *out)
 {
     if (crypto_generichash(out, TX_KEY_HASH_LEN, secret, len, hash_key,
                            TX_KEY_HASHKEY_LEN)
@@ -112,9 +112,9 @@ tx_key_hash(const uint8_t *hash_key, const uint8_t *secret, size_t len,
 void
 tx_id_generate(const char *prefix, char *out)
 {
-    uint8_t   rnd[13];
-    size_t    plen, i, bit;
-    unsigned  v;
+    uint8_t  rnd[13];
+    size_t   plen, i, bit;
+    unsigned v;
 
     randombytes_buf(rnd, sizeof(rnd));
 
@@ -137,8 +137,8 @@ tx_id_generate(const char *prefix, char *out)
 void
 tx_run_id_make(uint8_t *out, int64_t unix_ms, const uint8_t *rnd)
 {
-    uint64_t  ms;
-    int       i;
+    uint64_t ms;
+    int      i;
 
     ms = (uint64_t) unix_ms;
 
@@ -153,7 +153,7 @@ tx_run_id_make(uint8_t *out, int64_t unix_ms, const uint8_t *rnd)
 void
 tx_run_id_hex(const uint8_t *id, char *out)
 {
-    int  i;
+    int i;
 
     for (i = 0; i < 16; i++) {
         out[2 * i] = tx_hex[id[i] >> 4];
@@ -186,8 +186,8 @@ tx_hexval(char c)
 int
 tx_run_id_parse(const char *hex, size_t len, uint8_t *out)
 {
-    int      i, hi, lo;
-    uint8_t  id[16];
+    int     i, hi, lo;
+    uint8_t id[16];
 
     if (hex == NULL || len != 32) {
         return TX_ERROR;

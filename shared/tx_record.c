@@ -36,8 +36,7 @@ tx_rec_put_bytes(tx_wbuf_t *wb, uint16_t tag, const void *data, size_t len)
         return;
     }
 
-    if (len > UINT32_MAX
-        || (size_t) (wb->end - wb->pos) < TX_REC_HDR_LEN
+    if (len > UINT32_MAX || (size_t) (wb->end - wb->pos) < TX_REC_HDR_LEN
         || (size_t) (wb->end - wb->pos) - TX_REC_HDR_LEN < len)
     {
         wb->overflow = 1;
@@ -57,8 +56,8 @@ tx_rec_put_bytes(tx_wbuf_t *wb, uint16_t tag, const void *data, size_t len)
 void
 tx_rec_put_u64(tx_wbuf_t *wb, uint16_t tag, uint64_t v)
 {
-    uint8_t  b[8];
-    int      i;
+    uint8_t b[8];
+    int     i;
 
     for (i = 0; i < 8; i++) {
         b[i] = (uint8_t) (v >> (8 * i));
@@ -97,9 +96,9 @@ tx_rec_iter_init(tx_rec_iter_t *it, const void *rec, size_t len)
 int
 tx_rec_next(tx_rec_iter_t *it, uint16_t *tag, tx_str_t *val)
 {
-    size_t          left;
-    uint32_t        len;
-    const uint8_t  *p;
+    size_t         left;
+    uint32_t       len;
+    const uint8_t *p;
 
     if (it->pos == NULL || it->pos == it->end) {
         return TX_DONE;
@@ -132,8 +131,8 @@ tx_rec_next(tx_rec_iter_t *it, uint16_t *tag, tx_str_t *val)
 int
 tx_rec_u64(const tx_str_t *val, uint64_t *out)
 {
-    uint64_t  v;
-    int       i;
+    uint64_t v;
+    int      i;
 
     if (val->len != 8) {
         return TX_ERROR;
@@ -154,7 +153,7 @@ tx_rec_u64(const tx_str_t *val, uint64_t *out)
 int
 tx_rec_i64(const tx_str_t *val, int64_t *out)
 {
-    uint64_t  v;
+    uint64_t v;
 
     if (tx_rec_u64(val, &v) != TX_OK) {
         return TX_ERROR;
@@ -169,14 +168,14 @@ tx_rec_i64(const tx_str_t *val, int64_t *out)
 int
 tx_rec_find(const void *rec, size_t len, uint16_t tag, tx_str_t *val)
 {
-    int            rc;
-    uint16_t       t;
-    tx_str_t       v;
-    tx_rec_iter_t  it;
+    int           rc;
+    uint16_t      t;
+    tx_str_t      v;
+    tx_rec_iter_t it;
 
     tx_rec_iter_init(&it, rec, len);
 
-    for ( ;; ) {
+    for (;;) {
         rc = tx_rec_next(&it, &t, &v);
 
         if (rc == TX_DONE) {

@@ -13,17 +13,17 @@
 int
 tx_key_rec_decode(const void *val, size_t len, tx_key_rec_t *k)
 {
-    int            rc;
-    uint16_t       tag;
-    uint64_t      *u;
-    int64_t       *i;
-    tx_str_t       v, *s;
-    tx_rec_iter_t  it;
+    int           rc;
+    uint16_t      tag;
+    uint64_t     *u;
+    int64_t      *i;
+    tx_str_t      v, *s;
+    tx_rec_iter_t it;
 
     memset(k, 0, sizeof(tx_key_rec_t));
     tx_rec_iter_init(&it, val, len);
 
-    for ( ;; ) {
+    for (;;) {
         rc = tx_rec_next(&it, &tag, &v);
 
         if (rc == TX_DONE) {
@@ -108,15 +108,15 @@ tx_key_rec_decode(const void *val, size_t len, tx_key_rec_t *k)
 int
 tx_khash_rec_decode(const void *val, size_t len, tx_khash_rec_t *kh)
 {
-    int            rc;
-    uint16_t       tag;
-    tx_str_t       v;
-    tx_rec_iter_t  it;
+    int           rc;
+    uint16_t      tag;
+    tx_str_t      v;
+    tx_rec_iter_t it;
 
     memset(kh, 0, sizeof(tx_khash_rec_t));
     tx_rec_iter_init(&it, val, len);
 
-    for ( ;; ) {
+    for (;;) {
         rc = tx_rec_next(&it, &tag, &v);
 
         if (rc == TX_DONE) {
@@ -148,15 +148,15 @@ tx_khash_rec_decode(const void *val, size_t len, tx_khash_rec_t *kh)
 int
 tx_provider_rec_decode(const void *val, size_t len, tx_provider_rec_t *p)
 {
-    int            rc;
-    uint16_t       tag;
-    tx_str_t       v;
-    tx_rec_iter_t  it;
+    int           rc;
+    uint16_t      tag;
+    tx_str_t      v;
+    tx_rec_iter_t it;
 
     memset(p, 0, sizeof(tx_provider_rec_t));
     tx_rec_iter_init(&it, val, len);
 
-    for ( ;; ) {
+    for (;;) {
         rc = tx_rec_next(&it, &tag, &v);
 
         if (rc == TX_DONE) {
@@ -201,8 +201,8 @@ tx_provider_rec_decode(const void *val, size_t len, tx_provider_rec_t *p)
 int
 tx_glob_match(const uint8_t *pat, size_t plen, const uint8_t *s, size_t slen)
 {
-    size_t  pi, si, star, mark;
-    int     have_star;
+    size_t pi, si, star, mark;
+    int    have_star;
 
     pi = 0;
     si = 0;
@@ -243,7 +243,7 @@ tx_glob_match(const uint8_t *pat, size_t plen, const uint8_t *s, size_t slen)
 int
 tx_glob_list_match(const tx_str_t *patterns, const uint8_t *model, size_t len)
 {
-    const uint8_t  *p, *end, *nl;
+    const uint8_t *p, *end, *nl;
 
     if (patterns == NULL || patterns->len == 0) {
         return 0;

@@ -7,10 +7,10 @@
 #include "tx_url.h"
 
 
-#define TX_URL_HOST_MAX  255
+#define TX_URL_HOST_MAX 255
 
 
-const char  tx_url_default_targets[] =
+const char tx_url_default_targets[] =
     "https://api.openai.com\n"
     "https://api.anthropic.com\n"
     "https://generativelanguage.googleapis.com\n"
@@ -34,7 +34,7 @@ tx_lower(uint8_t c)
 static int
 tx_url_caseeq(const uint8_t *a, const uint8_t *b, size_t len)
 {
-    size_t  i;
+    size_t i;
 
     for (i = 0; i < len; i++) {
         if (tx_lower(a[i]) != tx_lower(b[i])) {
@@ -71,8 +71,8 @@ tx_url_ipv6_char(uint8_t c)
 static int
 tx_url_path_ok(const uint8_t *p, size_t len)
 {
-    size_t  i;
-    int     dots, other;
+    size_t i;
+    int    dots, other;
 
     dots = 0;
     other = 0;
@@ -117,9 +117,9 @@ tx_url_path_ok(const uint8_t *p, size_t len)
 static int
 tx_url_parse_ex(const uint8_t *s, size_t len, tx_url_t *u, int *wildcard)
 {
-    size_t          i, a, ae, hs, he, plen;
-    uint32_t        port;
-    const uint8_t  *q;
+    size_t         i, a, ae, hs, he, plen;
+    uint32_t       port;
+    const uint8_t *q;
 
     if (wildcard) {
         *wildcard = 0;
@@ -170,8 +170,7 @@ tx_url_parse_ex(const uint8_t *s, size_t len, tx_url_t *u, int *wildcard)
         }
 
         if (i >= ae || s[i] != ']' || i - hs < 2
-            || memchr(s + hs, ':', i - hs) == NULL)
-        {
+            || memchr(s + hs, ':', i - hs) == NULL) {
             return TX_ERROR;
         }
 
@@ -265,9 +264,9 @@ tx_url_parse(const uint8_t *s, size_t len, tx_url_t *u)
 static int
 tx_url_match(const tx_url_t *t, const uint8_t *pat, size_t plen)
 {
-    int       wild;
-    size_t    hl, tl, pl;
-    tx_url_t  pu;
+    int      wild;
+    size_t   hl, tl, pl;
+    tx_url_t pu;
 
     if (tx_url_parse_ex(pat, plen, &pu, &wild) != TX_OK) {
         return 0;
@@ -314,7 +313,7 @@ tx_url_match(const tx_url_t *t, const uint8_t *pat, size_t plen)
 int
 tx_url_allowed(const tx_url_t *target, const tx_str_t *patterns)
 {
-    const uint8_t  *p, *end, *nl, *b, *e;
+    const uint8_t *p, *end, *nl, *b, *e;
 
     if (target == NULL || patterns == NULL || patterns->data == NULL) {
         return 0;

@@ -30,10 +30,10 @@ tx_fuzz_span(const uint8_t *data, size_t size, const tx_json_span_t *sp)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    char            err[64];
-    uint8_t        *copy, out[256];
-    ssize_t         n;
-    tx_json_req_t   req;
+    char          err[64];
+    uint8_t      *copy, out[256];
+    ssize_t       n;
+    tx_json_req_t req;
 
     /* an exact-size heap copy, so ASan sees any read past the end */
     copy = malloc(size ? size : 1);

@@ -26,16 +26,16 @@ tx_fuzz_in(const tx_str_t *s, const uint8_t *base, size_t size)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    int                rc, n;
-    uint8_t           *copy, *re;
-    uint16_t           tag;
-    uint64_t           u;
-    tx_str_t           v, f;
-    tx_wbuf_t          wb;
-    tx_key_rec_t       k;
-    tx_khash_rec_t     kh;
-    tx_rec_iter_t      it;
-    tx_provider_rec_t  pr;
+    int               rc, n;
+    uint8_t          *copy, *re;
+    uint16_t          tag;
+    uint64_t          u;
+    tx_str_t          v, f;
+    tx_wbuf_t         wb;
+    tx_key_rec_t      k;
+    tx_khash_rec_t    kh;
+    tx_rec_iter_t     it;
+    tx_provider_rec_t pr;
 
     copy = malloc(size ? size : 1);
     re = malloc(size ? size : 1);

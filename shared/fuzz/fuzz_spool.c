@@ -17,13 +17,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    int             rc, n;
-    size_t          off, prev, len, woff, cap;
-    uint8_t        *copy, *out;
-    uint16_t        tag;
-    tx_str_t        v;
-    tx_rec_iter_t   it;
-    const uint8_t  *pl;
+    int            rc, n;
+    size_t         off, prev, len, woff, cap;
+    uint8_t       *copy, *out;
+    uint16_t       tag;
+    tx_str_t       v;
+    tx_rec_iter_t  it;
+    const uint8_t *pl;
 
     copy = malloc(size ? size : 1);
     if (copy == NULL) {
@@ -45,14 +45,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     off = TX_SPOOL_HDR_LEN;
     n = 0;
 
-    for ( ;; ) {
+    for (;;) {
         prev = off;
         rc = tx_spool_read(copy, size, &off, &pl, &len);
 
         if (rc == TX_OK) {
             if (off <= prev || off > size || pl < copy
-                || pl + len > copy + size)
-            {
+                || pl + len > copy + size) {
                 abort();
             }
 

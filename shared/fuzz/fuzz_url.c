@@ -25,11 +25,11 @@ tx_fuzz_in(const tx_str_t *s, const uint8_t *base, size_t size)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    size_t          ulen;
-    uint8_t        *copy;
-    tx_str_t        pats;
-    tx_url_t        u;
-    const uint8_t  *nul;
+    size_t         ulen;
+    uint8_t       *copy;
+    tx_str_t       pats;
+    tx_url_t       u;
+    const uint8_t *nul;
 
     copy = malloc(size ? size : 1);
     if (copy == NULL) {

@@ -23,7 +23,7 @@ glob(const char *pat, const char *s)
 static int
 list(const char *pats, const char *model)
 {
-    tx_str_t  p;
+    tx_str_t p;
 
     p.data = (const uint8_t *) pats;
     p.len = strlen(pats);
@@ -68,7 +68,7 @@ test_glob(void **state)
 static void
 test_list(void **state)
 {
-    tx_str_t  empty;
+    tx_str_t empty;
 
     empty.data = (const uint8_t *) "";
     empty.len = 0;
@@ -90,7 +90,7 @@ test_list(void **state)
 int
 main(void)
 {
-    const struct CMUnitTest  tests[] = {
+    const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_glob),
         cmocka_unit_test(test_list),
     };

@@ -17,7 +17,7 @@
 static int
 scan(const char *s, tx_json_req_t *r)
 {
-    char  err[128];
+    char err[128];
 
     return tx_json_scan_request((const uint8_t *) s, strlen(s), r, err,
                                 sizeof(err));
@@ -27,7 +27,7 @@ scan(const char *s, tx_json_req_t *r)
 static int
 ok(const char *s)
 {
-    tx_json_req_t  r;
+    tx_json_req_t r;
 
     return scan(s, &r) == TX_OK;
 }
@@ -45,8 +45,8 @@ assert_span(const char *body, const tx_json_span_t *sp, const char *want)
 static void
 test_basic(void **state)
 {
-    tx_json_req_t  r;
-    const char    *b;
+    tx_json_req_t r;
+    const char   *b;
 
     b = "{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\","
         "\"content\":\"hi\"}],\"stream\":true,\"max_tokens\":256,"
@@ -71,7 +71,7 @@ test_basic(void **state)
 static void
 test_absent(void **state)
 {
-    tx_json_req_t  r;
+    tx_json_req_t r;
 
     assert_int_equal(scan("{}", &r), TX_OK);
     assert_int_equal(r.model.off, -1);
@@ -96,8 +96,8 @@ test_absent(void **state)
 static void
 test_whitespace(void **state)
 {
-    tx_json_req_t  r;
-    const char    *b;
+    tx_json_req_t r;
+    const char   *b;
 
     b = " \r\n\t{ \"model\" :\t\"m\" , \"stream\" : true }\n ";
     assert_int_equal(scan(b, &r), TX_OK);
@@ -114,8 +114,8 @@ test_whitespace(void **state)
 static void
 test_nested_model(void **state)
 {
-    tx_json_req_t  r;
-    const char    *b;
+    tx_json_req_t r;
+    const char   *b;
 
     b = "{\"messages\":[{\"model\":\"evil\",\"stream\":true}],"
         "\"metadata\":{\"model\":\"evil2\",\"max_tokens\":9},"
@@ -162,8 +162,8 @@ test_nested_model(void **state)
 static void
 test_duplicates(void **state)
 {
-    tx_json_req_t  r;
-    const char    *b;
+    tx_json_req_t r;
+    const char   *b;
 
     b = "{\"model\":\"a\",\"stream\":true,\"model\":\"b\",\"stream\":false}";
     assert_int_equal(scan(b, &r), TX_OK);
@@ -197,7 +197,7 @@ test_duplicates(void **state)
 static void
 test_max_out(void **state)
 {
-    tx_json_req_t  r;
+    tx_json_req_t r;
 
     assert_int_equal(scan("{\"max_completion_tokens\":100}", &r), TX_OK);
     assert_int_equal(r.max_out, 100);
@@ -207,7 +207,9 @@ test_max_out(void **state)
                      TX_OK);
     assert_int_equal(r.max_out, 5);
     assert_int_equal(scan("{\"max_tokens\":null,"
-                          "\"max_completion_tokens\":9}", &r), TX_OK);
+                          "\"max_completion_tokens\":9}",
+                          &r),
+                     TX_OK);
     assert_int_equal(r.max_out, 9);
     assert_int_equal(scan("{\"max_tokens\":0}", &r), TX_OK);
     assert_int_equal(r.max_out, 0);
@@ -271,7 +273,8 @@ test_literals(void **state)
 static void
 test_strings(void **state)
 {
-    assert_true(ok("{\"a\":\"\\\"\\\\\\/\\b\\f\\n\\r\\t\\u00e9\\uD83D\\uDE00\"}"));
+    assert_true(
+        ok("{\"a\":\"\\\"\\\\\\/\\b\\f\\n\\r\\t\\u00e9\\uD83D\\uDE00\"}"));
     assert_true(ok("{\"a\":\"caf\xc3\xa9\"}"));
     assert_true(ok("{\"\":\"\"}"));
     assert_false(ok("{\"a\":\"abc}"));
@@ -293,9 +296,9 @@ test_strings(void **state)
 static void
 test_structure(void **state)
 {
-    tx_json_req_t  r;
-    char           err[64];
-    const char    *b;
+    tx_json_req_t r;
+    char          err[64];
+    const char   *b;
 
     assert_false(ok(""));
     assert_false(ok("   "));
@@ -324,23 +327,27 @@ test_structure(void **state)
     assert_false(ok("{}\n,"));
 
     /* a NUL inside the body is not the end */
-    assert_int_equal(tx_json_scan_request((const uint8_t *) "{}\0", 3, &r,
-                                          NULL, 0), TX_ERROR);
+    assert_int_equal(tx_json_scan_request((const uint8_t *) "{}\0", 3, &r, NULL,
+                                          0),
+                     TX_ERROR);
     assert_int_equal(tx_json_scan_request(NULL, 0, &r, NULL, 0), TX_ERROR);
 
     b = "{\"model\":\"x\"} garbage";
     assert_int_equal(tx_json_scan_request((const uint8_t *) b, strlen(b), &r,
-                                          err, sizeof(err)), TX_ERROR);
+                                          err, sizeof(err)),
+                     TX_ERROR);
     assert_string_equal(err, "trailing data at offset 14");
 
     b = "{\"a\":\"x\x01\"}";
     assert_int_equal(tx_json_scan_request((const uint8_t *) b, strlen(b), &r,
-                                          err, sizeof(err)), TX_ERROR);
+                                          err, sizeof(err)),
+                     TX_ERROR);
     assert_string_equal(err, "control character in string at offset 7");
 
     /* a short error buffer is cut, still NUL-terminated */
     assert_int_equal(tx_json_scan_request((const uint8_t *) b, strlen(b), &r,
-                                          err, 8), TX_ERROR);
+                                          err, 8),
+                     TX_ERROR);
     assert_string_equal(err, "control");
 }
 
@@ -348,8 +355,8 @@ test_structure(void **state)
 static void
 test_depth(void **state)
 {
-    char    *b;
-    size_t   n, i;
+    char  *b;
+    size_t n, i;
 
     /* TX_JSON_MAX_DEPTH containers nest; one more does not */
     for (n = TX_JSON_MAX_DEPTH; n <= TX_JSON_MAX_DEPTH + 1; n++) {
@@ -386,8 +393,8 @@ static void
 test_unescape(void **state)
 {
     uint8_t     out[64];
-    const char  *s;
-    ssize_t      n;
+    const char *s;
+    ssize_t     n;
 
     s = "\"gpt-4o\"";
     n = tx_json_unescape((const uint8_t *) s, strlen(s), out, sizeof(out));
@@ -397,7 +404,8 @@ test_unescape(void **state)
     s = "\"a\\\"b\\\\c\\/d\\n\\t\\u0041\\u00e9\\u20ac\\ud83d\\ude00\"";
     n = tx_json_unescape((const uint8_t *) s, strlen(s), out, sizeof(out));
     assert_int_equal(n, 10 + 2 + 3 + 4);
-    assert_memory_equal(out, "a\"b\\c/d\n\tA\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80",
+    assert_memory_equal(out,
+                        "a\"b\\c/d\n\tA\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80",
                         (size_t) n);
 
     s = "\"\"";
@@ -440,10 +448,10 @@ test_unescape(void **state)
 static void
 test_scan_then_unescape(void **state)
 {
-    tx_json_req_t  r;
-    uint8_t        out[32];
-    ssize_t        n;
-    const char    *b;
+    tx_json_req_t r;
+    uint8_t       out[32];
+    ssize_t       n;
+    const char   *b;
 
     b = "{\"model\":\"gpt\\u002d4o\"}";
     assert_int_equal(scan(b, &r), TX_OK);
@@ -458,7 +466,7 @@ test_scan_then_unescape(void **state)
 int
 main(void)
 {
-    const struct CMUnitTest  tests[] = {
+    const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_basic),
         cmocka_unit_test(test_absent),
         cmocka_unit_test(test_whitespace),

@@ -24,8 +24,8 @@ setup(void **state)
 static void
 test_generate_shape(void **state)
 {
-    char    a[TX_KEY_SECRET_LEN + 1], b[TX_KEY_SECRET_LEN + 1];
-    size_t  i;
+    char   a[TX_KEY_SECRET_LEN + 1], b[TX_KEY_SECRET_LEN + 1];
+    size_t i;
 
     assert_int_equal(TX_KEY_SECRET_LEN, 53);
 
@@ -39,8 +39,11 @@ test_generate_shape(void **state)
     assert_string_not_equal(a, b);
 
     for (i = TX_KEY_PREFIX_LEN; i < TX_KEY_SECRET_LEN; i++) {
-        assert_true(strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-                           "0123456789-_", a[i]) != NULL);
+        assert_true(
+            strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                   "0123456789-_",
+                   a[i])
+            != NULL);
     }
 }
 
@@ -48,7 +51,7 @@ test_generate_shape(void **state)
 static void
 test_shape_rejects(void **state)
 {
-    char  s[TX_KEY_SECRET_LEN + 2];
+    char s[TX_KEY_SECRET_LEN + 2];
 
     memcpy(s, "sk-torrix-", 10);
     memset(s + 10, 'A', 43);
@@ -82,9 +85,9 @@ test_shape_rejects(void **state)
 static void
 test_hash(void **state)
 {
-    uint8_t  k1[TX_KEY_HASHKEY_LEN], k2[TX_KEY_HASHKEY_LEN];
-    uint8_t  h1[TX_KEY_HASH_LEN], h2[TX_KEY_HASH_LEN], ref[TX_KEY_HASH_LEN];
-    char     sec[TX_KEY_SECRET_LEN + 1];
+    uint8_t k1[TX_KEY_HASHKEY_LEN], k2[TX_KEY_HASHKEY_LEN];
+    uint8_t h1[TX_KEY_HASH_LEN], h2[TX_KEY_HASH_LEN], ref[TX_KEY_HASH_LEN];
+    char    sec[TX_KEY_SECRET_LEN + 1];
 
     memset(k1, 1, sizeof(k1));
     memset(k2, 2, sizeof(k2));
@@ -97,8 +100,8 @@ test_hash(void **state)
     assert_memory_equal(h1, h2, sizeof(h1));
 
     /* keyed BLAKE2b-256, as the data plane and torrix-cp both compute it */
-    crypto_generichash(ref, sizeof(ref), (uint8_t *) sec, TX_KEY_SECRET_LEN,
-                       k1, sizeof(k1));
+    crypto_generichash(ref, sizeof(ref), (uint8_t *) sec, TX_KEY_SECRET_LEN, k1,
+                       sizeof(k1));
     assert_memory_equal(h1, ref, sizeof(h1));
 
     assert_int_equal(tx_key_hash(k2, (uint8_t *) sec, TX_KEY_SECRET_LEN, h2),
@@ -115,9 +118,9 @@ test_hash(void **state)
 static void
 test_id(void **state)
 {
-    char    a[TX_ID_MAX_LEN], b[TX_ID_MAX_LEN];
-    size_t  i;
-    int     seen[32];
+    char   a[TX_ID_MAX_LEN], b[TX_ID_MAX_LEN];
+    size_t i;
+    int    seen[32];
 
     memset(seen, 0, sizeof(seen));
 
@@ -128,12 +131,12 @@ test_id(void **state)
     assert_string_not_equal(a, b);
 
     for (i = 0; i < 200; i++) {
-        size_t  j;
+        size_t j;
 
         tx_id_generate("prj_", a);
 
         for (j = 4; j < 24; j++) {
-            const char  *c;
+            const char *c;
 
             c = strchr("abcdefghijklmnopqrstuvwxyz234567", a[j]);
             assert_non_null(c);
@@ -154,8 +157,8 @@ test_id(void **state)
 static void
 test_run_id(void **state)
 {
-    uint8_t  a[16], b[16], c[16], r_hi[10], r_lo[10];
-    char     hex[33];
+    uint8_t a[16], b[16], c[16], r_hi[10], r_lo[10];
+    char    hex[33];
 
     memset(r_hi, 0xff, sizeof(r_hi));
     memset(r_lo, 0x00, sizeof(r_lo));
@@ -177,8 +180,8 @@ test_run_id(void **state)
 
     assert_int_equal(tx_run_id_parse(hex, 32, c), TX_OK);
     assert_memory_equal(a, c, 16);
-    assert_int_equal(tx_run_id_parse("018BCFE56800FFFFFFFFFFFFFFFFFFFF", 32,
-                                     c), TX_OK);
+    assert_int_equal(tx_run_id_parse("018BCFE56800FFFFFFFFFFFFFFFFFFFF", 32, c),
+                     TX_OK);
     assert_memory_equal(a, c, 16);
 
     assert_int_equal(tx_run_id_parse(hex, 31, c), TX_ERROR);
@@ -192,7 +195,7 @@ test_run_id(void **state)
 int
 main(void)
 {
-    const struct CMUnitTest  tests[] = {
+    const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_generate_shape),
         cmocka_unit_test(test_shape_rejects),
         cmocka_unit_test(test_hash),

@@ -22,7 +22,7 @@ parse(const char *s, tx_money_t *m)
 static void
 test_parse_ok(void **state)
 {
-    tx_money_t  m;
+    tx_money_t m;
 
     assert_int_equal(parse("12", &m), TX_OK);
     assert_int_equal(m, 1200000000);
@@ -64,7 +64,7 @@ test_parse_ok(void **state)
 static void
 test_parse_rejects(void **state)
 {
-    tx_money_t  m;
+    tx_money_t m;
 
     m = 77;
     assert_int_equal(parse("1.123456789", &m), TX_ERROR);
@@ -95,41 +95,35 @@ test_parse_rejects(void **state)
 static void
 test_format(void **state)
 {
-    char  buf[32];
+    char buf[32];
 
-    assert_string_equal(tx_money_format(1250000000, buf, sizeof(buf)),
-                        "12.50");
-    assert_string_equal(tx_money_format(125, buf, sizeof(buf)),
-                        "0.00000125");
+    assert_string_equal(tx_money_format(1250000000, buf, sizeof(buf)), "12.50");
+    assert_string_equal(tx_money_format(125, buf, sizeof(buf)), "0.00000125");
     assert_string_equal(tx_money_format(0, buf, sizeof(buf)), "0.00");
-    assert_string_equal(tx_money_format(-300000000, buf, sizeof(buf)),
-                        "-3.00");
-    assert_string_equal(tx_money_format(-1, buf, sizeof(buf)),
-                        "-0.00000001");
+    assert_string_equal(tx_money_format(-300000000, buf, sizeof(buf)), "-3.00");
+    assert_string_equal(tx_money_format(-1, buf, sizeof(buf)), "-0.00000001");
     assert_string_equal(tx_money_format(123456789, buf, sizeof(buf)),
                         "1.23456789");
     assert_string_equal(tx_money_format(INT64_MAX, buf, sizeof(buf)),
                         "92233720368.54775807");
     assert_string_equal(tx_money_format(INT64_MIN, buf, sizeof(buf)),
                         "-92233720368.54775808");
-    assert_string_equal(tx_money_format(10000000, buf, sizeof(buf)),
-                        "0.10");
-    assert_string_equal(tx_money_format(1001000000, buf, sizeof(buf)),
-                        "10.01");
+    assert_string_equal(tx_money_format(10000000, buf, sizeof(buf)), "0.10");
+    assert_string_equal(tx_money_format(1001000000, buf, sizeof(buf)), "10.01");
 }
 
 
 static void
 test_roundtrip(void **state)
 {
-    static const tx_money_t  v[] = {
-        0, 1, -1, 99, 100000000, 1234567890123LL, -987654321, INT64_MAX,
-        INT64_MIN, 50000000, 7
-    };
+    static const tx_money_t v[] = {0,          1,         -1,
+                                   99,         100000000, 1234567890123LL,
+                                   -987654321, INT64_MAX, INT64_MIN,
+                                   50000000,   7};
 
-    char        buf[32];
-    size_t      i;
-    tx_money_t  m;
+    char       buf[32];
+    size_t     i;
+    tx_money_t m;
 
     for (i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
         tx_money_format(v[i], buf, sizeof(buf));
@@ -138,7 +132,7 @@ test_roundtrip(void **state)
     }
 
     for (m = -1000; m < 100000; m += 7) {
-        tx_money_t  back;
+        tx_money_t back;
 
         tx_money_format(m, buf, sizeof(buf));
         assert_int_equal(parse(buf, &back), TX_OK);
@@ -150,7 +144,7 @@ test_roundtrip(void **state)
 int
 main(void)
 {
-    const struct CMUnitTest  tests[] = {
+    const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_ok),
         cmocka_unit_test(test_parse_rejects),
         cmocka_unit_test(test_format),

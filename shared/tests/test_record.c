@@ -16,13 +16,13 @@
 static void
 test_roundtrip(void **state)
 {
-    uint8_t        buf[128];
-    uint16_t       tag;
-    uint64_t       u;
-    int64_t        i;
-    tx_str_t       v;
-    tx_wbuf_t      wb;
-    tx_rec_iter_t  it;
+    uint8_t       buf[128];
+    uint16_t      tag;
+    uint64_t      u;
+    int64_t       i;
+    tx_str_t      v;
+    tx_wbuf_t     wb;
+    tx_rec_iter_t it;
 
     tx_wbuf_init(&wb, buf, sizeof(buf));
     tx_rec_put_cstr(&wb, 1, "hello");
@@ -32,9 +32,9 @@ test_roundtrip(void **state)
     tx_rec_put_cstr(&wb, 5, NULL);
     tx_rec_put_cstr(&wb, 6, "");
     assert_false(wb.overflow);
-    assert_int_equal(wb.pos - wb.start,
-                     tx_rec_field_size(5) + 2 * tx_rec_field_size(8)
-                     + tx_rec_field_size(0));
+    assert_int_equal(wb.pos - wb.start, tx_rec_field_size(5)
+                                            + 2 * tx_rec_field_size(8)
+                                            + tx_rec_field_size(0));
 
     /* little endian on the wire */
     assert_int_equal(buf[0], 1);
@@ -72,8 +72,8 @@ test_roundtrip(void **state)
 static void
 test_overflow(void **state)
 {
-    uint8_t    buf[16];
-    tx_wbuf_t  wb;
+    uint8_t   buf[16];
+    tx_wbuf_t wb;
 
     tx_wbuf_init(&wb, buf, sizeof(buf));
     tx_rec_put_u64(&wb, 1, 7);
@@ -98,12 +98,12 @@ test_overflow(void **state)
 static void
 test_truncated(void **state)
 {
-    uint8_t        buf[64];
-    uint16_t       tag;
-    tx_str_t       v;
-    tx_wbuf_t      wb;
-    tx_rec_iter_t  it;
-    size_t         n, cut;
+    uint8_t       buf[64];
+    uint16_t      tag;
+    tx_str_t      v;
+    tx_wbuf_t     wb;
+    tx_rec_iter_t it;
+    size_t        n, cut;
 
     tx_wbuf_init(&wb, buf, sizeof(buf));
     tx_rec_put_cstr(&wb, 1, "abc");
@@ -132,9 +132,9 @@ test_truncated(void **state)
 static void
 test_find(void **state)
 {
-    uint8_t    buf[64];
-    tx_str_t   v;
-    tx_wbuf_t  wb;
+    uint8_t   buf[64];
+    tx_str_t  v;
+    tx_wbuf_t wb;
 
     tx_wbuf_init(&wb, buf, sizeof(buf));
     tx_rec_put_cstr(&wb, 900, "unknown");
@@ -144,8 +144,7 @@ test_find(void **state)
     assert_int_equal(tx_rec_find(buf, wb.pos - wb.start, 7, &v), TX_OK);
     assert_int_equal(v.len, 5);
     assert_memory_equal(v.data, "first", 5);
-    assert_int_equal(tx_rec_find(buf, wb.pos - wb.start, 8, &v),
-                     TX_DECLINED);
+    assert_int_equal(tx_rec_find(buf, wb.pos - wb.start, 8, &v), TX_DECLINED);
     assert_int_equal(tx_rec_find(buf, 0, 8, &v), TX_DECLINED);
 }
 
@@ -153,10 +152,10 @@ test_find(void **state)
 static void
 test_key_decode(void **state)
 {
-    uint8_t       buf[512], *odd;
-    tx_wbuf_t     wb;
-    tx_key_rec_t  k;
-    size_t        n;
+    uint8_t      buf[512], *odd;
+    tx_wbuf_t    wb;
+    tx_key_rec_t k;
+    size_t       n;
 
     tx_wbuf_init(&wb, buf, sizeof(buf));
     tx_rec_put_cstr(&wb, TX_KEY_ID, "key_abc");
@@ -198,8 +197,7 @@ test_key_decode(void **state)
     /* an integer field of the wrong size is corrupt */
     tx_wbuf_init(&wb, buf, sizeof(buf));
     tx_rec_put_bytes(&wb, TX_KEY_RPM, "\x01\x02", 2);
-    assert_int_equal(tx_key_rec_decode(buf, wb.pos - wb.start, &k),
-                     TX_ERROR);
+    assert_int_equal(tx_key_rec_decode(buf, wb.pos - wb.start, &k), TX_ERROR);
 
     assert_int_equal(tx_key_rec_decode(buf, 0, &k), TX_OK);
     assert_int_equal(k.id.len, 0);
@@ -209,23 +207,21 @@ test_key_decode(void **state)
 static void
 test_khash_provider_decode(void **state)
 {
-    uint8_t            buf[256];
-    tx_wbuf_t          wb;
-    tx_khash_rec_t     kh;
-    tx_provider_rec_t  pr;
+    uint8_t           buf[256];
+    tx_wbuf_t         wb;
+    tx_khash_rec_t    kh;
+    tx_provider_rec_t pr;
 
     tx_wbuf_init(&wb, buf, sizeof(buf));
     tx_rec_put_cstr(&wb, TX_KH_KEY_ID, "key_x");
     tx_rec_put_i64(&wb, TX_KH_NOT_AFTER, 1700000000);
-    assert_int_equal(tx_khash_rec_decode(buf, wb.pos - wb.start, &kh),
-                     TX_OK);
+    assert_int_equal(tx_khash_rec_decode(buf, wb.pos - wb.start, &kh), TX_OK);
     assert_int_equal(kh.key_id.len, 5);
     assert_int_equal(kh.not_after, 1700000000);
 
     tx_wbuf_init(&wb, buf, sizeof(buf));
     tx_rec_put_cstr(&wb, TX_KH_KEY_ID, "key_y");
-    assert_int_equal(tx_khash_rec_decode(buf, wb.pos - wb.start, &kh),
-                     TX_OK);
+    assert_int_equal(tx_khash_rec_decode(buf, wb.pos - wb.start, &kh), TX_OK);
     assert_int_equal(kh.not_after, 0);
 
     tx_rec_put_bytes(&wb, TX_KH_NOT_AFTER, "1234", 4);
@@ -248,7 +244,7 @@ test_khash_provider_decode(void **state)
 int
 main(void)
 {
-    const struct CMUnitTest  tests[] = {
+    const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_roundtrip),
         cmocka_unit_test(test_overflow),
         cmocka_unit_test(test_truncated),

@@ -12,12 +12,12 @@
 #include "tx_spool.h"
 
 
-#define CAP  1024
+#define CAP 1024
 
 
 typedef union {
-    uint64_t  align;
-    uint8_t   b[CAP];
+    uint64_t align;
+    uint8_t  b[CAP];
 } spool_buf_t;
 
 
@@ -27,23 +27,21 @@ test_crc32(void **state)
     assert_int_equal(tx_crc32(0, "123456789", 9), 0xcbf43926u);
     assert_int_equal(tx_crc32(0, "", 0), 0);
     /* incremental == one shot */
-    assert_int_equal(tx_crc32(tx_crc32(0, "1234", 4), "56789", 5),
-                     0xcbf43926u);
+    assert_int_equal(tx_crc32(tx_crc32(0, "1234", 4), "56789", 5), 0xcbf43926u);
 }
 
 
 static void
 test_header(void **state)
 {
-    spool_buf_t  f;
+    spool_buf_t f;
 
     memset(&f, 0, sizeof(f));
     tx_spool_hdr_init(f.b, 4242, 0x0123456789abLL, CAP);
     assert_memory_equal(f.b, TX_SPOOL_MAGIC, 8);
     assert_int_equal(f.b[8], 1);
     assert_int_equal(tx_spool_hdr_check(f.b, CAP), TX_OK);
-    assert_int_equal(tx_spool_hdr_check(f.b, TX_SPOOL_HDR_LEN - 1),
-                     TX_ERROR);
+    assert_int_equal(tx_spool_hdr_check(f.b, TX_SPOOL_HDR_LEN - 1), TX_ERROR);
 
     f.b[0] = 'X';
     assert_int_equal(tx_spool_hdr_check(f.b, CAP), TX_ERROR);
@@ -57,9 +55,9 @@ test_header(void **state)
 static void
 test_append_read(void **state)
 {
-    size_t          woff, roff, len;
-    spool_buf_t     f;
-    const uint8_t  *pl;
+    size_t         woff, roff, len;
+    spool_buf_t    f;
+    const uint8_t *pl;
 
     memset(&f, 0, sizeof(f));
     tx_spool_hdr_init(f.b, 1, 1, CAP);
@@ -73,8 +71,7 @@ test_append_read(void **state)
 
     assert_int_equal(tx_spool_append(f.b, CAP, &woff, "hello", 5), TX_OK);
     assert_int_equal(woff, TX_SPOOL_HDR_LEN + 16);
-    assert_int_equal(tx_spool_append(f.b, CAP, &woff, "12345678", 8),
-                     TX_OK);
+    assert_int_equal(tx_spool_append(f.b, CAP, &woff, "12345678", 8), TX_OK);
     assert_int_equal(woff, TX_SPOOL_HDR_LEN + 32);
 
     assert_int_equal(tx_spool_read(f.b, CAP, &roff, &pl, &len), TX_OK);
@@ -98,9 +95,9 @@ test_append_read(void **state)
 static void
 test_bad_args(void **state)
 {
-    size_t          off, len;
-    spool_buf_t     f;
-    const uint8_t  *pl;
+    size_t         off, len;
+    spool_buf_t    f;
+    const uint8_t *pl;
 
     memset(&f, 0, sizeof(f));
     off = TX_SPOOL_HDR_LEN;
@@ -120,10 +117,10 @@ test_bad_args(void **state)
 static void
 test_full(void **state)
 {
-    size_t          off, roff, len, n;
-    uint8_t         rec[100];
-    spool_buf_t     f;
-    const uint8_t  *pl;
+    size_t         off, roff, len, n;
+    uint8_t        rec[100];
+    spool_buf_t    f;
+    const uint8_t *pl;
 
     memset(&f, 0, sizeof(f));
     memset(rec, 'r', sizeof(rec));
@@ -163,9 +160,9 @@ test_full(void **state)
 static void
 test_torn(void **state)
 {
-    size_t          woff, roff, len, second;
-    spool_buf_t     f;
-    const uint8_t  *pl;
+    size_t         woff, roff, len, second;
+    spool_buf_t    f;
+    const uint8_t *pl;
 
     memset(&f, 0, sizeof(f));
     tx_spool_hdr_init(f.b, 1, 1, CAP);
@@ -220,13 +217,10 @@ test_endpoint_names(void **state)
 int
 main(void)
 {
-    const struct CMUnitTest  tests[] = {
-        cmocka_unit_test(test_crc32),
-        cmocka_unit_test(test_header),
-        cmocka_unit_test(test_append_read),
-        cmocka_unit_test(test_bad_args),
-        cmocka_unit_test(test_full),
-        cmocka_unit_test(test_torn),
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_crc32),          cmocka_unit_test(test_header),
+        cmocka_unit_test(test_append_read),    cmocka_unit_test(test_bad_args),
+        cmocka_unit_test(test_full),           cmocka_unit_test(test_torn),
         cmocka_unit_test(test_endpoint_names),
     };
 

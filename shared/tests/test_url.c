@@ -22,8 +22,8 @@ parse(const char *s, tx_url_t *u)
 static int
 allowed(const char *url, const char *pats)
 {
-    tx_url_t  u;
-    tx_str_t  p;
+    tx_url_t u;
+    tx_str_t p;
 
     if (parse(url, &u) != TX_OK) {
         return -1;
@@ -47,7 +47,7 @@ assert_str(const tx_str_t *s, const char *want)
 static void
 test_parse(void **state)
 {
-    tx_url_t  u;
+    tx_url_t u;
 
     assert_int_equal(parse("https://api.openai.com/v1/chat?x=1&y", &u), TX_OK);
     assert_true(u.https);
@@ -97,14 +97,13 @@ test_parse(void **state)
 static void
 test_parse_rejects(void **state)
 {
-    tx_url_t  u;
+    tx_url_t u;
 
     assert_int_equal(parse("https://user@api.openai.com/", &u), TX_ERROR);
     assert_int_equal(parse("https://user:pw@api.openai.com/", &u), TX_ERROR);
     assert_int_equal(parse("https://evil.com@api.openai.com", &u), TX_ERROR);
     assert_int_equal(parse("https://api.openai.com/#frag", &u), TX_ERROR);
-    assert_int_equal(parse("https://api.openai.com\\@evil.com/", &u),
-                     TX_ERROR);
+    assert_int_equal(parse("https://api.openai.com\\@evil.com/", &u), TX_ERROR);
     assert_int_equal(parse("https://api.openai.com /", &u), TX_ERROR);
     assert_int_equal(parse("https://api.openai.com/a b", &u), TX_ERROR);
     assert_int_equal(parse("https://api.openai.com/\r\nX: y", &u), TX_ERROR);
@@ -154,7 +153,7 @@ test_parse_rejects(void **state)
 static void
 test_allowed_exact(void **state)
 {
-    const char  *p;
+    const char *p;
 
     p = "https://api.openai.com";
     assert_int_equal(allowed("https://api.openai.com/v1/chat/completions", p),
@@ -171,12 +170,14 @@ test_allowed_exact(void **state)
     assert_int_equal(allowed("https://api.openai.com./v1", p), 0);
 
     /* uppercase in the pattern too */
-    assert_int_equal(allowed("https://api.openai.com/", "HTTPS://Api.OpenAI.Com"),
+    assert_int_equal(allowed("https://api.openai.com/",
+                             "HTTPS://Api.OpenAI.Com"),
                      1);
 
     /* an explicit default port in the pattern is the same port */
     assert_int_equal(allowed("https://api.openai.com/",
-                             "https://api.openai.com:443"), 1);
+                             "https://api.openai.com:443"),
+                     1);
     assert_int_equal(allowed("http://h:8080/", "http://h"), 0);
     assert_int_equal(allowed("http://h/", "http://h:8080"), 0);
     assert_int_equal(allowed("http://h:8080/", "http://h:8080"), 1);
@@ -186,7 +187,7 @@ test_allowed_exact(void **state)
 static void
 test_allowed_wildcard(void **state)
 {
-    const char  *p;
+    const char *p;
 
     p = "https://*.openai.azure.com";
     assert_int_equal(allowed("https://myco.openai.azure.com/openai/x", p), 1);
@@ -205,7 +206,7 @@ test_allowed_wildcard(void **state)
 static void
 test_allowed_path(void **state)
 {
-    const char  *p;
+    const char *p;
 
     p = "http://127.0.0.1:9000/v1";
     assert_int_equal(allowed("http://127.0.0.1:9000/v1", p), 1);
@@ -250,8 +251,7 @@ test_allowed_list(void **state)
     p.data = (const uint8_t *) tx_url_default_targets;
     p.len = strlen(tx_url_default_targets);
 
-    assert_int_equal(parse("https://api.anthropic.com/v1/messages", &u),
-                     TX_OK);
+    assert_int_equal(parse("https://api.anthropic.com/v1/messages", &u), TX_OK);
     assert_true(tx_url_allowed(&u, &p));
     assert_int_equal(parse("https://api.x.ai/v1/chat/completions", &u), TX_OK);
     assert_true(tx_url_allowed(&u, &p));
@@ -268,7 +268,7 @@ test_allowed_list(void **state)
 int
 main(void)
 {
-    const struct CMUnitTest  tests[] = {
+    const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse),
         cmocka_unit_test(test_parse_rejects),
         cmocka_unit_test(test_allowed_exact),
