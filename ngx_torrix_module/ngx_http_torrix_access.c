@@ -39,6 +39,10 @@ static ngx_int_t ngx_http_torrix_models(ngx_http_request_t *r,
     ngx_http_torrix_ctx_t *ctx);
 static ngx_int_t ngx_http_torrix_copy(ngx_pool_t *pool, ngx_str_t *dst,
     const tx_str_t *src);
+static ngx_int_t ngx_http_torrix_inject_usage(ngx_http_request_t *r,
+    ngx_http_torrix_ctx_t *ctx, ngx_str_t *body, tx_json_req_t *req);
+static ngx_int_t ngx_http_torrix_sample(ngx_http_request_t *r,
+    ngx_http_torrix_ctx_t *ctx, MDB_txn *txn);
 
 
 static ngx_http_torrix_endpoint_t  ngx_http_torrix_endpoints[] = {
@@ -410,6 +414,9 @@ ngx_http_torrix_check_body(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
                                       "Could not read the request body");
     }
 
+    ctx->req_body = body;
+    ctx->prompt_bytes = body.len;
+
     if (tx_json_scan_request(body.data, body.len, &req, err, sizeof(err))
         != TX_OK)
     {
@@ -462,6 +469,110 @@ ngx_http_torrix_check_body(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
                                       "This key is not allowed to use model "
                                       "\"%V\"", &ctx->model);
     }
+
+    if (req.stream_on && !req.include_usage_on
+        && (ctx->endpoint == TX_EP_CHAT || ctx->endpoint == TX_EP_COMPLETIONS))
+    {
+        return ngx_http_torrix_inject_usage(r, ctx, &body, &req);
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * Asks an OpenAI-shaped provider for the usage chunk of a stream whose
+ * client did not (stream_options.include_usage), splicing the few bytes into
+ * the body rather than re-printing it; the filter removes that chunk from
+ * what the client sees.
+ */
+static ngx_int_t
+ngx_http_torrix_inject_usage(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx,
+    ngx_str_t *body, tx_json_req_t *req)
+{
+    u_char      *p, *end;
+    ngx_str_t    parts[3];
+    ngx_uint_t   n;
+
+    static u_char  opts[] = "\"stream_options\":{\"include_usage\":true},";
+    static u_char  member[] = "\"include_usage\":true";
+
+    if (req->include_usage.off >= 0) {
+        /* "include_usage": false (or another non-true value) */
+        parts[0].data = body->data;
+        parts[0].len = req->include_usage.off;
+        ngx_str_set(&parts[1], "true");
+        parts[2].data = body->data + req->include_usage.off
+                        + req->include_usage.len;
+        parts[2].len = body->len - req->include_usage.off
+                       - req->include_usage.len;
+        n = 3;
+
+    } else if (req->stream_options.off >= 0
+               && body->data[req->stream_options.off] == '{')
+    {
+        /* an object without include_usage: add the member first */
+        p = body->data + req->stream_options.off + 1;
+        end = body->data + req->stream_options.off + req->stream_options.len;
+
+        while (p < end && (*p == ' ' || *p == '\t' || *p == '\r'
+                           || *p == '\n'))
+        {
+            p++;
+        }
+
+        parts[0].data = body->data;
+        parts[0].len = req->stream_options.off + 1;
+        parts[1].data = member;
+        parts[1].len = sizeof(member) - 1;
+        parts[2].data = body->data + parts[0].len;
+        parts[2].len = body->len - parts[0].len;
+
+        if (*p != '}') {
+            parts[1].data = ngx_pnalloc(r->pool, sizeof(member));
+            if (parts[1].data == NULL) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            ngx_memcpy(parts[1].data, member, sizeof(member) - 1);
+            parts[1].data[sizeof(member) - 1] = ',';
+            parts[1].len = sizeof(member);
+        }
+
+        n = 3;
+
+    } else if (req->stream_options.off >= 0) {
+        /* "stream_options": null */
+        parts[0].data = body->data;
+        parts[0].len = req->stream_options.off;
+        ngx_str_set(&parts[1], "{\"include_usage\":true}");
+        parts[2].data = body->data + req->stream_options.off
+                        + req->stream_options.len;
+        parts[2].len = body->len - req->stream_options.off
+                       - req->stream_options.len;
+        n = 3;
+
+    } else {
+        /* "stream": true means the object has a member: a comma fits */
+        p = ngx_strlchr(body->data, body->data + body->len, '{');
+        if (p == NULL) {
+            return NGX_OK;
+        }
+
+        parts[0].data = body->data;
+        parts[0].len = p + 1 - body->data;
+        parts[1].data = opts;
+        parts[1].len = sizeof(opts) - 1;
+        parts[2].data = p + 1;
+        parts[2].len = body->len - parts[0].len;
+        n = 3;
+    }
+
+    if (ngx_http_torrix_body_set(r, parts, n) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->strip_usage = 1;
 
     return NGX_OK;
 }
@@ -517,6 +628,13 @@ ngx_http_torrix_route(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
     {
         ngx_http_torrix_snapshot_end();
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->provider_kind = prv.kind;
+
+    if (ngx_http_torrix_sample(r, ctx, txn) != NGX_OK) {
+        ngx_http_torrix_snapshot_end();
+        return ctx->status;
     }
 
     ngx_http_torrix_snapshot_end();
@@ -632,6 +750,11 @@ ngx_http_torrix_route_proxy(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
     {
         targets.data = (const uint8_t *) tx_url_default_targets;
         targets.len = ngx_strlen(tx_url_default_targets);
+    }
+
+    if (ngx_http_torrix_sample(r, ctx, txn) != NGX_OK) {
+        ngx_http_torrix_snapshot_end();
+        return ctx->status;
     }
 
     if (!tx_url_allowed(&u, &targets)) {
@@ -838,4 +961,80 @@ ngx_http_torrix_copy(ngx_pool_t *pool, ngx_str_t *dst, const tx_str_t *src)
     dst->len = src->len;
 
     return NGX_OK;
+}
+
+
+/*
+ * The sampling decision: x-torrix-sample (0..1) when the client sent it,
+ * else the instance's sample_rate (parts per million).
+ */
+static ngx_int_t
+ngx_http_torrix_sample(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx,
+    MDB_txn *txn)
+{
+    u_char           *p, *end;
+    uint32_t          rnd;
+    uint64_t          ppm, scale;
+    tx_str_t          val;
+    ngx_table_elt_t  *h;
+
+    ppm = 0;
+
+    h = ngx_http_torrix_header(r, "x-torrix-sample",
+                               sizeof("x-torrix-sample") - 1);
+
+    if (h) {
+        p = h->value.data;
+        end = p + h->value.len;
+
+        if (p == end || (*p != '0' && *p != '1')) {
+            goto invalid;
+        }
+
+        ppm = (*p++ - '0') * 1000000;
+
+        if (p < end) {
+            if (*p++ != '.') {
+                goto invalid;
+            }
+
+            for (scale = 100000; p < end; p++, scale /= 10) {
+                if (*p < '0' || *p > '9') {
+                    goto invalid;
+                }
+
+                ppm += (*p - '0') * scale;
+            }
+        }
+
+        if (ppm > 1000000) {
+            goto invalid;
+        }
+
+    } else if (ngx_http_torrix_snapshot_get(txn, NGX_HTTP_TORRIX_DB_SETTINGS,
+                                            TX_SET_SAMPLE_RATE,
+                                            sizeof(TX_SET_SAMPLE_RATE) - 1,
+                                            &val)
+                   == TX_OK
+               && val.len == 8)
+    {
+        ngx_memcpy(&ppm, val.data, 8);
+    }
+
+    if (ppm >= 1000000) {
+        ctx->sampled = 1;
+
+    } else if (ppm > 0) {
+        ngx_http_torrix_random(&rnd, sizeof(rnd));
+        ctx->sampled = (rnd % 1000000) < ppm;
+    }
+
+    return NGX_OK;
+
+invalid:
+
+    return ngx_http_torrix_reject(ctx, r->pool, NGX_HTTP_BAD_REQUEST,
+                                  "invalid_sample",
+                                  "\"x-torrix-sample\" must be a number "
+                                  "from 0 to 1");
 }

@@ -129,3 +129,66 @@ ngx_http_torrix_body_bytes(ngx_http_request_t *r, ngx_str_t *body)
 
     return NGX_OK;
 }
+
+
+/*
+ * Replaces the request body by the concatenation of `parts`, the way
+ * lua-nginx-module's ngx.req.set_body_data() does: one new memory buffer,
+ * any temp file left behind, Content-Length updated.  The parts may point
+ * into the old body.
+ */
+ngx_int_t
+ngx_http_torrix_body_set(ngx_http_request_t *r, ngx_str_t *parts, ngx_uint_t n)
+{
+    u_char       *p;
+    size_t        len;
+    ngx_buf_t    *b;
+    ngx_uint_t    i;
+    ngx_chain_t  *cl;
+
+    len = 0;
+    for (i = 0; i < n; i++) {
+        len += parts[i].len;
+    }
+
+    b = ngx_create_temp_buf(r->pool, len ? len : 1);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = b->pos;
+    for (i = 0; i < n; i++) {
+        p = ngx_cpymem(p, parts[i].data, parts[i].len);
+    }
+
+    b->last = p;
+    b->last_buf = 1;
+    b->last_in_chain = 1;
+
+    cl = ngx_alloc_chain_link(r->pool);
+    if (cl == NULL) {
+        return NGX_ERROR;
+    }
+
+    cl->buf = b;
+    cl->next = NULL;
+
+    r->request_body->bufs = cl;
+    r->request_body->temp_file = NULL;
+    r->request_body_in_file_only = 0;
+
+    r->headers_in.content_length_n = len;
+
+    if (r->headers_in.content_length) {
+        p = ngx_pnalloc(r->pool, NGX_OFF_T_LEN);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        r->headers_in.content_length->value.data = p;
+        r->headers_in.content_length->value.len = ngx_sprintf(p, "%uz", len)
+                                                  - p;
+    }
+
+    return NGX_OK;
+}

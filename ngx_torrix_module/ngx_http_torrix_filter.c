@@ -4,8 +4,15 @@
  * The header filter stamps x-torrix-run-id on every response of a Torrix
  * request (refusals included) and turns the error pages nginx itself makes
  * after admission (upstream unreachable or timed out) into the client's
- * provider error shape.  The body filter notes the time of the first body
- * byte (TTFT); it never holds a buffer back.
+ * provider error shape, and starts metering the response.
+ *
+ * The body filter feeds every response byte to the usage meter
+ * (shared/tx_usage.h) as it passes, keeps the body of a sampled or failed run
+ * (bounded), and notes the first byte (TTFT).  Bytes pass through untouched
+ * and unheld, except in one case: when the gateway injected
+ * stream_options.include_usage, each SSE event is held until it is complete
+ * (at most one partial event) so the usage-only chunk the client did not ask
+ * for can be dropped; what is released goes out at once with flush set.
  */
 
 #include "ngx_http_torrix_module.h"
@@ -16,7 +23,13 @@ static ngx_int_t ngx_http_torrix_body_filter(ngx_http_request_t *r,
     ngx_chain_t *in);
 static ngx_int_t ngx_http_torrix_error_page(ngx_http_request_t *r,
     ngx_http_torrix_ctx_t *ctx);
+static ngx_int_t ngx_http_torrix_meter_start(ngx_http_request_t *r,
+    ngx_http_torrix_ctx_t *ctx);
 static ngx_int_t ngx_http_torrix_error_page_body(ngx_http_request_t *r,
+    ngx_http_torrix_ctx_t *ctx, ngx_chain_t *in);
+static void ngx_http_torrix_capture(ngx_http_request_t *r,
+    ngx_http_torrix_ctx_t *ctx, u_char *p, size_t len);
+static ngx_int_t ngx_http_torrix_strip(ngx_http_request_t *r,
     ngx_http_torrix_ctx_t *ctx, ngx_chain_t *in);
 
 
@@ -69,6 +82,12 @@ ngx_http_torrix_header_filter(ngx_http_request_t *r)
         }
     }
 
+    if (!ctx->rejected && !ctx->replace_body && r->upstream) {
+        if (ngx_http_torrix_meter_start(r, ctx) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
     h = ngx_list_push(&r->headers_out.headers);
     if (h == NULL) {
         return NGX_ERROR;
@@ -79,15 +98,6 @@ ngx_http_torrix_header_filter(ngx_http_request_t *r)
     h->value.len = 32;
     h->value.data = (u_char *) ctx->run_id_hex;
 
-    if (r->headers_out.content_type.len >= sizeof("text/event-stream") - 1
-        && ngx_strncasecmp(r->headers_out.content_type.data,
-                           (u_char *) "text/event-stream",
-                           sizeof("text/event-stream") - 1)
-               == 0)
-    {
-        ctx->stream = 1;
-    }
-
     return ngx_http_next_header_filter(r);
 }
 
@@ -95,6 +105,8 @@ ngx_http_torrix_header_filter(ngx_http_request_t *r)
 static ngx_int_t
 ngx_http_torrix_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 {
+    u_char                 *p;
+    size_t                  n;
     ngx_chain_t            *cl;
     ngx_http_torrix_ctx_t  *ctx;
 
@@ -103,22 +115,293 @@ ngx_http_torrix_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
     }
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_torrix_module);
+    if (ctx == NULL) {
+        return ngx_http_next_body_filter(r, in);
+    }
 
-    if (ctx && ctx->replace_body) {
+    if (ctx->replace_body) {
         return ngx_http_torrix_error_page_body(r, ctx, in);
     }
 
-    if (ctx && !ctx->first_byte) {
-        for (cl = in; cl; cl = cl->next) {
-            if (ngx_buf_size(cl->buf)) {
-                ctx->first_byte = 1;
-                ctx->first_byte_us = ngx_http_torrix_now_us();
-                break;
+    for (cl = in; cl; cl = cl->next) {
+        if (!ngx_buf_in_memory(cl->buf) || cl->buf->pos == cl->buf->last) {
+            continue;
+        }
+
+        if (!ctx->first_byte) {
+            ctx->first_byte = 1;
+            ctx->first_byte_us = ngx_http_torrix_now_us();
+        }
+
+        if (ctx->resp_max) {
+            ngx_http_torrix_capture(r, ctx, cl->buf->pos,
+                                    cl->buf->last - cl->buf->pos);
+        }
+
+        if (ctx->meter && !ctx->strip_usage) {
+            p = cl->buf->pos;
+
+            while (p < cl->buf->last) {
+                n = tx_meter_feed(ctx->meter, p, cl->buf->last - p, NULL);
+                p += n;
             }
         }
     }
 
+    if (ctx->strip_usage) {
+        return ngx_http_torrix_strip(r, ctx, in);
+    }
+
     return ngx_http_next_body_filter(r, in);
+}
+
+
+static ngx_int_t
+ngx_http_torrix_meter_start(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
+{
+    int        format;
+    ngx_str_t  *ct;
+
+    ct = &r->headers_out.content_type;
+
+    if (ct->len >= sizeof("text/event-stream") - 1
+        && ngx_strncasecmp(ct->data, (u_char *) "text/event-stream",
+                           sizeof("text/event-stream") - 1)
+               == 0)
+    {
+        format = TX_METER_SSE;
+        ctx->stream = 1;
+
+    } else if (ngx_strlcasestrn(ct->data, ct->data + ct->len,
+                                (u_char *) "json", 4 - 1)
+               != NULL)
+    {
+        format = TX_METER_JSON;
+
+    } else {
+        format = 0;
+    }
+
+    if (format != TX_METER_SSE) {
+        ctx->strip_usage = 0;
+    }
+
+    if (ctx->strip_usage) {
+        /* the body changes length */
+        ngx_http_clear_content_length(r);
+        ngx_http_clear_accept_ranges(r);
+    }
+
+    if (format) {
+        ctx->meter = ngx_palloc(r->pool, sizeof(tx_meter_t));
+        if (ctx->meter == NULL) {
+            return NGX_ERROR;
+        }
+
+        tx_meter_init(ctx->meter, format,
+                      ctx->endpoint == TX_EP_MESSAGES ? TX_METER_ANTHROPIC
+                                                      : TX_METER_OPENAI);
+    }
+
+    if (r->headers_out.status >= NGX_HTTP_BAD_REQUEST) {
+        ctx->resp_max = NGX_HTTP_TORRIX_CAPTURE_ERR;
+
+    } else if (ctx->sampled) {
+        ctx->resp_max = NGX_HTTP_TORRIX_CAPTURE_MAX;
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_torrix_capture(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx,
+    u_char *p, size_t len)
+{
+    u_char  *nb;
+    size_t   size;
+
+    if (ctx->resp_len + len > ctx->resp_max) {
+        ctx->resp_truncated = 1;
+        len = ctx->resp_max - ctx->resp_len;
+        if (len == 0) {
+            return;
+        }
+    }
+
+    if (ctx->resp == NULL || ctx->resp_len + len > ctx->resp_cap) {
+        size = ngx_max(ctx->resp_cap * 2, 8192);
+        size = ngx_max(size, ctx->resp_len + len);
+        size = ngx_min(size, ctx->resp_max);
+
+        nb = ngx_pnalloc(r->pool, size);
+        if (nb == NULL) {
+            ctx->resp_max = 0;
+            return;
+        }
+
+        if (ctx->resp_len) {
+            ngx_memcpy(nb, ctx->resp, ctx->resp_len);
+        }
+
+        ctx->resp = nb;
+        ctx->resp_cap = size;
+    }
+
+    ngx_memcpy(ctx->resp + ctx->resp_len, p, len);
+    ctx->resp_len += len;
+}
+
+
+/*
+ * Strip mode: copies each complete SSE event to the output unless it is the
+ * usage-only chunk, holds the partial one; input buffers are consumed.
+ */
+static ngx_int_t
+ngx_http_torrix_strip(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx,
+    ngx_chain_t *in)
+{
+    int           ev;
+    u_char       *p, *seg, *o;
+    size_t        need, n;
+    ngx_buf_t    *b, *ob;
+    ngx_int_t     rc;
+    ngx_uint_t    last, flush;
+    ngx_chain_t  *cl, *out, **ll;
+
+    if (ctx->held == NULL) {
+        ctx->held = ngx_pnalloc(r->pool, NGX_HTTP_TORRIX_HOLD_MAX);
+        if (ctx->held == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    need = ctx->held_len;
+    last = 0;
+    flush = 0;
+
+    for (cl = in; cl; cl = cl->next) {
+        need += ngx_buf_in_memory(cl->buf) ? ngx_buf_size(cl->buf) : 0;
+    }
+
+    cl = ngx_chain_get_free_buf(r->pool, &ctx->free);
+    if (cl == NULL) {
+        return NGX_ERROR;
+    }
+
+    ob = cl->buf;
+
+    if (ob->start == NULL || (size_t) (ob->end - ob->start) < need) {
+        n = ngx_max(need, 16384);
+
+        ob->start = ngx_palloc(r->pool, n);
+        if (ob->start == NULL) {
+            return NGX_ERROR;
+        }
+
+        ob->end = ob->start + n;
+    }
+
+    ob->pos = ob->start;
+    ob->last = ob->start;
+    ob->temporary = 1;
+    ob->tag = (ngx_buf_tag_t) &ngx_http_torrix_module;
+
+    out = cl;
+    ll = &cl->next;
+    o = ob->last;
+
+    for (cl = in; cl; cl = cl->next) {
+        b = cl->buf;
+
+        if (b->last_buf) {
+            last = 1;
+        }
+
+        if (b->flush || b->last_in_chain) {
+            flush = 1;
+        }
+
+        if (!ngx_buf_in_memory(b)) {
+            continue;
+        }
+
+        p = b->pos;
+        seg = p;
+
+        while (p < b->last) {
+            n = tx_meter_feed(ctx->meter, p, b->last - p, &ev);
+            p += n;
+
+            if (ev == TX_METER_EV_NONE) {
+                break;
+            }
+
+            if (ev != TX_METER_EV_END_USAGE || ctx->hold_overflow) {
+                o = ngx_cpymem(o, ctx->held, ctx->held_len);
+                o = ngx_cpymem(o, seg, p - seg);
+            }
+
+            ctx->held_len = 0;
+            ctx->hold_overflow = 0;
+            seg = p;
+        }
+
+        n = b->last - seg;
+
+        if (n) {
+            if (ctx->hold_overflow) {
+                o = ngx_cpymem(o, seg, n);
+
+            } else if (ctx->held_len + n <= NGX_HTTP_TORRIX_HOLD_MAX) {
+                ngx_memcpy(ctx->held + ctx->held_len, seg, n);
+                ctx->held_len += n;
+
+            } else {
+                /* an event too large to hold: let it through as it comes */
+                o = ngx_cpymem(o, ctx->held, ctx->held_len);
+                o = ngx_cpymem(o, seg, n);
+                ctx->held_len = 0;
+                ctx->hold_overflow = 1;
+            }
+        }
+
+        b->pos = b->last;
+    }
+
+    if (last && ctx->held_len) {
+        o = ngx_cpymem(o, ctx->held, ctx->held_len);
+        ctx->held_len = 0;
+    }
+
+    ob->last = o;
+    ob->flush = 1;
+
+    if (o == ob->pos) {
+        /* an empty buffer must be a special one, or the writer complains */
+        ob->temporary = 0;
+    }
+
+    ob->last_buf = last;
+    ob->last_in_chain = 1;
+    *ll = NULL;
+
+    if (ob->last == ob->pos && !last) {
+        /* everything held or dropped: nothing to send now */
+        ob->flush = flush;
+        if (!flush) {
+            out->next = ctx->free;
+            ctx->free = out;
+            return ngx_http_next_body_filter(r, NULL);
+        }
+    }
+
+    rc = ngx_http_next_body_filter(r, out);
+
+    ngx_chain_update_chains(r->pool, &ctx->free, &ctx->busy, &out,
+                            (ngx_buf_tag_t) &ngx_http_torrix_module);
+
+    return rc;
 }
 
 

@@ -7,7 +7,7 @@
 #include "ngx_http_torrix_module.h"
 
 
-#define NGX_HTTP_TORRIX_RUN_MAX    8192
+#define NGX_HTTP_TORRIX_RUN_FIXED  8192   /* a record without bodies */
 #define NGX_HTTP_TORRIX_HDR_MAX    256
 
 
@@ -15,6 +15,10 @@ static void ngx_http_torrix_put_header(ngx_http_request_t *r, tx_wbuf_t *wb,
     uint16_t tag, const char *name, size_t len);
 static void ngx_http_torrix_put_str(tx_wbuf_t *wb, uint16_t tag,
     ngx_str_t *s);
+static void ngx_http_torrix_put_usage(ngx_http_request_t *r,
+    ngx_http_torrix_ctx_t *ctx, tx_wbuf_t *wb, uint64_t *flags);
+static void ngx_http_torrix_put_bodies(ngx_http_request_t *r,
+    ngx_http_torrix_ctx_t *ctx, tx_wbuf_t *wb, uint64_t *flags, size_t max);
 
 
 ngx_int_t
@@ -28,7 +32,8 @@ ngx_http_torrix_log_handler(ngx_http_request_t *r)
     ngx_http_torrix_ctx_t        *ctx;
     ngx_http_upstream_state_t    *state;
     ngx_http_torrix_main_conf_t  *tmcf;
-    uint8_t                       buf[NGX_HTTP_TORRIX_RUN_MAX];
+    size_t                        size, body_max;
+    uint8_t                      *buf;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_torrix_module);
     if (ctx == NULL) {
@@ -62,7 +67,32 @@ ngx_http_torrix_log_handler(ngx_http_request_t *r)
         flags |= TX_RUNF_CANCELLED;
     }
 
-    tx_wbuf_init(&wb, buf, sizeof(buf));
+    if (ctx->sampled) {
+        flags |= TX_RUNF_SAMPLED;
+    }
+
+    if (ctx->strip_usage) {
+        flags |= TX_RUNF_USAGE_INJECTED;
+    }
+
+    /* bodies: a sampled run's, and a failed run's whole (bounded by spool) */
+    body_max = 0;
+    if (ctx->sampled || (flags & TX_RUNF_ERROR)) {
+        body_max = (flags & TX_RUNF_ERROR) ? NGX_HTTP_TORRIX_CAPTURE_ERR
+                                           : NGX_HTTP_TORRIX_CAPTURE_MAX;
+        body_max = ngx_min(body_max,
+                           (tmcf->spool_size / 4 - NGX_HTTP_TORRIX_RUN_FIXED)
+                               / 2);
+    }
+
+    size = NGX_HTTP_TORRIX_RUN_FIXED + 2 * body_max;
+
+    buf = ngx_pnalloc(r->pool, size);
+    if (buf == NULL) {
+        return NGX_ERROR;
+    }
+
+    tx_wbuf_init(&wb, buf, size);
 
     tx_rec_put_bytes(&wb, TX_RUN_ID, ctx->run_id, sizeof(ctx->run_id));
     tx_rec_put_i64(&wb, TX_RUN_START_US, ctx->start_us);
@@ -72,12 +102,17 @@ ngx_http_torrix_log_handler(ngx_http_request_t *r)
     ngx_http_torrix_put_str(&wb, TX_RUN_USER, &ctx->user);
     tx_rec_put_u64(&wb, TX_RUN_ENDPOINT, ctx->endpoint);
     ngx_http_torrix_put_str(&wb, TX_RUN_MODEL_REQ, &ctx->model);
-    ngx_http_torrix_put_str(&wb, TX_RUN_MODEL, &ctx->model);
     ngx_http_torrix_put_str(&wb, TX_RUN_PROVIDER, &ctx->provider);
     tx_rec_put_u64(&wb, TX_RUN_STATUS, status);
     tx_rec_put_u64(&wb, TX_RUN_LATENCY_US, (uint64_t) (now - ctx->start_us));
     tx_rec_put_u64(&wb, TX_RUN_BYTES_IN, r->request_length);
     tx_rec_put_u64(&wb, TX_RUN_BYTES_OUT, r->connection->sent);
+    ngx_http_torrix_put_usage(r, ctx, &wb, &flags);
+
+    if (body_max) {
+        ngx_http_torrix_put_bodies(r, ctx, &wb, &flags, body_max);
+    }
+
     tx_rec_put_u64(&wb, TX_RUN_FLAGS, flags);
     ngx_http_torrix_put_str(&wb, TX_RUN_METHOD, &r->method_name);
 
@@ -155,5 +190,147 @@ ngx_http_torrix_put_str(tx_wbuf_t *wb, uint16_t tag, ngx_str_t *s)
 {
     if (s->len) {
         tx_rec_put_bytes(wb, tag, s->data, s->len);
+    }
+}
+
+
+/* tokens from the meter, the model that served, and the cost */
+static void
+ngx_http_torrix_put_usage(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx,
+    tx_wbuf_t *wb, uint64_t *flags)
+{
+    MDB_txn     *txn;
+    tx_str_t     val;
+    ngx_str_t    model;
+    tx_price_t   price;
+    tx_usage_t   u;
+    tx_money_t   cost;
+    ngx_uint_t   found;
+
+    if (ctx->meter == NULL) {
+        if (ctx->model.len) {
+            ngx_http_torrix_put_str(wb, TX_RUN_MODEL, &ctx->model);
+        }
+
+        return;
+    }
+
+    tx_meter_result(ctx->meter, &u);
+
+    if (!u.has_usage && u.out_chars) {
+        /* a stream cut before its usage frame: bill what was delivered */
+        u.output = (u.out_chars + 3) / 4;
+        u.input = (ctx->prompt_bytes + 3) / 4;
+        *flags |= TX_RUNF_ESTIMATED;
+    }
+
+    model.len = u.model_len;
+    model.data = (u_char *) u.model;
+
+    if (model.len == 0) {
+        model = ctx->model;
+    }
+
+    ngx_http_torrix_put_str(wb, TX_RUN_MODEL, &model);
+
+    tx_rec_put_u64(wb, TX_RUN_TOKENS_IN, u.input);
+    tx_rec_put_u64(wb, TX_RUN_TOKENS_OUT, u.output);
+
+    if (u.cache_read) {
+        tx_rec_put_u64(wb, TX_RUN_TOKENS_CACHE_READ, u.cache_read);
+    }
+
+    if (u.cache_write) {
+        tx_rec_put_u64(wb, TX_RUN_TOKENS_CACHE_WRITE, u.cache_write);
+    }
+
+    if (u.reasoning) {
+        tx_rec_put_u64(wb, TX_RUN_TOKENS_REASONING, u.reasoning);
+    }
+
+    if (ctx->provider_kind == TX_PROVIDER_OLLAMA) {
+        tx_rec_put_i64(wb, TX_RUN_COST, 0);
+        return;
+    }
+
+    if (u.input == 0 && u.output == 0) {
+        return;
+    }
+
+    found = 0;
+    cost = 0;
+
+    txn = ngx_http_torrix_snapshot_begin(r->connection->log);
+
+    if (txn) {
+        if ((model.len
+             && ngx_http_torrix_snapshot_get(txn, NGX_HTTP_TORRIX_DB_PRICES,
+                                             model.data, model.len, &val)
+                    == TX_OK)
+            || (ctx->model.len
+                && ngx_http_torrix_snapshot_get(txn,
+                                                NGX_HTTP_TORRIX_DB_PRICES,
+                                                ctx->model.data,
+                                                ctx->model.len, &val)
+                       == TX_OK))
+        {
+            if (tx_price_decode(val.data, val.len, &price) == TX_OK
+                && (price.free
+                    || tx_price_cost(&price, u.input, u.output, u.cache_read,
+                                     u.cache_write, &cost)
+                           == TX_OK))
+            {
+                found = 1;
+                if (price.free) {
+                    cost = 0;
+                }
+            }
+        }
+
+        ngx_http_torrix_snapshot_end();
+    }
+
+    if (!found) {
+        *flags |= TX_RUNF_UNPRICED;
+    }
+
+    tx_rec_put_i64(wb, TX_RUN_COST, cost);
+}
+
+
+static void
+ngx_http_torrix_put_bodies(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx,
+    tx_wbuf_t *wb, uint64_t *flags, size_t max)
+{
+    size_t  len;
+
+    if (ctx->req_body.len) {
+        len = ctx->req_body.len;
+
+        if (len > max) {
+            len = max;
+            *flags |= TX_RUNF_TRUNCATED;
+        }
+
+        tx_rec_put_bytes(wb, TX_RUN_REQ_BODY, ctx->req_body.data, len);
+    }
+
+    if (ctx->resp_len) {
+        len = ctx->resp_len;
+
+        if (len > max) {
+            len = max;
+            *flags |= TX_RUNF_TRUNCATED;
+        }
+
+        if (ctx->resp_truncated) {
+            *flags |= TX_RUNF_TRUNCATED;
+        }
+
+        tx_rec_put_bytes(wb, TX_RUN_RESP_BODY, ctx->resp, len);
+
+    } else if (ctx->err_body.len) {
+        tx_rec_put_bytes(wb, TX_RUN_RESP_BODY, ctx->err_body.data,
+                         ctx->err_body.len);
     }
 }

@@ -25,9 +25,14 @@
 #include "tx_snapshot.h"
 #include "tx_spool.h"
 #include "tx_url.h"
+#include "tx_usage.h"
+#include "tx_price.h"
 
 
-#define NGX_HTTP_TORRIX_MODEL_MAX  256
+#define NGX_HTTP_TORRIX_MODEL_MAX     256
+#define NGX_HTTP_TORRIX_CAPTURE_MAX   (64 * 1024)   /* a sampled body */
+#define NGX_HTTP_TORRIX_CAPTURE_ERR   (256 * 1024)  /* an error body */
+#define NGX_HTTP_TORRIX_HOLD_MAX      (64 * 1024)   /* a held SSE event */
 
 
 typedef enum {
@@ -70,6 +75,10 @@ typedef struct {
     unsigned              stream:1;
     unsigned              first_byte:1;
     unsigned              replace_body:1;   /* nginx's own error page */
+    unsigned              sampled:1;
+    unsigned              strip_usage:1;    /* we injected include_usage */
+    unsigned              hold_overflow:1;
+    unsigned              resp_truncated:1;
 
     ngx_http_torrix_shape_e  shape;
     ngx_uint_t            endpoint;       /* TX_EP_* */
@@ -105,6 +114,23 @@ typedef struct {
     const char           *err_type;
     ngx_str_t             err_msg;
     ngx_str_t             err_body;
+
+    ngx_uint_t            provider_kind;    /* TX_PROVIDER_* */
+    off_t                 prompt_bytes;
+
+    /* response metering (_filter.c) */
+    tx_meter_t           *meter;
+    u_char               *held;             /* a partial SSE event */
+    size_t                held_len;
+    ngx_chain_t          *free;
+    ngx_chain_t          *busy;
+
+    /* the response body kept for a sampled or failed run */
+    u_char               *resp;
+    size_t                resp_len;
+    size_t                resp_cap;
+    size_t                resp_max;
+    ngx_str_t             req_body;         /* as the client sent it */
 } ngx_http_torrix_ctx_t;
 
 
@@ -121,6 +147,8 @@ ngx_table_elt_t *ngx_http_torrix_header(ngx_http_request_t *r,
 /* _body.c */
 ngx_int_t ngx_http_torrix_body_init(ngx_conf_t *cf);
 ngx_int_t ngx_http_torrix_body_bytes(ngx_http_request_t *r, ngx_str_t *body);
+ngx_int_t ngx_http_torrix_body_set(ngx_http_request_t *r, ngx_str_t *parts,
+    ngx_uint_t n);
 
 /* _filter.c */
 ngx_int_t ngx_http_torrix_filter_init(ngx_conf_t *cf);
@@ -157,6 +185,7 @@ typedef enum {
     NGX_HTTP_TORRIX_DB_KEYS,
     NGX_HTTP_TORRIX_DB_PROVIDERS,
     NGX_HTTP_TORRIX_DB_SETTINGS,
+    NGX_HTTP_TORRIX_DB_PRICES,          /* optional */
     NGX_HTTP_TORRIX_DB_N
 } ngx_http_torrix_db_e;
 

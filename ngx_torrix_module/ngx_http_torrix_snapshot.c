@@ -23,6 +23,7 @@ typedef struct {
     MDB_txn      *txn;
     unsigned      active:1;
     MDB_dbi       dbi[NGX_HTTP_TORRIX_DB_N];
+    unsigned      has[NGX_HTTP_TORRIX_DB_N];
     ino_t         ino;
     ngx_event_t   timer;
     ngx_connection_t  dumb;   /* timer data, for ngx_event_ident() */
@@ -46,7 +47,8 @@ static const char  *ngx_http_torrix_db_names[NGX_HTTP_TORRIX_DB_N] = {
     TX_SNAP_DB_KHASH,
     TX_SNAP_DB_KEYS,
     TX_SNAP_DB_PROVIDERS,
-    TX_SNAP_DB_SETTINGS
+    TX_SNAP_DB_SETTINGS,
+    TX_SNAP_DB_PRICES
 };
 
 
@@ -143,6 +145,13 @@ ngx_http_torrix_snapshot_open(ngx_log_t *log)
 
     for (i = 0; i < NGX_HTTP_TORRIX_DB_N; i++) {
         rc = mdb_dbi_open(s->txn, ngx_http_torrix_db_names[i], 0, &s->dbi[i]);
+        s->has[i] = (rc == MDB_SUCCESS);
+
+        if (rc == MDB_NOTFOUND && i >= NGX_HTTP_TORRIX_DB_PRICES) {
+            /* optional tables: an older snapshot simply lacks them */
+            continue;
+        }
+
         if (rc != MDB_SUCCESS) {
             if (s->warned++ % 60 == 0) {
                 ngx_log_error(NGX_LOG_WARN, log, 0,
@@ -329,6 +338,10 @@ ngx_http_torrix_snapshot_get(MDB_txn *txn, ngx_http_torrix_db_e db,
 {
     int      rc;
     MDB_val  k, v;
+
+    if (!ngx_http_torrix_snap.has[db]) {
+        return TX_DECLINED;
+    }
 
     k.mv_size = klen;
     k.mv_data = (void *) key;

@@ -24,6 +24,8 @@
  *   users      user id ("usr_...") -> TLV TX_USR_*
  *   providers  provider name ("openai") -> TLV TX_PRV_*
  *   settings   setting name -> raw value (see TX_SET_*)
+ *   prices     model name -> TLV TX_PRICE_* (tx_price.h); optional: a
+ *              snapshot without it prices nothing (runs flagged unpriced)
  *
  * Later schema additions (pricing, routes, agents, spend watermarks) are new
  * named databases; existing ones keep their meaning.
@@ -47,6 +49,7 @@
 #define TX_SNAP_DB_USERS      "users"
 #define TX_SNAP_DB_PROVIDERS  "providers"
 #define TX_SNAP_DB_SETTINGS   "settings"
+#define TX_SNAP_DB_PRICES     "prices"
 
 #define TX_SNAP_META_SCHEMA        "schema"
 #define TX_SNAP_META_GEN           "gen"

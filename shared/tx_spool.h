@@ -143,6 +143,10 @@ uint32_t tx_crc32(uint32_t crc, const void *data, size_t len);
 #define TX_RUNF_UNPRICED     0x10
 #define TX_RUNF_REJECTED     0x20  /* refused by the gateway itself */
 #define TX_RUNF_TRUNCATED    0x40  /* a stored body was cut */
+#define TX_RUNF_ESTIMATED    0x80  /* tokens estimated from delivered text
+                                      (stream cut before its usage frame) */
+#define TX_RUNF_USAGE_INJECTED 0x100 /* the gateway asked the provider for
+                                        stream usage the client did not */
 
 #define TX_EP_UNKNOWN        0
 #define TX_EP_CHAT           1   /* /v1/chat/completions */
