@@ -1,0 +1,113 @@
+/*
+ * torrix-cp REST API handlers (under /api/v1) and the provider/settings
+ * model they share with the publisher.
+ *
+ * Every handler takes the request (txcp_http.h), sets r->status and
+ * r->resp (or calls txcp_http_error) and returns nothing.  Writes happen in
+ * one store txn together with their audit record, then are published.
+ */
+
+#ifndef TXCP_API_H
+#define TXCP_API_H
+
+
+#include "txcp.h"
+#include "txcp_http.h"
+
+
+/* The merged (env + store) view of one provider. Strings are borrowed. */
+typedef struct {
+    const char  *name;
+    const char  *kind;       /* "openai", "anthropic", "compat", "ollama" */
+    const char  *base_url;
+    const char  *api_key;    /* NULL when none */
+    const char  *source;     /* "store", "env" or "default" */
+    int          builtin;
+} txcp_provider_t;
+
+
+/* Captures the provider env variables (once, at start). */
+int txcp_providers_init(void);
+
+/* Frees what txcp_providers_init() captured. */
+void txcp_providers_free(void);
+
+/*
+ * Fills *p for provider name from the store record (read in txn; returned
+ * in *rec, the caller deletes it) merged over env and defaults.  Returns
+ * TX_OK, or TX_DECLINED when the provider does not exist.
+ */
+int txcp_provider_get(MDB_txn *txn, const char *name, cJSON **rec,
+    txcp_provider_t *p);
+
+/* Built-in provider names, NULL-terminated. */
+extern const char *const  txcp_builtin_providers[];
+
+/* TX_PROVIDER_* of a kind name, 0 when unknown. */
+uint64_t txcp_provider_kind(const char *kind);
+
+/*
+ * Effective settings from the store: *targets ('\n'-joined, malloc'd, the
+ * caller frees) and *sample_ppm.  Returns TX_OK or TX_ERROR.
+ */
+int txcp_settings_get(MDB_txn *txn, char **targets, uint64_t *sample_ppm);
+
+
+/*
+ * Output of one listed record (a new tree the caller owns), or NULL to
+ * skip it (filtered out).
+ */
+typedef cJSON *(*txcp_list_pt)(txcp_req_t *r, const cJSON *rec);
+
+/*
+ * Lists store db in id order from ?cursor= (exclusive), ?limit= records
+ * that `out` keeps, as {"data":[...],"next_cursor":...}.
+ */
+void txcp_api_list(txcp_req_t *r, int db, txcp_list_pt out);
+
+/* Parses the body as a JSON object; replies 400 and returns NULL if not. */
+cJSON *txcp_api_body(txcp_req_t *r);
+
+/* health */
+void txcp_api_health(txcp_req_t *r);
+
+/* keys */
+void txcp_api_keys_create(txcp_req_t *r);
+void txcp_api_keys_list(txcp_req_t *r);
+void txcp_api_keys_get(txcp_req_t *r);
+void txcp_api_keys_patch(txcp_req_t *r);
+void txcp_api_keys_revoke(txcp_req_t *r);
+void txcp_api_keys_rotate(txcp_req_t *r);
+
+/*
+ * Expiry sweep: handles timers due at `now` (unix seconds): audits key
+ * expiry once, drops rotated-out secrets after their grace.  Called every
+ * second by the loop.
+ */
+void txcp_keys_sweep(int64_t now);
+
+/* orgs, users, projects: r->resource says which */
+void txcp_api_tenant_create(txcp_req_t *r);
+void txcp_api_tenant_list(txcp_req_t *r);
+void txcp_api_tenant_get(txcp_req_t *r);
+void txcp_api_tenant_patch(txcp_req_t *r);
+void txcp_api_tenant_delete(txcp_req_t *r);
+
+/* providers and settings */
+void txcp_api_providers_list(txcp_req_t *r);
+void txcp_api_providers_get(txcp_req_t *r);
+void txcp_api_providers_put(txcp_req_t *r);
+void txcp_api_providers_delete(txcp_req_t *r);
+void txcp_api_settings_get(txcp_req_t *r);
+void txcp_api_settings_patch(txcp_req_t *r);
+
+/* runs */
+void txcp_api_runs_list(txcp_req_t *r);
+void txcp_api_runs_get(txcp_req_t *r);
+
+/* audit */
+void txcp_api_audit_list(txcp_req_t *r);
+void txcp_api_audit_verify(txcp_req_t *r);
+
+
+#endif /* TXCP_API_H */

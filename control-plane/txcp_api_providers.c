@@ -1,0 +1,789 @@
+/*
+ * torrix-cp: /api/v1/providers and /api/v1/settings, and the merged
+ * provider / settings view the publisher uses.
+ */
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "tx_snapshot.h"
+#include "tx_url.h"
+
+#include "txcp.h"
+#include "txcp_api.h"
+#include "txcp_audit.h"
+#include "txcp_http.h"
+#include "txcp_json.h"
+#include "txcp_publish.h"
+#include "txcp_store.h"
+
+
+#define TXCP_SETTINGS_ID     "settings"
+#define TXCP_SAMPLE_DEFAULT  1000000   /* ppm: every run sampled */
+
+
+typedef struct {
+    const char  *name;
+    const char  *kind;
+    const char  *key_env;
+    const char  *url_env;
+    const char  *dflt_url;
+} txcp_builtin_t;
+
+
+static const txcp_builtin_t  txcp_builtins[] = {
+    { "openai", "openai", "OPENAI_API_KEY", "OPENAI_BASE_URL",
+      "https://api.openai.com/v1" },
+    { "anthropic", "anthropic", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL",
+      "https://api.anthropic.com" },
+    { "ollama", "ollama", NULL, "OLLAMA_BASE_URL", "http://localhost:11434" },
+    { NULL, NULL, NULL, NULL, NULL }
+};
+
+#define TXCP_NBUILTINS  3
+
+
+const char *const  txcp_builtin_providers[] = {
+    "openai", "anthropic", "ollama", NULL
+};
+
+
+/* captured at start: env values; keys in sodium_malloc memory */
+static char  *txcp_env_key[TXCP_NBUILTINS];
+static char  *txcp_env_url[TXCP_NBUILTINS];
+
+
+static const char *const  txcp_kind_enum[] = {
+    "openai", "anthropic", "compat", "ollama", NULL
+};
+
+
+static const txcp_field_t  txcp_provider_fields[] = {
+    { "kind", TXCP_F_ENUM, 0, 0, 0, txcp_kind_enum, 0, NULL },
+    { "base_url", TXCP_F_STR, TXCP_FF_NULLABLE | TXCP_FF_URL, 8, 2048, NULL,
+      0, NULL },
+    { "api_key", TXCP_F_STR, TXCP_FF_NULLABLE | TXCP_FF_SECRET, 1, 4096,
+      NULL, 0, NULL },
+    { NULL, 0, 0, 0, 0, NULL, 0, NULL }
+};
+
+
+static const txcp_field_t  txcp_settings_fields[] = {
+    { "proxy_targets", TXCP_F_STRLIST, TXCP_FF_NULLABLE | TXCP_FF_URL, 0,
+      1000, NULL, 0, NULL },
+    { "sample_rate", TXCP_F_RATE, 0, 0, 0, NULL, 0, NULL },
+    { NULL, 0, 0, 0, 0, NULL, 0, NULL }
+};
+
+
+static char *
+txcp_secret_dup(const char *s)
+{
+    char    *p;
+    size_t   n;
+
+    n = strlen(s);
+    p = sodium_malloc(n + 1);
+
+    if (p) {
+        memcpy(p, s, n + 1);
+    }
+
+    return p;
+}
+
+
+int
+txcp_providers_init(void)
+{
+    int          i;
+    const char  *v;
+
+    for (i = 0; txcp_builtins[i].name; i++) {
+        if (txcp_builtins[i].key_env) {
+            v = getenv(txcp_builtins[i].key_env);
+
+            if (v && *v) {
+                txcp_env_key[i] = txcp_secret_dup(v);
+                if (txcp_env_key[i] == NULL) {
+                    return TX_ERROR;
+                }
+            }
+        }
+
+        v = getenv(txcp_builtins[i].url_env);
+
+        if (v && *v) {
+            txcp_env_url[i] = strdup(v);
+            if (txcp_env_url[i] == NULL) {
+                return TX_ERROR;
+            }
+        }
+
+        txcp_log(TXCP_LOG_INFO, "provider", "name=%s api_key=%s base_url=%s",
+                 txcp_builtins[i].name, txcp_env_key[i] ? "env" : "none",
+                 txcp_env_url[i] ? "env" : "default");
+    }
+
+    return TX_OK;
+}
+
+
+void
+txcp_providers_free(void)
+{
+    int  i;
+
+    for (i = 0; i < TXCP_NBUILTINS; i++) {
+        if (txcp_env_key[i]) {
+            sodium_free(txcp_env_key[i]);
+            txcp_env_key[i] = NULL;
+        }
+
+        free(txcp_env_url[i]);
+        txcp_env_url[i] = NULL;
+    }
+}
+
+
+uint64_t
+txcp_provider_kind(const char *kind)
+{
+    if (kind == NULL) {
+        return 0;
+    }
+
+    if (strcmp(kind, "openai") == 0) {
+        return TX_PROVIDER_OPENAI;
+    }
+
+    if (strcmp(kind, "anthropic") == 0) {
+        return TX_PROVIDER_ANTHROPIC;
+    }
+
+    if (strcmp(kind, "compat") == 0) {
+        return TX_PROVIDER_COMPAT;
+    }
+
+    if (strcmp(kind, "ollama") == 0) {
+        return TX_PROVIDER_OLLAMA;
+    }
+
+    return 0;
+}
+
+
+static int
+txcp_builtin_index(const char *name)
+{
+    int  i;
+
+    for (i = 0; txcp_builtins[i].name; i++) {
+        if (strcmp(txcp_builtins[i].name, name) == 0) {
+            return i;
+        }
+    }
+
+    return -1;
+}
+
+
+int
+txcp_provider_get(MDB_txn *txn, const char *name, cJSON **recp,
+    txcp_provider_t *p)
+{
+    int              b;
+    cJSON           *rec;
+    const char      *s;
+    txcp_provider_t  tmp;
+
+    b = txcp_builtin_index(name);
+    rec = txcp_store_get(txn, TXCP_DB_PROVIDERS, name);
+
+    if (b < 0 && rec == NULL) {
+        return TX_DECLINED;
+    }
+
+    if (p == NULL) {
+        p = &tmp;
+    }
+
+    memset(p, 0, sizeof(txcp_provider_t));
+    p->name = b >= 0 ? txcp_builtins[b].name : txcp_json_str(rec, "_name");
+    p->builtin = b >= 0;
+
+    s = txcp_json_str(rec, "kind");
+    p->kind = s ? s : b >= 0 ? txcp_builtins[b].kind : "compat";
+
+    s = txcp_json_str(rec, "base_url");
+    p->base_url = s                      ? s
+                  : b < 0                ? ""
+                  : txcp_env_url[b] ? txcp_env_url[b]
+                                         : txcp_builtins[b].dflt_url;
+
+    s = txcp_json_str(rec, "api_key");
+    p->api_key = s ? s : b >= 0 ? txcp_env_key[b] : NULL;
+
+    if (rec) {
+        p->source = "store";
+
+    } else if (b >= 0 && (txcp_env_key[b] || txcp_env_url[b])) {
+        p->source = "env";
+
+    } else {
+        p->source = "default";
+    }
+
+    if (recp) {
+        *recp = rec;
+
+    } else {
+        cJSON_Delete(rec);
+        p->name = NULL;
+        p->kind = NULL;
+        p->base_url = NULL;
+        p->api_key = NULL;
+    }
+
+    return TX_OK;
+}
+
+
+static cJSON *
+txcp_provider_output(const char *name, const txcp_provider_t *p)
+{
+    cJSON  *out;
+
+    out = cJSON_CreateObject();
+    cJSON_AddStringToObject(out, "name", name);
+    cJSON_AddStringToObject(out, "kind", p->kind);
+    cJSON_AddStringToObject(out, "base_url", p->base_url);
+    cJSON_AddBoolToObject(out, "api_key_set", p->api_key && *p->api_key);
+    cJSON_AddStringToObject(out, "source", p->source);
+    cJSON_AddBoolToObject(out, "builtin", p->builtin);
+
+    return out;
+}
+
+
+static int
+txcp_provider_name_ok(const char *s)
+{
+    size_t  i;
+
+    for (i = 0; s[i]; i++) {
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9')
+              || s[i] == '-' || s[i] == '_'))
+        {
+            return 0;
+        }
+    }
+
+    return i > 0 && i <= 64;
+}
+
+
+void
+txcp_api_providers_list(txcp_req_t *r)
+{
+    int              i, rc;
+    char             name[80];
+    cJSON           *items, *rec;
+    MDB_txn         *txn;
+    MDB_val          k, v;
+    MDB_cursor      *cur;
+    txcp_provider_t  p;
+
+    if (txcp_store_begin(1, &txn) != 0) {
+        txcp_http_error(r, 500, "internal error");
+        return;
+    }
+
+    items = cJSON_CreateArray();
+
+    for (i = 0; txcp_builtins[i].name; i++) {
+        if (txcp_provider_get(txn, txcp_builtins[i].name, &rec, &p) == TX_OK) {
+            cJSON_AddItemToArray(items,
+                                 txcp_provider_output(txcp_builtins[i].name,
+                                                      &p));
+            cJSON_Delete(rec);
+        }
+    }
+
+    if (mdb_cursor_open(txn, txcp.db[TXCP_DB_PROVIDERS], &cur) == 0) {
+        for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+             rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+        {
+            if (k.mv_size == 0 || k.mv_size >= sizeof(name)) {
+                continue;
+            }
+
+            memcpy(name, k.mv_data, k.mv_size);
+            name[k.mv_size] = '\0';
+
+            if (txcp_builtin_index(name) >= 0) {
+                continue;
+            }
+
+            if (txcp_provider_get(txn, name, &rec, &p) == TX_OK) {
+                cJSON_AddItemToArray(items, txcp_provider_output(name, &p));
+                cJSON_Delete(rec);
+            }
+        }
+
+        mdb_cursor_close(cur);
+    }
+
+    mdb_txn_abort(txn);
+
+    txcp_http_reply(r, 200, txcp_http_page(items, NULL));
+}
+
+
+void
+txcp_api_providers_get(txcp_req_t *r)
+{
+    cJSON           *rec;
+    MDB_txn         *txn;
+    txcp_provider_t  p;
+
+    if (txcp_store_begin(1, &txn) != 0) {
+        txcp_http_error(r, 500, "internal error");
+        return;
+    }
+
+    rec = NULL;
+
+    if (txcp_provider_get(txn, r->id, &rec, &p) != TX_OK) {
+        txcp_http_error(r, 404, "no provider %s", r->id);
+
+    } else {
+        txcp_http_reply(r, 200, txcp_provider_output(r->id, &p));
+    }
+
+    cJSON_Delete(rec);
+    mdb_txn_abort(txn);
+}
+
+
+/* diff of the provider fields between two store records */
+static void
+txcp_provider_diff(cJSON *diff, const cJSON *old, const cJSON *nw)
+{
+    const txcp_field_t  *f;
+    const cJSON         *a, *b;
+
+    for (f = txcp_provider_fields; f->name; f++) {
+        a = cJSON_GetObjectItemCaseSensitive(old, f->name);
+        b = cJSON_GetObjectItemCaseSensitive(nw, f->name);
+
+        if (a && cJSON_IsNull(a)) {
+            a = NULL;
+        }
+
+        if (b && cJSON_IsNull(b)) {
+            b = NULL;
+        }
+
+        if ((a == NULL && b == NULL) || (a && b && cJSON_Compare(a, b, 1))) {
+            continue;
+        }
+
+        txcp_audit_diff(diff, f->name, txcp_json_api_value(f, a),
+                        txcp_json_api_value(f, b));
+    }
+}
+
+
+void
+txcp_api_providers_put(txcp_req_t *r)
+{
+    int              rc, b;
+    char             err[256];
+    const char      *kind;
+    cJSON           *body, *rec, *old, *diff, *prec;
+    MDB_txn         *txn;
+    txcp_provider_t  p;
+
+    if (!txcp_provider_name_ok(r->id)) {
+        txcp_http_error(r, 400, "provider names are 1..64 of a-z, 0-9, - _");
+        return;
+    }
+
+    body = txcp_api_body(r);
+    if (body == NULL) {
+        return;
+    }
+
+    txn = NULL;
+    old = NULL;
+    prec = NULL;
+    diff = cJSON_CreateObject();
+    rec = cJSON_CreateObject();
+    b = txcp_builtin_index(r->id);
+
+    if (txcp_store_begin(0, &txn) != 0) {
+        txn = NULL;
+        goto internal;
+    }
+
+    rc = txcp_json_apply(txcp_provider_fields, body, rec, NULL, 1, txn, err,
+                         sizeof(err));
+    if (rc != 0) {
+        txcp_http_error(r, rc, "%s", err);
+        goto done;
+    }
+
+    kind = txcp_json_str(rec, "kind");
+
+    if (b >= 0 && kind && strcmp(kind, txcp_builtins[b].kind) != 0) {
+        txcp_http_error(r, 400, "provider %s is of kind %s", r->id,
+                        txcp_builtins[b].kind);
+        goto done;
+    }
+
+    if (b < 0 && (kind == NULL || txcp_json_str(rec, "base_url") == NULL)) {
+        txcp_http_error(r, 400, "missing field '%s'",
+                        kind ? "base_url" : "kind");
+        goto done;
+    }
+
+    cJSON_AddStringToObject(rec, "_name", r->id);
+
+    old = txcp_store_get(txn, TXCP_DB_PROVIDERS, r->id);
+
+    txcp_provider_diff(diff, old, rec);
+
+    if (txcp_store_put(txn, TXCP_DB_PROVIDERS, r->id, rec) != TX_OK
+        || txcp_audit_append(txn, r->actor, old ? "edit" : "create",
+                             "provider", r->id, diff)
+               != TX_OK)
+    {
+        goto internal;
+    }
+
+    rc = txcp_store_commit(txn);
+    txn = NULL;
+
+    if (rc != 0) {
+        goto internal;
+    }
+
+    txcp_publish_one(TXCP_PUB_PROVIDER, r->id);
+
+    if (txcp_store_begin(1, &txn) != 0) {
+        txn = NULL;
+        goto internal;
+    }
+
+    if (txcp_provider_get(txn, r->id, &prec, &p) == TX_OK) {
+        txcp_http_reply(r, 200, txcp_provider_output(r->id, &p));
+    }
+
+    goto done;
+
+internal:
+
+    txcp_http_error(r, 500, "internal error");
+
+done:
+
+    if (txn) {
+        mdb_txn_abort(txn);
+    }
+
+    cJSON_Delete(prec);
+    cJSON_Delete(body);
+    cJSON_Delete(rec);
+    cJSON_Delete(old);
+    cJSON_Delete(diff);
+}
+
+
+void
+txcp_api_providers_delete(txcp_req_t *r)
+{
+    int              rc;
+    cJSON           *old, *diff, *prec;
+    MDB_txn         *txn;
+    txcp_provider_t  p;
+
+    prec = NULL;
+    diff = cJSON_CreateObject();
+
+    if (txcp_store_begin(0, &txn) != 0) {
+        txn = NULL;
+        old = NULL;
+        goto internal;
+    }
+
+    old = txcp_store_get(txn, TXCP_DB_PROVIDERS, r->id);
+
+    if (old == NULL) {
+        txcp_http_error(r, 404, "no stored provider %s", r->id);
+        goto done;
+    }
+
+    txcp_provider_diff(diff, old, NULL);
+
+    if (txcp_store_del(txn, TXCP_DB_PROVIDERS, r->id) != TX_OK
+        || txcp_audit_append(txn, r->actor, "delete", "provider", r->id, diff)
+               != TX_OK)
+    {
+        goto internal;
+    }
+
+    rc = txcp_store_commit(txn);
+    txn = NULL;
+
+    if (rc != 0) {
+        goto internal;
+    }
+
+    txcp_publish_one(TXCP_PUB_PROVIDER, r->id);
+
+    if (txcp_store_begin(1, &txn) != 0) {
+        txn = NULL;
+        goto internal;
+    }
+
+    if (txcp_provider_get(txn, r->id, &prec, &p) == TX_OK) {
+        /* a built-in falls back to env / defaults */
+        txcp_http_reply(r, 200, txcp_provider_output(r->id, &p));
+
+    } else {
+        txcp_http_reply(r, 200, NULL);
+        cJSON_AddStringToObject(r->resp, "name", r->id);
+        cJSON_AddBoolToObject(r->resp, "deleted", 1);
+    }
+
+    goto done;
+
+internal:
+
+    txcp_http_error(r, 500, "internal error");
+
+done:
+
+    if (txn) {
+        mdb_txn_abort(txn);
+    }
+
+    cJSON_Delete(prec);
+    cJSON_Delete(old);
+    cJSON_Delete(diff);
+}
+
+
+int
+txcp_settings_get(MDB_txn *txn, char **targets, uint64_t *sample_ppm)
+{
+    cJSON        *rec, *list, *it;
+    size_t        n;
+    char         *s, *p;
+
+    rec = txcp_store_get(txn, TXCP_DB_SETTINGS, TXCP_SETTINGS_ID);
+
+    *sample_ppm = (uint64_t) txcp_json_int(rec, "sample_rate",
+                                           TXCP_SAMPLE_DEFAULT);
+
+    list = cJSON_GetObjectItemCaseSensitive(rec, "proxy_targets");
+
+    if (!cJSON_IsArray(list)) {
+        *targets = strdup(tx_url_default_targets);
+        cJSON_Delete(rec);
+        return *targets ? TX_OK : TX_ERROR;
+    }
+
+    n = 1;
+
+    cJSON_ArrayForEach(it, list) {
+        if (cJSON_IsString(it)) {
+            n += strlen(it->valuestring) + 1;
+        }
+    }
+
+    s = malloc(n);
+    if (s == NULL) {
+        cJSON_Delete(rec);
+        return TX_ERROR;
+    }
+
+    p = s;
+
+    cJSON_ArrayForEach(it, list) {
+        if (cJSON_IsString(it)) {
+            if (p != s) {
+                *p++ = '\n';
+            }
+
+            n = strlen(it->valuestring);
+            memcpy(p, it->valuestring, n);
+            p += n;
+        }
+    }
+
+    *p = '\0';
+    *targets = s;
+
+    cJSON_Delete(rec);
+
+    return TX_OK;
+}
+
+
+static cJSON *
+txcp_settings_output(MDB_txn *txn)
+{
+    cJSON       *out, *list, *rec;
+    char        *targets, *p, *nl;
+    uint64_t     ppm;
+
+    if (txcp_settings_get(txn, &targets, &ppm) != TX_OK) {
+        return NULL;
+    }
+
+    rec = txcp_store_get(txn, TXCP_DB_SETTINGS, TXCP_SETTINGS_ID);
+
+    out = cJSON_CreateObject();
+    list = cJSON_AddArrayToObject(out, "proxy_targets");
+
+    for (p = targets; *p; p = nl + 1) {
+        nl = strchr(p, '\n');
+
+        if (nl) {
+            *nl = '\0';
+        }
+
+        if (*p) {
+            cJSON_AddItemToArray(list, cJSON_CreateString(p));
+        }
+
+        if (nl == NULL) {
+            break;
+        }
+    }
+
+    cJSON_AddStringToObject(out, "proxy_targets_source",
+                            cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(
+                                rec, "proxy_targets"))
+                                ? "store"
+                                : "default");
+    cJSON_AddNumberToObject(out, "sample_rate", (double) ppm / 1e6);
+
+    free(targets);
+    cJSON_Delete(rec);
+
+    return out;
+}
+
+
+void
+txcp_api_settings_get(txcp_req_t *r)
+{
+    MDB_txn  *txn;
+    cJSON    *out;
+
+    if (txcp_store_begin(1, &txn) != 0) {
+        txcp_http_error(r, 500, "internal error");
+        return;
+    }
+
+    out = txcp_settings_output(txn);
+    mdb_txn_abort(txn);
+
+    if (out == NULL) {
+        txcp_http_error(r, 500, "internal error");
+        return;
+    }
+
+    txcp_http_reply(r, 200, out);
+}
+
+
+void
+txcp_api_settings_patch(txcp_req_t *r)
+{
+    int       rc;
+    char      err[256];
+    cJSON    *body, *rec, *diff, *out;
+    MDB_txn  *txn;
+
+    body = txcp_api_body(r);
+    if (body == NULL) {
+        return;
+    }
+
+    rec = NULL;
+    diff = cJSON_CreateObject();
+
+    if (txcp_store_begin(0, &txn) != 0) {
+        txn = NULL;
+        goto internal;
+    }
+
+    rec = txcp_store_get(txn, TXCP_DB_SETTINGS, TXCP_SETTINGS_ID);
+
+    if (rec == NULL) {
+        rec = cJSON_CreateObject();
+    }
+
+    rc = txcp_json_apply(txcp_settings_fields, body, rec, diff, 0, txn, err,
+                         sizeof(err));
+    if (rc != 0) {
+        txcp_http_error(r, rc, "%s", err);
+        goto done;
+    }
+
+    if (cJSON_GetArraySize(diff) > 0) {
+        if (txcp_store_put(txn, TXCP_DB_SETTINGS, TXCP_SETTINGS_ID, rec)
+                != TX_OK
+            || txcp_audit_append(txn, r->actor, "edit", "settings",
+                                 TXCP_SETTINGS_ID, diff)
+                   != TX_OK)
+        {
+            goto internal;
+        }
+
+        rc = txcp_store_commit(txn);
+        txn = NULL;
+
+        if (rc != 0) {
+            goto internal;
+        }
+
+        txcp_publish_one(TXCP_PUB_SETTINGS, TXCP_SETTINGS_ID);
+
+        if (txcp_store_begin(1, &txn) != 0) {
+            txn = NULL;
+            goto internal;
+        }
+    }
+
+    out = txcp_settings_output(txn);
+
+    if (out == NULL) {
+        goto internal;
+    }
+
+    txcp_http_reply(r, 200, out);
+
+    goto done;
+
+internal:
+
+    txcp_http_error(r, 500, "internal error");
+
+done:
+
+    if (txn) {
+        mdb_txn_abort(txn);
+    }
+
+    cJSON_Delete(body);
+    cJSON_Delete(rec);
+    cJSON_Delete(diff);
+}

@@ -1,0 +1,131 @@
+/*
+ * torrix-cp event loop (see txcp_loop.h).
+ */
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <string.h>
+#include <time.h>
+
+#include "txcp.h"
+#include "txcp_api.h"
+#include "txcp_http.h"
+#include "txcp_ingest.h"
+#include "txcp_loop.h"
+#include "txcp_publish.h"
+
+
+#define TXCP_LOOP_MAX_WAIT    100     /* ms */
+#define TXCP_SWEEP_EVERY      1000
+#define TXCP_READERS_EVERY    10000
+#define TXCP_INGEST_BUDGET    50      /* ms of ingest work per pass */
+
+
+static void
+txcp_signal_handler(int signo)
+{
+    txcp.stop = 1;
+}
+
+
+void
+txcp_loop_signals(void)
+{
+    struct sigaction  sa;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = txcp_signal_handler;
+    sigemptyset(&sa.sa_mask);
+
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &sa, NULL);
+}
+
+
+static int64_t
+txcp_mono_ms(void)
+{
+    struct timespec  ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+
+    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+
+void
+txcp_loop_run(void)
+{
+    int64_t        now, next_ingest, next_sweep, next_readers, wait;
+    long           t;
+    struct pollfd  pfd;
+
+    now = txcp_mono_ms();
+    next_ingest = now;
+    next_sweep = now;
+    next_readers = now + TXCP_READERS_EVERY;
+
+    while (!txcp.stop) {
+        now = txcp_mono_ms();
+
+        wait = next_ingest < next_sweep ? next_ingest : next_sweep;
+        wait = (wait < next_readers ? wait : next_readers) - now;
+
+        if (wait > TXCP_LOOP_MAX_WAIT) {
+            wait = TXCP_LOOP_MAX_WAIT;
+        }
+
+        t = txcp_http_timeout();
+
+        if (t >= 0 && t < wait) {
+            wait = t;
+        }
+
+        if (wait < 0) {
+            wait = 0;
+        }
+
+        pfd.fd = txcp_http_fd();
+        pfd.events = POLLIN;
+        pfd.revents = 0;
+
+        if (poll(&pfd, pfd.fd >= 0 ? 1 : 0, (int) wait) < 0
+            && errno != EINTR)
+        {
+            txcp_log(TXCP_LOG_ERROR, "poll failed", "err=\"%s\"",
+                     strerror(errno));
+        }
+
+        if (txcp.stop) {
+            break;
+        }
+
+        txcp_http_run();
+
+        now = txcp_mono_ms();
+
+        if (now >= next_ingest) {
+            txcp_ingest_run(TXCP_INGEST_BUDGET);
+            next_ingest = txcp_mono_ms() + txcp.conf.ingest_interval_ms;
+        }
+
+        if (now >= next_sweep) {
+            txcp_keys_sweep((int64_t) time(NULL));
+
+            if (txcp.resync_needed) {
+                txcp_publish_resync();
+            }
+
+            next_sweep = now + TXCP_SWEEP_EVERY;
+        }
+
+        if (now >= next_readers) {
+            txcp_snapshot_reader_check();
+            next_readers = now + TXCP_READERS_EVERY;
+        }
+    }
+}

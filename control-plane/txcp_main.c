@@ -1,0 +1,338 @@
+/*
+ * torrix-cp: process start-up, subcommands and shutdown.
+ *
+ *   torrix-cp [--config FILE] [--data DIR] [--listen HOST:PORT]
+ *             [--dataplane-user USER] [--foreground] [--OPTION VALUE]...
+ *   torrix-cp audit verify --data DIR
+ *   torrix-cp audit tamper --data DIR --seq N     (test aid, TORRIX_TEST=1)
+ */
+
+#include <errno.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "txcp.h"
+#include "txcp_api.h"
+#include "txcp_audit.h"
+#include "txcp_http.h"
+#include "txcp_ingest.h"
+#include "txcp_loop.h"
+#include "txcp_publish.h"
+#include "txcp_store.h"
+
+
+txcp_t  txcp;
+
+
+static int
+txcp_mkdir(const char *path, mode_t mode)
+{
+    struct stat  st;
+
+    if (stat(path, &st) == 0) {
+        if (!S_ISDIR(st.st_mode)) {
+            txcp_log(TXCP_LOG_ERROR, "not a directory", "path=%s", path);
+            return TX_ERROR;
+        }
+
+        return TX_OK;
+    }
+
+    if (mkdir(path, mode) != 0) {
+        txcp_log(TXCP_LOG_ERROR, "mkdir failed", "path=%s err=\"%s\"", path,
+                 strerror(errno));
+        return TX_ERROR;
+    }
+
+    return TX_OK;
+}
+
+
+/* Gives the nginx worker user what it needs: snapshot rw lock, spool dir. */
+static int
+txcp_dataplane_chown(void)
+{
+    struct passwd  *pw;
+    char            path[4096];
+    const char     *files[] = { "snapshot", "snapshot/data.mdb",
+                                "snapshot/lock.mdb", "spool", NULL };
+    int             i;
+
+    if (txcp.conf.dataplane_user[0] == '\0') {
+        return TX_OK;
+    }
+
+    if (geteuid() != 0) {
+        txcp_log(TXCP_LOG_WARN, "dataplane_user ignored: not running as root",
+                 "user=%s", txcp.conf.dataplane_user);
+        return TX_OK;
+    }
+
+    pw = getpwnam(txcp.conf.dataplane_user);
+    if (pw == NULL) {
+        txcp_log(TXCP_LOG_ERROR, "unknown dataplane_user", "user=%s",
+                 txcp.conf.dataplane_user);
+        return TX_ERROR;
+    }
+
+    for (i = 0; files[i]; i++) {
+        snprintf(path, sizeof(path), "%s/%s", txcp.conf.data_dir, files[i]);
+
+        if (chown(path, pw->pw_uid, pw->pw_gid) != 0) {
+            txcp_log(TXCP_LOG_ERROR, "chown failed", "path=%s err=\"%s\"",
+                     path, strerror(errno));
+            return TX_ERROR;
+        }
+    }
+
+    txcp_log(TXCP_LOG_INFO, "data plane files chowned", "user=%s",
+             txcp.conf.dataplane_user);
+
+    return TX_OK;
+}
+
+
+static int
+txcp_cli_audit(int argc, char **argv)
+{
+    int          i, rc;
+    const char  *cmd, *seqs;
+    char        *end, err[256], reason[128];
+    uint64_t     seq, records, broken;
+    MDB_txn     *txn;
+
+    if (argc < 3) {
+        fprintf(stderr, "usage: torrix-cp audit verify --data DIR\n");
+        return 2;
+    }
+
+    cmd = argv[2];
+    seqs = NULL;
+
+    if (txcp_config_defaults(&txcp.conf) != 0) {
+        return 2;
+    }
+
+    txcp.conf.log_level = TXCP_LOG_WARN;
+
+    for (i = 3; i < argc; i++) {
+        if (i + 1 < argc && strcmp(argv[i], "--seq") == 0) {
+            seqs = argv[++i];
+
+        } else if (i + 1 < argc
+                   && (strcmp(argv[i], "--data") == 0
+                       || strcmp(argv[i], "--data-dir") == 0))
+        {
+            if (txcp_config_set(&txcp.conf, "data_dir", argv[++i], err,
+                                sizeof(err))
+                != 0)
+            {
+                fprintf(stderr, "torrix-cp: %s\n", err);
+                return 2;
+            }
+
+        } else if (i + 1 < argc && strcmp(argv[i], "--config") == 0) {
+            if (txcp_config_file(&txcp.conf, argv[++i], err, sizeof(err))
+                != 0)
+            {
+                fprintf(stderr, "torrix-cp: %s\n", err);
+                return 2;
+            }
+
+        } else {
+            fprintf(stderr, "torrix-cp: unexpected argument \"%s\"\n",
+                    argv[i]);
+            return 2;
+        }
+    }
+
+    if (strcmp(cmd, "verify") != 0 && strcmp(cmd, "tamper") != 0) {
+        fprintf(stderr, "torrix-cp: unknown audit command \"%s\"\n", cmd);
+        return 2;
+    }
+
+    if (sodium_init() < 0 || txcp_store_open(0) != TX_OK) {
+        fprintf(stderr, "torrix-cp: cannot open the store in %s\n",
+                txcp.conf.data_dir);
+        return 2;
+    }
+
+    rc = 0;
+
+    if (strcmp(cmd, "verify") == 0) {
+        if (txcp_store_begin(1, &txn) != 0) {
+            rc = 2;
+            goto done;
+        }
+
+        records = 0;
+        broken = 0;
+
+        switch (txcp_audit_verify(txn, &records, &broken, reason,
+                                  sizeof(reason)))
+        {
+        case TX_OK:
+            printf("audit log intact: %llu records\n",
+                   (unsigned long long) records);
+            break;
+
+        case TX_DECLINED:
+            printf("audit log broken at seq %llu: %s\n",
+                   (unsigned long long) broken, reason);
+            rc = 1;
+            break;
+
+        default:
+            fprintf(stderr, "torrix-cp: audit verify failed\n");
+            rc = 2;
+        }
+
+        mdb_txn_abort(txn);
+        goto done;
+    }
+
+    /* tamper: a test aid only */
+
+    if (getenv("TORRIX_TEST") == NULL
+        || strcmp(getenv("TORRIX_TEST"), "1") != 0)
+    {
+        fprintf(stderr, "torrix-cp: audit tamper is a test aid; "
+                        "set TORRIX_TEST=1\n");
+        rc = 2;
+        goto done;
+    }
+
+    errno = 0;
+    seq = seqs ? strtoull(seqs, &end, 10) : 0;
+
+    if (seqs == NULL || errno || *end || seq == 0) {
+        fprintf(stderr, "torrix-cp: audit tamper needs --seq N\n");
+        rc = 2;
+        goto done;
+    }
+
+    if (txcp_store_begin(0, &txn) != 0) {
+        rc = 2;
+        goto done;
+    }
+
+    rc = txcp_audit_tamper(txn, seq);
+
+    if (rc == TX_OK && txcp_store_commit(txn) == 0) {
+        printf("audit record %llu tampered\n", (unsigned long long) seq);
+        rc = 0;
+
+    } else {
+        if (rc != TX_OK) {
+            mdb_txn_abort(txn);
+        }
+
+        fprintf(stderr, "torrix-cp: no audit record %llu\n",
+                (unsigned long long) seq);
+        rc = 1;
+    }
+
+done:
+
+    txcp_store_close();
+    txcp_config_free(&txcp.conf);
+
+    return rc;
+}
+
+
+int
+main(int argc, char **argv)
+{
+    int   i, rc;
+    char  err[512];
+
+    if (argc >= 2 && strcmp(argv[1], "audit") == 0) {
+        return txcp_cli_audit(argc, argv);
+    }
+
+    for (i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            txcp_config_usage();
+            return 0;
+        }
+
+        if (strcmp(argv[i], "-v") == 0 || strcmp(argv[i], "--version") == 0) {
+            printf("torrix-cp %s\n", TXCP_VERSION);
+            return 0;
+        }
+    }
+
+    if (txcp_config_defaults(&txcp.conf) != 0) {
+        fprintf(stderr, "torrix-cp: out of memory\n");
+        return 1;
+    }
+
+    if (txcp_config_args(&txcp.conf, argc, argv, err, sizeof(err)) != 0) {
+        fprintf(stderr, "torrix-cp: %s\n", err);
+        txcp_config_usage();
+        return 1;
+    }
+
+    if (sodium_init() < 0) {
+        txcp_log(TXCP_LOG_ERROR, "sodium_init failed", NULL);
+        return 1;
+    }
+
+    umask(022);
+
+    rc = 1;
+
+    if (txcp_mkdir(txcp.conf.data_dir, 0755) != TX_OK
+        || txcp_providers_init() != TX_OK || txcp_store_open(1) != TX_OK)
+    {
+        goto done;
+    }
+
+    if (txcp_snapshot_open() != TX_OK || txcp_ingest_init() != TX_OK
+        || txcp_publish_resync() != TX_OK || txcp_dataplane_chown() != TX_OK
+        || txcp_http_start() != TX_OK)
+    {
+        goto done;
+    }
+
+    txcp_loop_signals();
+
+    if (txcp.conf.daemonize && daemon(1, 1) != 0) {
+        txcp_log(TXCP_LOG_ERROR, "daemon failed", "err=\"%s\"",
+                 strerror(errno));
+        goto done;
+    }
+
+    txcp_log(TXCP_LOG_INFO, "started",
+             "version=%s data=%s listen=%s pid=%d snapshot_gen=%llu",
+             TXCP_VERSION, txcp.conf.data_dir, txcp.conf.listen,
+             (int) getpid(), (unsigned long long) txcp.gen);
+
+    txcp_loop_run();
+
+    txcp_log(TXCP_LOG_INFO, "stopping", NULL);
+
+    rc = 0;
+
+done:
+
+    txcp_http_stop();
+    txcp_snapshot_close();
+    txcp_store_close();
+    txcp_providers_free();
+
+    if (rc == 0) {
+        txcp_log(TXCP_LOG_INFO, "stopped", NULL);
+    }
+
+    txcp_config_free(&txcp.conf);
+
+    return rc;
+}

@@ -1,0 +1,63 @@
+/*
+ * torrix-cp snapshot publisher: keeps $DATA/snapshot (tx_snapshot.h) equal
+ * to the data-plane view of the store.
+ *
+ * After every committed store write the changed records are republished in
+ * one snapshot write txn (O(log n) per record; "gen" bumped).  At start a
+ * full resync rewrites what differs and deletes what the store no longer
+ * has, which repairs a crash between a store commit and its publish.
+ */
+
+#ifndef TXCP_PUBLISH_H
+#define TXCP_PUBLISH_H
+
+
+#include "txcp.h"
+
+
+#define TXCP_PUB_KEY       1
+#define TXCP_PUB_ORG       2
+#define TXCP_PUB_USER      3
+#define TXCP_PUB_PROJECT   4
+#define TXCP_PUB_PROVIDER  5
+#define TXCP_PUB_SETTINGS  6
+
+
+/* One changed record: kind + store id, plus khash entries to delete. */
+typedef struct {
+    int      kind;
+    char     id[128];
+    int      ndrop;
+    uint8_t  drop[2][TX_KEY_HASH_LEN];
+} txcp_pub_t;
+
+
+/*
+ * Opens (creating) $DATA/snapshot with the configured mapsize and
+ * maxreaders, its named databases, and writes meta schema and hash_key.
+ * TX_OK or TX_ERROR (logged).
+ */
+int txcp_snapshot_open(void);
+
+/* Closes the snapshot env. */
+void txcp_snapshot_close(void);
+
+/*
+ * Republishes n changed records read from the committed store, in one
+ * snapshot txn.  A record missing from the store is deleted from the
+ * snapshot.  On failure sets txcp.resync_needed (the loop retries with a
+ * full resync) and returns TX_ERROR.
+ */
+int txcp_publish(const txcp_pub_t *items, size_t n);
+
+/* Convenience: publish one record (no khash drops). */
+int txcp_publish_one(int kind, const char *id);
+
+/* Full resync in one txn; clears txcp.resync_needed on success. */
+int txcp_publish_resync(void);
+
+/* Clears stale reader slots of crashed nginx workers. */
+void txcp_snapshot_reader_check(void);
+
+
+#endif /* TXCP_PUBLISH_H */
