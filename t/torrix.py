@@ -508,7 +508,8 @@ class Stack:
                 if s in text:
                     problems.append("torrix-cp output (start %d) leaks a "
                                     "secret %s..." % (i, s[:14]))
-        for f in sorted(self.tmp.glob("[au][sb]san*")):
+        for f in sorted(list(self.tmp.glob("asan*")) +
+                        list(self.tmp.glob("ubsan*"))):
             if f.is_file() and f.stat().st_size:
                 problems.append("%s:\n%s" % (f.name, f.read_text(
                     errors="replace")[-4000:]))
