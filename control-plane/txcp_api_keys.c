@@ -98,7 +98,9 @@ txcp_key_output(const cJSON *rec)
 
     na = txcp_json_int(rec, "_prev_not_after", 0);
 
-    if (txcp_json_str(rec, "_prev_hash") && na > now) {
+    if (txcp_json_str(rec, "_prev_hash") && na > now
+        && strcmp(txcp_key_status(rec, now), "revoked") != 0)
+    {
         txcp_time_format(na * 1000000, 0, ts, sizeof(ts));
         txcp_json_set(out, "previous_key_expires_at", cJSON_CreateString(ts));
     }

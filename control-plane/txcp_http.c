@@ -651,11 +651,11 @@ txcp_http_start(void)
 
     txcp_httpd = MHD_start_daemon(flags, 0, NULL, NULL, txcp_http_handler,
                                   NULL,
+                                  MHD_OPTION_EXTERNAL_LOGGER,
+                                  txcp_http_logger, NULL,
                                   MHD_OPTION_SOCK_ADDR, ai->ai_addr,
                                   MHD_OPTION_NOTIFY_COMPLETED,
                                   txcp_http_completed, NULL,
-                                  MHD_OPTION_EXTERNAL_LOGGER,
-                                  txcp_http_logger, NULL,
                                   MHD_OPTION_CONNECTION_LIMIT,
                                   (unsigned int) 512,
                                   MHD_OPTION_CONNECTION_TIMEOUT,
