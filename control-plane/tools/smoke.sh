@@ -1,0 +1,74 @@
+#!/bin/sh
+# Smoke test of torrix-cp (test aid): ./smoke.sh BUILD_DIR [PORT]
+# Needs BUILD_DIR/torrix-cp and BUILD_DIR/txcp_tool (see txcp_tool.c).
+set -u
+BD=$(cd "$1" && pwd); PORT=${2:-18189}
+D=$(mktemp -d /tmp/txcp-smoke.XXXXXX)
+CP="$BD/torrix-cp"; T="$BD/txcp_tool"; B=http://127.0.0.1:$PORT/api/v1
+fail=0
+"$CP" --data "$D/data" --listen 127.0.0.1:$PORT --foreground \
+    >"$D/out.log" 2>"$D/err.log" &
+PID=$!
+sleep 1
+A=$(cat "$D/data/admin.key"); H="Authorization: Bearer $A"
+j() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+req() { curl -s -w '\n%{http_code}' -H "$H" "$@"; }
+expect() {   # expect CODE curl-args...
+    code=$1; shift
+    out=$(req "$@"); got=$(echo "$out" | tail -1)
+    if [ "$got" != "$code" ]; then
+        echo "FAIL want $code got $got: $* -> $(echo "$out" | head -1)" >&2
+        fail=1
+    fi
+    echo "$out" | head -1
+}
+ORG=$(expect 201 -d '{"name":"Acme","spend_cap_usd":10}' $B/orgs | j 'd["id"]')
+PRJ=$(expect 201 -d "{\"slug\":\"app-1\",\"org_id\":\"$ORG\"}" $B/projects | j 'd["id"]')
+USR=$(expect 201 -d "{\"email\":\"u@x.io\",\"org_id\":\"$ORG\"}" $B/users | j 'd["id"]')
+expect 409 -d '{"slug":"app-1"}' $B/projects >/dev/null
+expect 400 -d '{"slug":"Bad Slug"}' $B/projects >/dev/null
+expect 400 -d '{"slug":"ok","nope":1}' $B/projects >/dev/null
+K=$(expect 201 -d "{\"name\":\"ci\",\"project_id\":\"$PRJ\",\"user_id\":\"$USR\",\"allowed_models\":[\"gpt-4o*\"],\"monthly_budget_usd\":12.5}" $B/keys)
+KID=$(echo "$K" | j 'd["id"]'); S1=$(echo "$K" | j 'd["key"]')
+[ "$(echo "$K" | j 'd["org_id"]')" = "$ORG" ] || { echo "FAIL org default"; fail=1; }
+[ "$("$T" lookup "$D/data/snapshot" "$S1" | cut -d' ' -f1)" = "$KID" ] || { echo "FAIL lookup"; fail=1; }
+expect 200 -X PATCH -d '{"rpm":5,"expires_at":1999999999,"metadata":{"a":"b"}}' $B/keys/$KID >/dev/null
+expect 400 -X PATCH -d '{"soft_alert_pct":101}' $B/keys/$KID >/dev/null
+expect 400 -X PATCH -d '{"daily_cap_usd":-0.01}' $B/keys/$KID >/dev/null
+expect 400 -X PATCH -d '{"user_id":"usr_nope"}' $B/keys/$KID >/dev/null
+expect 400 -X PATCH -d '{"rpm":1' $B/keys/$KID >/dev/null
+expect 404 -X PATCH -d '{"rpm":1}' $B/keys/key_nope >/dev/null
+[ "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer x" $B/keys)" = 401 ] || { echo "FAIL 401"; fail=1; }
+S2=$(expect 200 -X POST -d '{"grace_seconds":100}' $B/keys/$KID/rotate | j 'd["key"]')
+[ "$("$T" lookup "$D/data/snapshot" "$S1" | cut -d' ' -f1)" = "$KID" ] || { echo "FAIL grace"; fail=1; }
+[ "$("$T" lookup "$D/data/snapshot" "$S2" | cut -d' ' -f1)" = "$KID" ] || { echo "FAIL new"; fail=1; }
+expect 200 -X DELETE $B/keys/$KID | j 'd["status"]'
+expect 200 -X DELETE $B/keys/$KID >/dev/null
+expect 409 -X POST $B/keys/$KID/rotate >/dev/null
+"$T" lookup "$D/data/snapshot" "$S2" >/dev/null && { echo "FAIL revoked still in khash"; fail=1; }
+expect 409 -X DELETE $B/orgs/$ORG >/dev/null
+expect 200 -X DELETE $B/projects/$PRJ >/dev/null
+expect 200 -X PUT -d '{"api_key":"sk-xyz"}' $B/providers/openai >/dev/null
+expect 200 -X PATCH -d '{"sample_rate":0.5}' $B/settings >/dev/null
+"$T" spool "$D/data/spool" 50 seal >/dev/null
+"$T" spool "$D/data/spool" 20 torn >/dev/null
+sleep 0.5
+expect 200 $B/health
+expect 200 "$B/runs?limit=2" | j 'len(d["data"]), d["next_cursor"] is not None'
+RID=$(req "$B/runs?limit=1" | head -1 | j 'd["data"][0]["id"]')
+expect 200 $B/runs/$RID | j '"request_body" in d'
+expect 200 $B/audit/verify
+"$CP" audit verify --data "$D/data" || fail=1
+TORRIX_TEST=1 "$CP" audit tamper --data "$D/data" --seq 3 >/dev/null
+"$CP" audit verify --data "$D/data" && { echo "FAIL tamper undetected"; fail=1; }
+expect 200 $B/audit/verify
+head -c 1100000 /dev/zero | tr '\0' a > "$D/big"
+expect 413 --data-binary @"$D/big" $B/keys >/dev/null
+kill -TERM $PID; wait $PID; rc=$?
+[ $rc = 0 ] || { echo "FAIL exit $rc"; fail=1; }
+if grep -q "$A\|$S1\|$S2\|sk-xyz" "$D/err.log"; then echo "FAIL secret logged"; fail=1; fi
+if grep -qi "ERROR: AddressSanitizer\|runtime error" "$D/err.log"; then
+    echo "FAIL sanitizer"; grep -A20 "Sanitizer\|runtime error" "$D/err.log"; fail=1
+fi
+echo "smoke: $([ $fail = 0 ] && echo PASS || echo FAIL) (logs in $D)"
+exit $fail
