@@ -47,7 +47,9 @@ txcp_api_audit_list(txcp_req_t *r)
         errno = 0;
         seq = strtoull(cursor, &end, 10);
 
-        if (errno || end == cursor || *end || seq == 0) {
+        if (errno || end == cursor || *end || seq == 0 || *cursor < '0'
+            || *cursor > '9')
+        {
             txcp_http_error(r, 400, "bad cursor");
             return;
         }

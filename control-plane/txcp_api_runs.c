@@ -40,18 +40,91 @@ txcp_api_health(txcp_req_t *r)
 }
 
 
+/*
+ * Length of the valid UTF-8 sequence at p (1..4), or 0 when invalid (NUL
+ * counts as invalid: cJSON strings end there).
+ */
+static size_t
+txcp_utf8_len(const uint8_t *p, size_t n)
+{
+    size_t    len, i;
+    uint32_t  cp;
+
+    if (p[0] == 0) {
+        return 0;
+    }
+
+    if (p[0] < 0x80) {
+        return 1;
+    }
+
+    if (p[0] >= 0xc2 && p[0] <= 0xdf) {
+        len = 2;
+        cp = p[0] & 0x1f;
+
+    } else if (p[0] >= 0xe0 && p[0] <= 0xef) {
+        len = 3;
+        cp = p[0] & 0x0f;
+
+    } else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
+        len = 4;
+        cp = p[0] & 0x07;
+
+    } else {
+        return 0;
+    }
+
+    if (n < len) {
+        return 0;
+    }
+
+    for (i = 1; i < len; i++) {
+        if ((p[i] & 0xc0) != 0x80) {
+            return 0;
+        }
+
+        cp = cp << 6 | (p[i] & 0x3f);
+    }
+
+    if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff)))
+        || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+    {
+        return 0;
+    }
+
+    return len;
+}
+
+
+/* A string field; invalid UTF-8 and NUL become U+FFFD (valid JSON out). */
 static void
 txcp_run_str(cJSON *o, const char *name, const tx_str_t *v)
 {
-    char  *s;
+    char     *s, *d;
+    size_t    i, n;
 
-    s = malloc(v->len + 1);
+    s = malloc(v->len * 3 + 1);
     if (s == NULL) {
         return;
     }
 
-    memcpy(s, v->data, v->len);
-    s[v->len] = '\0';
+    d = s;
+
+    for (i = 0; i < v->len; i += n) {
+        n = txcp_utf8_len(v->data + i, v->len - i);
+
+        if (n == 0) {
+            memcpy(d, "\xef\xbf\xbd", 3);
+            d += 3;
+            n = 1;
+            continue;
+        }
+
+        memcpy(d, v->data + i, n);
+        d += n;
+    }
+
+    *d = '\0';
 
     txcp_json_set(o, name, cJSON_CreateString(s));
     free(s);

@@ -555,6 +555,13 @@ txcp_json_parse_body(const char *body, size_t len, char *err, size_t errlen)
         return NULL;
     }
 
+    /* cJSON would cut a string at an escaped NUL: refuse those */
+
+    if (memmem(body, len, "\\u0000", 6) != NULL) {
+        snprintf(err, errlen, "strings must not contain NUL characters");
+        return NULL;
+    }
+
     /* body[len] is a NUL kept by the HTTP layer */
 
     end = NULL;

@@ -33,7 +33,21 @@ txcp_t  txcp;
 static int
 txcp_mkdir(const char *path, mode_t mode)
 {
+    char         parent[4096], *slash;
     struct stat  st;
+
+    /* parents first, like mkdir -p (they get 0755) */
+
+    snprintf(parent, sizeof(parent), "%s", path);
+    slash = strrchr(parent, '/');
+
+    if (slash && slash != parent) {
+        *slash = '\0';
+
+        if (stat(parent, &st) != 0 && txcp_mkdir(parent, 0755) != TX_OK) {
+            return TX_ERROR;
+        }
+    }
 
     if (stat(path, &st) == 0) {
         if (!S_ISDIR(st.st_mode)) {
@@ -44,7 +58,7 @@ txcp_mkdir(const char *path, mode_t mode)
         return TX_OK;
     }
 
-    if (mkdir(path, mode) != 0) {
+    if (mkdir(path, mode) != 0 || chmod(path, mode) != 0) {
         txcp_log(TXCP_LOG_ERROR, "mkdir failed", "path=%s err=\"%s\"", path,
                  strerror(errno));
         return TX_ERROR;
@@ -285,11 +299,16 @@ main(int argc, char **argv)
         return 1;
     }
 
-    umask(022);
+    /*
+     * The snapshot holds provider credentials: its files are 0660 (owner
+     * and group: the nginx workers), never world-readable.
+     */
+
+    umask(007);
 
     rc = 1;
 
-    if (txcp_mkdir(txcp.conf.data_dir, 0755) != TX_OK
+    if (txcp_mkdir(txcp.conf.data_dir, 0711) != TX_OK
         || txcp_providers_init() != TX_OK || txcp_store_open(1) != TX_OK)
     {
         goto done;

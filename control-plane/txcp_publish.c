@@ -832,7 +832,7 @@ txcp_snapshot_open(void)
 
     snprintf(path, sizeof(path), "%s/snapshot", txcp.conf.data_dir);
 
-    if (stat(path, &st) != 0 && mkdir(path, 0755) != 0) {
+    if (stat(path, &st) != 0 && mkdir(path, 0750) != 0) {
         txcp_log(TXCP_LOG_ERROR, "mkdir failed", "path=%s err=\"%s\"", path,
                  strerror(errno));
         return TX_ERROR;
@@ -848,7 +848,7 @@ txcp_snapshot_open(void)
                            (unsigned int) txcp.conf.snapshot_maxreaders);
     mdb_env_set_mapsize(txcp.snap, txcp.conf.snapshot_mapsize);
 
-    rc = mdb_env_open(txcp.snap, path, MDB_NOTLS, 0644);
+    rc = mdb_env_open(txcp.snap, path, MDB_NOTLS, 0660);
     if (rc != 0) {
         goto failed;
     }
