@@ -25,8 +25,8 @@
 #include "txcp_config.h"
 
 
-#define TXCP_VERSION        "0.1.0"
-#define TXCP_STORE_SCHEMA   1
+#define TXCP_VERSION      "0.1.0"
+#define TXCP_STORE_SCHEMA 1
 
 
 /* Store (source of truth) named databases, see txcp_store.h */
@@ -63,43 +63,43 @@ enum {
 
 
 typedef struct {
-    uint64_t  ingested;     /* runs inserted */
-    uint64_t  duplicates;   /* frames whose run id was already stored */
-    uint64_t  torn;         /* frames skipped: bad crc or bad record */
-    uint64_t  files_done;   /* spool files finished and unlinked */
+    uint64_t ingested;   /* runs inserted */
+    uint64_t duplicates; /* frames whose run id was already stored */
+    uint64_t torn;       /* frames skipped: bad crc or bad record */
+    uint64_t files_done; /* spool files finished and unlinked */
 } txcp_ingest_stats_t;
 
 
 typedef struct txcp_s {
-    txcp_conf_t           conf;
+    txcp_conf_t conf;
 
-    MDB_env              *store;
-    MDB_dbi               db[TXCP_DB_N];
+    MDB_env *store;
+    MDB_dbi  db[TXCP_DB_N];
 
-    MDB_env              *snap;
-    MDB_dbi               sdb[TXCP_SDB_N];
-    uint64_t              gen;            /* last published snapshot gen */
-    int                   resync_needed;  /* a publish failed: resync */
+    MDB_env *snap;
+    MDB_dbi  sdb[TXCP_SDB_N];
+    uint64_t gen;           /* last published snapshot gen */
+    int      resync_needed; /* a publish failed: resync */
 
-    uint8_t              *hash_key;       /* sodium_malloc, 32 bytes */
+    uint8_t *hash_key; /* sodium_malloc, 32 bytes */
 
-    struct MHD_Daemon    *httpd;
+    struct MHD_Daemon *httpd;
 
-    txcp_ingest_stats_t   ingest;
+    txcp_ingest_stats_t ingest;
 
     volatile sig_atomic_t stop;
 } txcp_t;
 
 
 /* The one instance (like Redis' `server`); defined in txcp_main.c. */
-extern txcp_t  txcp;
+extern txcp_t txcp;
 
 
 /* Log levels, ordered */
-#define TXCP_LOG_DEBUG  0
-#define TXCP_LOG_INFO   1
-#define TXCP_LOG_WARN   2
-#define TXCP_LOG_ERROR  3
+#define TXCP_LOG_DEBUG 0
+#define TXCP_LOG_INFO  1
+#define TXCP_LOG_WARN  2
+#define TXCP_LOG_ERROR 3
 
 
 /*
@@ -133,11 +133,11 @@ void txcp_hex(const uint8_t *in, size_t n, char *out);
 int txcp_unhex(const char *s, uint8_t *out, size_t n);
 
 /* Little-endian 8-byte integer helpers for LMDB values (unaligned). */
-void txcp_put_le64(uint8_t *p, uint64_t v);
+void     txcp_put_le64(uint8_t *p, uint64_t v);
 uint64_t txcp_get_le64(const uint8_t *p);
 
 /* Big-endian 8-byte helpers: keys that sort numerically (audit seq). */
-void txcp_put_be64(uint8_t *p, uint64_t v);
+void     txcp_put_be64(uint8_t *p, uint64_t v);
 uint64_t txcp_get_be64(const uint8_t *p);
 
 

@@ -17,12 +17,12 @@
 
 /* The merged (env + store) view of one provider. Strings are borrowed. */
 typedef struct {
-    const char  *name;
-    const char  *kind;       /* "openai", "anthropic", "compat", "ollama" */
-    const char  *base_url;
-    const char  *api_key;    /* NULL when none */
-    const char  *source;     /* "store", "env" or "default" */
-    int          builtin;
+    const char *name;
+    const char *kind; /* "openai", "anthropic", "compat", "ollama" */
+    const char *base_url;
+    const char *api_key; /* NULL when none */
+    const char *source;  /* "store", "env" or "default" */
+    int         builtin;
 } txcp_provider_t;
 
 
@@ -38,10 +38,10 @@ void txcp_providers_free(void);
  * TX_OK, or TX_DECLINED when the provider does not exist.
  */
 int txcp_provider_get(MDB_txn *txn, const char *name, cJSON **rec,
-    txcp_provider_t *p);
+                      txcp_provider_t *p);
 
 /* Built-in provider names, NULL-terminated. */
-extern const char *const  txcp_builtin_providers[];
+extern const char *const txcp_builtin_providers[];
 
 /* TX_PROVIDER_* of a kind name, 0 when unknown. */
 uint64_t txcp_provider_kind(const char *kind);

@@ -17,16 +17,16 @@
 void
 txcp_api_audit_list(txcp_req_t *r)
 {
-    int            rc, limit, count, asc;
-    const char    *cursor, *order;
-    char          *end, buf[24];
-    uint64_t       seq, last;
-    uint8_t        key[8];
-    cJSON         *items, *o;
-    MDB_txn       *txn;
-    MDB_val        k, v;
-    MDB_cursor    *cur;
-    MDB_cursor_op  step;
+    int           rc, limit, count, asc;
+    const char   *cursor, *order;
+    char         *end, buf[24];
+    uint64_t      seq, last;
+    uint8_t       key[8];
+    cJSON        *items, *o;
+    MDB_txn      *txn;
+    MDB_val       k, v;
+    MDB_cursor   *cur;
+    MDB_cursor_op step;
 
     if (txcp_http_limit(r, &limit) != 0) {
         return;
@@ -129,11 +129,11 @@ txcp_api_audit_list(txcp_req_t *r)
 void
 txcp_api_audit_verify(txcp_req_t *r)
 {
-    int        rc;
-    uint64_t   records, broken;
-    char       reason[128];
-    cJSON     *out;
-    MDB_txn   *txn;
+    int      rc;
+    uint64_t records, broken;
+    char     reason[128];
+    cJSON   *out;
+    MDB_txn *txn;
 
     if (txcp_store_begin(1, &txn) != 0) {
         txcp_http_error(r, 500, "internal error");

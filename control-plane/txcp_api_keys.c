@@ -17,52 +17,48 @@
 #include "txcp_store.h"
 
 
-#define TXCP_KEY_PREFIX_SHOWN  14          /* "sk-torrix-" + 4 */
-#define TXCP_GRACE_DEFAULT     86400
-#define TXCP_GRACE_MAX         (30 * 86400)
-#define TXCP_SWEEP_MAX         256
+#define TXCP_KEY_PREFIX_SHOWN 14 /* "sk-torrix-" + 4 */
+#define TXCP_GRACE_DEFAULT    86400
+#define TXCP_GRACE_MAX        (30 * 86400)
+#define TXCP_SWEEP_MAX        256
 
 
-static const char *const  txcp_access_enum[] = { "full", "read", NULL };
+static const char *const txcp_access_enum[] = {"full", "read", NULL};
 
 
-static const txcp_field_t  txcp_key_fields[] = {
-    { "id", TXCP_F_STR, TXCP_FF_READONLY, 0, 0, NULL, 0, NULL },
-    { "name", TXCP_F_STR, 0, 0, 200, NULL, 0, "\"\"" },
-    { "status", TXCP_F_STR, TXCP_FF_READONLY, 0, 0, NULL, 0, NULL },
-    { "key_prefix", TXCP_F_STR, TXCP_FF_READONLY, 0, 0, NULL, 0, NULL },
-    { "project_id", TXCP_F_REF, TXCP_FF_NULLABLE, 0, 0, NULL,
-      TXCP_DB_PROJECTS, NULL },
-    { "user_id", TXCP_F_REF, TXCP_FF_NULLABLE, 0, 0, NULL, TXCP_DB_USERS,
-      NULL },
-    { "org_id", TXCP_F_REF, TXCP_FF_NULLABLE | TXCP_FF_CREATE, 0, 0, NULL,
-      TXCP_DB_ORGS, NULL },
-    { "access", TXCP_F_ENUM, 0, 0, 0, txcp_access_enum, 0, "\"full\"" },
-    { "allowed_models", TXCP_F_MODELS, 0, 0, 1000, NULL, 0, "\"*\"" },
-    { "expires_at", TXCP_F_TIME, TXCP_FF_NULLABLE, 0, 0, NULL, 0, NULL },
-    { "rpm", TXCP_F_INT, TXCP_FF_NULLABLE, 0, 1000000000LL, NULL, 0, NULL },
-    { "tpm", TXCP_F_INT, TXCP_FF_NULLABLE, 0, 1000000000000LL, NULL, 0,
-      NULL },
-    { "daily_cap_usd", TXCP_F_MONEY, TXCP_FF_NULLABLE, 0, 0, NULL, 0,
-      NULL },
-    { "monthly_budget_usd", TXCP_F_MONEY, TXCP_FF_NULLABLE, 0, 0, NULL, 0,
-      NULL },
-    { "soft_alert_pct", TXCP_F_INT, 0, 1, 100, NULL, 0, "80" },
-    { "metadata", TXCP_F_STRMAP, 0, 0, 100, NULL, 0, "{}" },
-    { "created_at", TXCP_F_STR, TXCP_FF_READONLY, 0, 0, NULL, 0, NULL },
-    { "updated_at", TXCP_F_STR, TXCP_FF_READONLY, 0, 0, NULL, 0, NULL },
-    { "rotated_at", TXCP_F_STR, TXCP_FF_READONLY, 0, 0, NULL, 0, NULL },
-    { "previous_key_expires_at", TXCP_F_STR, TXCP_FF_READONLY, 0, 0, NULL,
-      0, NULL },
-    { NULL, 0, 0, 0, 0, NULL, 0, NULL }
-};
+static const txcp_field_t txcp_key_fields[] =
+    {{"id", TXCP_F_STR, TXCP_FF_READONLY, 0, 0, NULL, 0, NULL},
+     {"name", TXCP_F_STR, 0, 0, 200, NULL, 0, "\"\""},
+     {"status", TXCP_F_STR, TXCP_FF_READONLY, 0, 0, NULL, 0, NULL},
+     {"key_prefix", TXCP_F_STR, TXCP_FF_READONLY, 0, 0, NULL, 0, NULL},
+     {"project_id", TXCP_F_REF, TXCP_FF_NULLABLE, 0, 0, NULL, TXCP_DB_PROJECTS,
+      NULL},
+     {"user_id", TXCP_F_REF, TXCP_FF_NULLABLE, 0, 0, NULL, TXCP_DB_USERS, NULL},
+     {"org_id", TXCP_F_REF, TXCP_FF_NULLABLE | TXCP_FF_CREATE, 0, 0, NULL,
+      TXCP_DB_ORGS, NULL},
+     {"access", TXCP_F_ENUM, 0, 0, 0, txcp_access_enum, 0, "\"full\""},
+     {"allowed_models", TXCP_F_MODELS, 0, 0, 1000, NULL, 0, "\"*\""},
+     {"expires_at", TXCP_F_TIME, TXCP_FF_NULLABLE, 0, 0, NULL, 0, NULL},
+     {"rpm", TXCP_F_INT, TXCP_FF_NULLABLE, 0, 1000000000LL, NULL, 0, NULL},
+     {"tpm", TXCP_F_INT, TXCP_FF_NULLABLE, 0, 1000000000000LL, NULL, 0, NULL},
+     {"daily_cap_usd", TXCP_F_MONEY, TXCP_FF_NULLABLE, 0, 0, NULL, 0, NULL},
+     {"monthly_budget_usd", TXCP_F_MONEY, TXCP_FF_NULLABLE, 0, 0, NULL, 0,
+      NULL},
+     {"soft_alert_pct", TXCP_F_INT, 0, 1, 100, NULL, 0, "80"},
+     {"metadata", TXCP_F_STRMAP, 0, 0, 100, NULL, 0, "{}"},
+     {"created_at", TXCP_F_STR, TXCP_FF_READONLY, 0, 0, NULL, 0, NULL},
+     {"updated_at", TXCP_F_STR, TXCP_FF_READONLY, 0, 0, NULL, 0, NULL},
+     {"rotated_at", TXCP_F_STR, TXCP_FF_READONLY, 0, 0, NULL, 0, NULL},
+     {"previous_key_expires_at", TXCP_F_STR, TXCP_FF_READONLY, 0, 0, NULL, 0,
+      NULL},
+     {NULL, 0, 0, 0, 0, NULL, 0, NULL}};
 
 
 static const char *
 txcp_key_status(const cJSON *rec, int64_t now)
 {
-    const char  *s;
-    int64_t      exp;
+    const char *s;
+    int64_t     exp;
 
     s = txcp_json_str(rec, "status");
 
@@ -83,9 +79,9 @@ txcp_key_status(const cJSON *rec, int64_t now)
 static cJSON *
 txcp_key_output(const cJSON *rec)
 {
-    cJSON    *out;
-    int64_t   now, na;
-    char      ts[40];
+    cJSON  *out;
+    int64_t now, na;
+    char    ts[40];
 
     now = txcp_now_us() / 1000000;
 
@@ -113,12 +109,12 @@ txcp_key_output(const cJSON *rec)
 static int
 txcp_key_new_secret(cJSON *rec, char *secret, uint8_t *hash)
 {
-    char  hex[2 * TX_KEY_HASH_LEN + 1], prefix[TXCP_KEY_PREFIX_SHOWN + 1];
+    char hex[2 * TX_KEY_HASH_LEN + 1], prefix[TXCP_KEY_PREFIX_SHOWN + 1];
 
     tx_key_generate(secret);
 
-    if (tx_key_hash(txcp.hash_key, (const uint8_t *) secret,
-                    TX_KEY_SECRET_LEN, hash)
+    if (tx_key_hash(txcp.hash_key, (const uint8_t *) secret, TX_KEY_SECRET_LEN,
+                    hash)
         != TX_OK)
     {
         return TX_ERROR;
@@ -139,8 +135,8 @@ txcp_key_new_secret(cJSON *rec, char *secret, uint8_t *hash)
 static void
 txcp_key_default_org(MDB_txn *txn, cJSON *rec, cJSON *diff, int force)
 {
-    const char  *id, *org;
-    cJSON       *owner;
+    const char *id, *org;
+    cJSON      *owner;
 
     if (!force && txcp_json_str(rec, "org_id")) {
         return;
@@ -170,14 +166,14 @@ txcp_key_default_org(MDB_txn *txn, cJSON *rec, cJSON *diff, int force)
             /* create: the diff already lists the given fields */
             txcp_audit_diff(diff, "org_id", NULL, cJSON_CreateString(org));
 
-        } else if (diff && (txcp_json_str(rec, "org_id") == NULL
-                            || strcmp(txcp_json_str(rec, "org_id"), org) != 0))
+        } else if (diff
+                   && (txcp_json_str(rec, "org_id") == NULL
+                       || strcmp(txcp_json_str(rec, "org_id"), org) != 0))
         {
             txcp_audit_diff(diff, "org_id",
-                            txcp_json_str(rec, "org_id")
-                                ? cJSON_CreateString(
-                                      txcp_json_str(rec, "org_id"))
-                                : NULL,
+                            txcp_json_str(rec, "org_id") ? cJSON_CreateString(
+                                txcp_json_str(rec, "org_id"))
+                                                         : NULL,
                             cJSON_CreateString(org));
         }
 
@@ -191,8 +187,8 @@ txcp_key_default_org(MDB_txn *txn, cJSON *rec, cJSON *diff, int force)
 cJSON *
 txcp_api_body(txcp_req_t *r)
 {
-    char    err[256];
-    cJSON  *body;
+    char   err[256];
+    cJSON *body;
 
     body = txcp_json_parse_body(r->body, r->len, err, sizeof(err));
 
@@ -207,12 +203,12 @@ txcp_api_body(txcp_req_t *r)
 void
 txcp_api_keys_create(txcp_req_t *r)
 {
-    int       rc;
-    char      id[TX_ID_MAX_LEN], ts[40], err[256], *secret;
-    uint8_t   hash[TX_KEY_HASH_LEN];
-    int64_t   exp;
-    cJSON    *body, *rec, *diff, *out;
-    MDB_txn  *txn;
+    int      rc;
+    char     id[TX_ID_MAX_LEN], ts[40], err[256], *secret;
+    uint8_t  hash[TX_KEY_HASH_LEN];
+    int64_t  exp;
+    cJSON   *body, *rec, *diff, *out;
+    MDB_txn *txn;
 
     body = txcp_api_body(r);
     if (body == NULL) {
@@ -257,15 +253,13 @@ txcp_api_keys_create(txcp_req_t *r)
 
     exp = txcp_json_int(rec, "expires_at", 0);
 
-    if (exp > 0 && txcp_store_timer_add(txn, exp, TXCP_TIMER_EXPIRE, id)
-                       != TX_OK)
-    {
+    if (exp > 0
+        && txcp_store_timer_add(txn, exp, TXCP_TIMER_EXPIRE, id) != TX_OK) {
         goto internal;
     }
 
     if (txcp_store_put(txn, TXCP_DB_KEYS, id, rec) != TX_OK
-        || txcp_audit_append(txn, r->actor, "create", "key", id, diff)
-               != TX_OK)
+        || txcp_audit_append(txn, r->actor, "create", "key", id, diff) != TX_OK)
     {
         goto internal;
     }
@@ -309,7 +303,7 @@ done:
 static cJSON *
 txcp_key_list_item(txcp_req_t *r, const cJSON *rec)
 {
-    const char  *f, *v;
+    const char *f, *v;
 
     f = txcp_http_arg(r, "project_id");
     v = txcp_json_str(rec, "project_id");
@@ -338,7 +332,7 @@ txcp_key_list_item(txcp_req_t *r, const cJSON *rec)
 void
 txcp_api_keys_list(txcp_req_t *r)
 {
-    const char  *s;
+    const char *s;
 
     s = txcp_http_arg(r, "status");
 
@@ -356,8 +350,8 @@ txcp_api_keys_list(txcp_req_t *r)
 void
 txcp_api_keys_get(txcp_req_t *r)
 {
-    cJSON    *rec;
-    MDB_txn  *txn;
+    cJSON   *rec;
+    MDB_txn *txn;
 
     if (txcp_store_begin(1, &txn) != 0) {
         txcp_http_error(r, 500, "internal error");
@@ -380,11 +374,11 @@ txcp_api_keys_get(txcp_req_t *r)
 void
 txcp_api_keys_patch(txcp_req_t *r)
 {
-    int       rc;
-    char      ts[40], err[256];
-    int64_t   old_exp, new_exp;
-    cJSON    *body, *rec, *diff;
-    MDB_txn  *txn;
+    int      rc;
+    char     ts[40], err[256];
+    int64_t  old_exp, new_exp;
+    cJSON   *body, *rec, *diff;
+    MDB_txn *txn;
 
     body = txcp_api_body(r);
     if (body == NULL) {
@@ -440,8 +434,7 @@ txcp_api_keys_patch(txcp_req_t *r)
              && txcp_store_timer_del(txn, old_exp, TXCP_TIMER_EXPIRE, r->id)
                     != TX_OK)
             || (new_exp > 0
-                && txcp_store_timer_add(txn, new_exp, TXCP_TIMER_EXPIRE,
-                                        r->id)
+                && txcp_store_timer_add(txn, new_exp, TXCP_TIMER_EXPIRE, r->id)
                        != TX_OK))
         {
             goto internal;
@@ -490,10 +483,10 @@ done:
 void
 txcp_api_keys_revoke(txcp_req_t *r)
 {
-    int       rc;
-    char      ts[40];
-    cJSON    *rec, *diff;
-    MDB_txn  *txn;
+    int      rc;
+    char     ts[40];
+    cJSON   *rec, *diff;
+    MDB_txn *txn;
 
     rec = NULL;
     diff = cJSON_CreateObject();
@@ -562,15 +555,15 @@ done:
 void
 txcp_api_keys_rotate(txcp_req_t *r)
 {
-    int           rc;
-    char          ts[40], *secret;
-    uint8_t       hash[TX_KEY_HASH_LEN];
-    int64_t       now, grace, na;
-    const char   *s;
-    const cJSON  *m;
-    cJSON        *body, *rec, *diff, *out;
-    MDB_txn      *txn;
-    txcp_pub_t    item;
+    int          rc;
+    char         ts[40], *secret;
+    uint8_t      hash[TX_KEY_HASH_LEN];
+    int64_t      now, grace, na;
+    const char  *s;
+    const cJSON *m;
+    cJSON       *body, *rec, *diff, *out;
+    MDB_txn     *txn;
+    txcp_pub_t   item;
 
     body = NULL;
     rec = NULL;
@@ -590,7 +583,8 @@ txcp_api_keys_rotate(txcp_req_t *r)
             goto done;
         }
 
-        cJSON_ArrayForEach(m, body) {
+        cJSON_ArrayForEach(m, body)
+        {
             if (strcmp(m->string, "grace_seconds") != 0) {
                 txcp_http_error(r, 400, "unknown field '%.100s'", m->string);
                 goto done;
@@ -657,14 +651,11 @@ txcp_api_keys_rotate(txcp_req_t *r)
                       cJSON_CreateNumber((double) (now + grace)));
 
         if (txcp_store_timer_add(txn, now + grace, TXCP_TIMER_GRACE, r->id)
-            != TX_OK)
-        {
+            != TX_OK) {
             goto internal;
         }
 
-    } else if (txcp_unhex(s, item.drop[item.ndrop], TX_KEY_HASH_LEN)
-               == TX_OK)
-    {
+    } else if (txcp_unhex(s, item.drop[item.ndrop], TX_KEY_HASH_LEN) == TX_OK) {
         item.ndrop++;
     }
 
@@ -682,9 +673,9 @@ txcp_api_keys_rotate(txcp_req_t *r)
 
     txcp_time_format(now * 1000000, 0, ts, sizeof(ts));
     txcp_audit_diff(diff, "previous_key_expires_at", NULL,
-                    grace > 0 ? cJSON_CreateString(txcp_time_format(
-                                    (now + grace) * 1000000, 0, ts,
-                                    sizeof(ts)))
+                    grace > 0 ? cJSON_CreateString(
+                        txcp_time_format((now + grace) * 1000000, 0, ts,
+                                         sizeof(ts)))
                               : NULL);
 
     txcp_time_format(now * 1000000, 0, ts, sizeof(ts));
@@ -742,12 +733,12 @@ done:
 /* Handles one due timer inside txn; may add a publish item. */
 static int
 txcp_keys_timer(MDB_txn *txn, int64_t at, int kind, const char *id,
-    txcp_pub_t *items, size_t *n)
+                txcp_pub_t *items, size_t *n)
 {
-    int          rc;
-    const char  *s;
-    cJSON       *rec, *diff;
-    txcp_pub_t  *item;
+    int         rc;
+    const char *s;
+    cJSON      *rec, *diff;
+    txcp_pub_t *item;
 
     rec = txcp_store_get(txn, TXCP_DB_KEYS, id);
     if (rec == NULL) {
@@ -812,14 +803,14 @@ txcp_keys_timer(MDB_txn *txn, int64_t at, int kind, const char *id,
 void
 txcp_keys_sweep(int64_t now)
 {
-    int          rc;
-    size_t       n, klen;
-    int64_t      at;
-    char         id[TX_ID_MAX_LEN + 1];
-    MDB_txn     *txn;
-    MDB_val      k, v;
-    MDB_cursor  *cur;
-    txcp_pub_t   items[TXCP_SWEEP_MAX];
+    int         rc;
+    size_t      n, klen;
+    int64_t     at;
+    char        id[TX_ID_MAX_LEN + 1];
+    MDB_txn    *txn;
+    MDB_val     k, v;
+    MDB_cursor *cur;
+    txcp_pub_t  items[TXCP_SWEEP_MAX];
 
     n = 0;
 
@@ -852,8 +843,7 @@ txcp_keys_sweep(int64_t now)
         memcpy(id, (uint8_t *) k.mv_data + 9, klen);
         id[klen] = '\0';
 
-        if (txcp_keys_timer(txn, at, ((uint8_t *) k.mv_data)[8], id, items,
-                            &n)
+        if (txcp_keys_timer(txn, at, ((uint8_t *) k.mv_data)[8], id, items, &n)
             != TX_OK)
         {
             mdb_cursor_close(cur);

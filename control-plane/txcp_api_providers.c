@@ -21,69 +21,64 @@
 #include "txcp_store.h"
 
 
-#define TXCP_SETTINGS_ID     "settings"
-#define TXCP_SAMPLE_DEFAULT  1000000   /* ppm: every run sampled */
+#define TXCP_SETTINGS_ID    "settings"
+#define TXCP_SAMPLE_DEFAULT 1000000 /* ppm: every run sampled */
 
 
 typedef struct {
-    const char  *name;
-    const char  *kind;
-    const char  *key_env;
-    const char  *url_env;
-    const char  *dflt_url;
+    const char *name;
+    const char *kind;
+    const char *key_env;
+    const char *url_env;
+    const char *dflt_url;
 } txcp_builtin_t;
 
 
-static const txcp_builtin_t  txcp_builtins[] = {
-    { "openai", "openai", "OPENAI_API_KEY", "OPENAI_BASE_URL",
-      "https://api.openai.com/v1" },
-    { "anthropic", "anthropic", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL",
-      "https://api.anthropic.com" },
-    { "ollama", "ollama", NULL, "OLLAMA_BASE_URL", "http://localhost:11434" },
-    { NULL, NULL, NULL, NULL, NULL }
-};
+static const txcp_builtin_t txcp_builtins[] =
+    {{"openai", "openai", "OPENAI_API_KEY", "OPENAI_BASE_URL",
+      "https://api.openai.com/v1"},
+     {"anthropic", "anthropic", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL",
+      "https://api.anthropic.com"},
+     {"ollama", "ollama", NULL, "OLLAMA_BASE_URL", "http://localhost:11434"},
+     {NULL, NULL, NULL, NULL, NULL}};
 
-#define TXCP_NBUILTINS  3
+#define TXCP_NBUILTINS 3
 
 
-const char *const  txcp_builtin_providers[] = {
-    "openai", "anthropic", "ollama", NULL
-};
+const char *const txcp_builtin_providers[] = {"openai", "anthropic", "ollama",
+                                              NULL};
 
 
 /* captured at start: env values; keys in sodium_malloc memory */
-static char  *txcp_env_key[TXCP_NBUILTINS];
-static char  *txcp_env_url[TXCP_NBUILTINS];
+static char *txcp_env_key[TXCP_NBUILTINS];
+static char *txcp_env_url[TXCP_NBUILTINS];
 
 
-static const char *const  txcp_kind_enum[] = {
-    "openai", "anthropic", "compat", "ollama", NULL
-};
+static const char *const txcp_kind_enum[] = {"openai", "anthropic", "compat",
+                                             "ollama", NULL};
 
 
-static const txcp_field_t  txcp_provider_fields[] = {
-    { "kind", TXCP_F_ENUM, 0, 0, 0, txcp_kind_enum, 0, NULL },
-    { "base_url", TXCP_F_STR, TXCP_FF_NULLABLE | TXCP_FF_URL, 8, 2048, NULL,
-      0, NULL },
-    { "api_key", TXCP_F_STR, TXCP_FF_NULLABLE | TXCP_FF_SECRET, 1, 4096,
-      NULL, 0, NULL },
-    { NULL, 0, 0, 0, 0, NULL, 0, NULL }
-};
+static const txcp_field_t txcp_provider_fields[] =
+    {{"kind", TXCP_F_ENUM, 0, 0, 0, txcp_kind_enum, 0, NULL},
+     {"base_url", TXCP_F_STR, TXCP_FF_NULLABLE | TXCP_FF_URL, 8, 2048, NULL, 0,
+      NULL},
+     {"api_key", TXCP_F_STR, TXCP_FF_NULLABLE | TXCP_FF_SECRET, 1, 4096, NULL,
+      0, NULL},
+     {NULL, 0, 0, 0, 0, NULL, 0, NULL}};
 
 
-static const txcp_field_t  txcp_settings_fields[] = {
-    { "proxy_targets", TXCP_F_STRLIST, TXCP_FF_NULLABLE | TXCP_FF_URL, 0,
-      1000, NULL, 0, NULL },
-    { "sample_rate", TXCP_F_RATE, 0, 0, 0, NULL, 0, NULL },
-    { NULL, 0, 0, 0, 0, NULL, 0, NULL }
-};
+static const txcp_field_t txcp_settings_fields[] =
+    {{"proxy_targets", TXCP_F_STRLIST, TXCP_FF_NULLABLE | TXCP_FF_URL, 0, 1000,
+      NULL, 0, NULL},
+     {"sample_rate", TXCP_F_RATE, 0, 0, 0, NULL, 0, NULL},
+     {NULL, 0, 0, 0, 0, NULL, 0, NULL}};
 
 
 static char *
 txcp_secret_dup(const char *s)
 {
-    char    *p;
-    size_t   n;
+    char  *p;
+    size_t n;
 
     n = strlen(s);
     p = sodium_malloc(n + 1);
@@ -99,8 +94,8 @@ txcp_secret_dup(const char *s)
 int
 txcp_providers_init(void)
 {
-    int          i;
-    const char  *v;
+    int         i;
+    const char *v;
 
     for (i = 0; txcp_builtins[i].name; i++) {
         if (txcp_builtins[i].key_env) {
@@ -135,7 +130,7 @@ txcp_providers_init(void)
 void
 txcp_providers_free(void)
 {
-    int  i;
+    int i;
 
     for (i = 0; i < TXCP_NBUILTINS; i++) {
         if (txcp_env_key[i]) {
@@ -179,7 +174,7 @@ txcp_provider_kind(const char *kind)
 static int
 txcp_builtin_index(const char *name)
 {
-    int  i;
+    int i;
 
     for (i = 0; txcp_builtins[i].name; i++) {
         if (strcmp(txcp_builtins[i].name, name) == 0) {
@@ -193,12 +188,12 @@ txcp_builtin_index(const char *name)
 
 int
 txcp_provider_get(MDB_txn *txn, const char *name, cJSON **recp,
-    txcp_provider_t *p)
+                  txcp_provider_t *p)
 {
-    int              b;
-    cJSON           *rec;
-    const char      *s;
-    txcp_provider_t  tmp;
+    int             b;
+    cJSON          *rec;
+    const char     *s;
+    txcp_provider_t tmp;
 
     b = txcp_builtin_index(name);
     rec = txcp_store_get(txn, TXCP_DB_PROVIDERS, name);
@@ -219,10 +214,10 @@ txcp_provider_get(MDB_txn *txn, const char *name, cJSON **recp,
     p->kind = s ? s : b >= 0 ? txcp_builtins[b].kind : "compat";
 
     s = txcp_json_str(rec, "base_url");
-    p->base_url = s                      ? s
-                  : b < 0                ? ""
+    p->base_url = s                 ? s
+                  : b < 0           ? ""
                   : txcp_env_url[b] ? txcp_env_url[b]
-                                         : txcp_builtins[b].dflt_url;
+                                    : txcp_builtins[b].dflt_url;
 
     s = txcp_json_str(rec, "api_key");
     p->api_key = s ? s : b >= 0 ? txcp_env_key[b] : NULL;
@@ -255,7 +250,7 @@ txcp_provider_get(MDB_txn *txn, const char *name, cJSON **recp,
 static cJSON *
 txcp_provider_output(const char *name, const txcp_provider_t *p)
 {
-    cJSON  *out;
+    cJSON *out;
 
     out = cJSON_CreateObject();
     cJSON_AddStringToObject(out, "name", name);
@@ -272,7 +267,7 @@ txcp_provider_output(const char *name, const txcp_provider_t *p)
 static int
 txcp_provider_name_ok(const char *s)
 {
-    size_t  i;
+    size_t i;
 
     for (i = 0; s[i]; i++) {
         if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9')
@@ -289,13 +284,13 @@ txcp_provider_name_ok(const char *s)
 void
 txcp_api_providers_list(txcp_req_t *r)
 {
-    int              i, rc;
-    char             name[80];
-    cJSON           *items, *rec;
-    MDB_txn         *txn;
-    MDB_val          k, v;
-    MDB_cursor      *cur;
-    txcp_provider_t  p;
+    int             i, rc;
+    char            name[80];
+    cJSON          *items, *rec;
+    MDB_txn        *txn;
+    MDB_val         k, v;
+    MDB_cursor     *cur;
+    txcp_provider_t p;
 
     if (txcp_store_begin(1, &txn) != 0) {
         txcp_http_error(r, 500, "internal error");
@@ -346,9 +341,9 @@ txcp_api_providers_list(txcp_req_t *r)
 void
 txcp_api_providers_get(txcp_req_t *r)
 {
-    cJSON           *rec;
-    MDB_txn         *txn;
-    txcp_provider_t  p;
+    cJSON          *rec;
+    MDB_txn        *txn;
+    txcp_provider_t p;
 
     if (txcp_store_begin(1, &txn) != 0) {
         txcp_http_error(r, 500, "internal error");
@@ -373,8 +368,8 @@ txcp_api_providers_get(txcp_req_t *r)
 static void
 txcp_provider_diff(cJSON *diff, const cJSON *old, const cJSON *nw)
 {
-    const txcp_field_t  *f;
-    const cJSON         *a, *b;
+    const txcp_field_t *f;
+    const cJSON        *a, *b;
 
     for (f = txcp_provider_fields; f->name; f++) {
         a = cJSON_GetObjectItemCaseSensitive(old, f->name);
@@ -401,12 +396,12 @@ txcp_provider_diff(cJSON *diff, const cJSON *old, const cJSON *nw)
 void
 txcp_api_providers_put(txcp_req_t *r)
 {
-    int              rc, b;
-    char             err[256];
-    const char      *kind;
-    cJSON           *body, *rec, *old, *diff, *prec;
-    MDB_txn         *txn;
-    txcp_provider_t  p;
+    int             rc, b;
+    char            err[256];
+    const char     *kind;
+    cJSON          *body, *rec, *old, *diff, *prec;
+    MDB_txn        *txn;
+    txcp_provider_t p;
 
     if (!txcp_provider_name_ok(r->id)) {
         txcp_http_error(r, 400, "provider names are 1..64 of a-z, 0-9, - _");
@@ -458,8 +453,8 @@ txcp_api_providers_put(txcp_req_t *r)
     txcp_provider_diff(diff, old, rec);
 
     if (txcp_store_put(txn, TXCP_DB_PROVIDERS, r->id, rec) != TX_OK
-        || txcp_audit_append(txn, r->actor, old ? "edit" : "create",
-                             "provider", r->id, diff)
+        || txcp_audit_append(txn, r->actor, old ? "edit" : "create", "provider",
+                             r->id, diff)
                != TX_OK)
     {
         goto internal;
@@ -506,10 +501,10 @@ done:
 void
 txcp_api_providers_delete(txcp_req_t *r)
 {
-    int              rc;
-    cJSON           *old, *diff, *prec;
-    MDB_txn         *txn;
-    txcp_provider_t  p;
+    int             rc;
+    cJSON          *old, *diff, *prec;
+    MDB_txn        *txn;
+    txcp_provider_t p;
 
     prec = NULL;
     diff = cJSON_CreateObject();
@@ -581,14 +576,14 @@ done:
 int
 txcp_settings_get(MDB_txn *txn, char **targets, uint64_t *sample_ppm)
 {
-    cJSON        *rec, *list, *it;
-    size_t        n;
-    char         *s, *p;
+    cJSON *rec, *list, *it;
+    size_t n;
+    char  *s, *p;
 
     rec = txcp_store_get(txn, TXCP_DB_SETTINGS, TXCP_SETTINGS_ID);
 
-    *sample_ppm = (uint64_t) txcp_json_int(rec, "sample_rate",
-                                           TXCP_SAMPLE_DEFAULT);
+    *sample_ppm =
+        (uint64_t) txcp_json_int(rec, "sample_rate", TXCP_SAMPLE_DEFAULT);
 
     list = cJSON_GetObjectItemCaseSensitive(rec, "proxy_targets");
 
@@ -600,7 +595,8 @@ txcp_settings_get(MDB_txn *txn, char **targets, uint64_t *sample_ppm)
 
     n = 1;
 
-    cJSON_ArrayForEach(it, list) {
+    cJSON_ArrayForEach(it, list)
+    {
         if (cJSON_IsString(it)) {
             n += strlen(it->valuestring) + 1;
         }
@@ -614,7 +610,8 @@ txcp_settings_get(MDB_txn *txn, char **targets, uint64_t *sample_ppm)
 
     p = s;
 
-    cJSON_ArrayForEach(it, list) {
+    cJSON_ArrayForEach(it, list)
+    {
         if (cJSON_IsString(it)) {
             if (p != s) {
                 *p++ = '\n';
@@ -638,9 +635,9 @@ txcp_settings_get(MDB_txn *txn, char **targets, uint64_t *sample_ppm)
 static cJSON *
 txcp_settings_output(MDB_txn *txn)
 {
-    cJSON       *out, *list, *rec;
-    char        *targets, *p, *nl;
-    uint64_t     ppm;
+    cJSON   *out, *list, *rec;
+    char    *targets, *p, *nl;
+    uint64_t ppm;
 
     if (txcp_settings_get(txn, &targets, &ppm) != TX_OK) {
         return NULL;
@@ -667,11 +664,11 @@ txcp_settings_output(MDB_txn *txn)
         }
     }
 
-    cJSON_AddStringToObject(out, "proxy_targets_source",
-                            cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(
-                                rec, "proxy_targets"))
-                                ? "store"
-                                : "default");
+    cJSON_AddStringToObject(
+        out, "proxy_targets_source",
+        cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(rec, "proxy_targets"))
+            ? "store"
+            : "default");
     cJSON_AddNumberToObject(out, "sample_rate", (double) ppm / 1e6);
 
     free(targets);
@@ -684,8 +681,8 @@ txcp_settings_output(MDB_txn *txn)
 void
 txcp_api_settings_get(txcp_req_t *r)
 {
-    MDB_txn  *txn;
-    cJSON    *out;
+    MDB_txn *txn;
+    cJSON   *out;
 
     if (txcp_store_begin(1, &txn) != 0) {
         txcp_http_error(r, 500, "internal error");
@@ -707,10 +704,10 @@ txcp_api_settings_get(txcp_req_t *r)
 void
 txcp_api_settings_patch(txcp_req_t *r)
 {
-    int       rc;
-    char      err[256];
-    cJSON    *body, *rec, *diff, *out;
-    MDB_txn  *txn;
+    int      rc;
+    char     err[256];
+    cJSON   *body, *rec, *diff, *out;
+    MDB_txn *txn;
 
     body = txcp_api_body(r);
     if (body == NULL) {

@@ -20,7 +20,7 @@
 void
 txcp_api_health(txcp_req_t *r)
 {
-    cJSON  *out, *ing;
+    cJSON *out, *ing;
 
     out = cJSON_CreateObject();
     cJSON_AddStringToObject(out, "status", "ok");
@@ -30,11 +30,9 @@ txcp_api_health(txcp_req_t *r)
 
     ing = cJSON_AddObjectToObject(out, "ingest");
     cJSON_AddNumberToObject(ing, "ingested", (double) txcp.ingest.ingested);
-    cJSON_AddNumberToObject(ing, "duplicates",
-                            (double) txcp.ingest.duplicates);
+    cJSON_AddNumberToObject(ing, "duplicates", (double) txcp.ingest.duplicates);
     cJSON_AddNumberToObject(ing, "torn", (double) txcp.ingest.torn);
-    cJSON_AddNumberToObject(ing, "files_done",
-                            (double) txcp.ingest.files_done);
+    cJSON_AddNumberToObject(ing, "files_done", (double) txcp.ingest.files_done);
 
     txcp_http_reply(r, 200, out);
 }
@@ -47,8 +45,8 @@ txcp_api_health(txcp_req_t *r)
 static size_t
 txcp_utf8_len(const uint8_t *p, size_t n)
 {
-    size_t    len, i;
-    uint32_t  cp;
+    size_t   len, i;
+    uint32_t cp;
 
     if (p[0] == 0) {
         return 0;
@@ -100,8 +98,8 @@ txcp_utf8_len(const uint8_t *p, size_t n)
 static void
 txcp_run_str(cJSON *o, const char *name, const tx_str_t *v)
 {
-    char     *s, *d;
-    size_t    i, n;
+    char  *s, *d;
+    size_t i, n;
 
     s = malloc(v->len * 3 + 1);
     if (s == NULL) {
@@ -134,7 +132,7 @@ txcp_run_str(cJSON *o, const char *name, const tx_str_t *v)
 static void
 txcp_run_num(cJSON *o, const char *name, const tx_str_t *v, double div)
 {
-    uint64_t  u;
+    uint64_t u;
 
     if (tx_rec_u64(v, &u) == TX_OK) {
         txcp_json_set(o, name, cJSON_CreateNumber((double) u / div));
@@ -146,8 +144,8 @@ txcp_run_num(cJSON *o, const char *name, const tx_str_t *v, double div)
 static void
 txcp_run_tags(cJSON *o, const tx_str_t *v)
 {
-    cJSON       *tags;
-    char        *s, *p, *nl, *eq;
+    cJSON *tags;
+    char  *s, *p, *nl, *eq;
 
     s = malloc(v->len + 1);
     if (s == NULL) {
@@ -190,14 +188,14 @@ txcp_run_tags(cJSON *o, const tx_str_t *v)
 static cJSON *
 txcp_run_json(const uint8_t *id, const void *val, size_t len, int bodies)
 {
-    int             rc;
-    uint16_t        tag;
-    uint64_t        u, flags;
-    int64_t         i;
-    char            hex[33], ts[40];
-    cJSON          *o, *tok;
-    tx_str_t        v;
-    tx_rec_iter_t   it;
+    int           rc;
+    uint16_t      tag;
+    uint64_t      u, flags;
+    int64_t       i;
+    char          hex[33], ts[40];
+    cJSON        *o, *tok;
+    tx_str_t      v;
+    tx_rec_iter_t it;
 
     o = cJSON_CreateObject();
     tx_run_id_hex(id, hex);
@@ -211,7 +209,6 @@ txcp_run_json(const uint8_t *id, const void *val, size_t len, int bodies)
 
     while ((rc = tx_rec_next(&it, &tag, &v)) == TX_OK) {
         switch (tag) {
-
         case TX_RUN_START_US:
             if (tx_rec_i64(&v, &i) == TX_OK) {
                 txcp_json_set(o, "started_at",
@@ -380,15 +377,15 @@ txcp_run_json(const uint8_t *id, const void *val, size_t len, int bodies)
 void
 txcp_api_runs_list(txcp_req_t *r)
 {
-    int            rc, limit, count;
-    const char    *cursor, *key_id;
-    uint8_t        cid[16], last[16];
-    char           hex[33];
-    cJSON         *items, *o;
-    tx_str_t       kv;
-    MDB_txn       *txn;
-    MDB_val        k, v;
-    MDB_cursor    *cur;
+    int         rc, limit, count;
+    const char *cursor, *key_id;
+    uint8_t     cid[16], last[16];
+    char        hex[33];
+    cJSON      *items, *o;
+    tx_str_t    kv;
+    MDB_txn    *txn;
+    MDB_val     k, v;
+    MDB_cursor *cur;
 
     if (txcp_http_limit(r, &limit) != 0) {
         return;
@@ -481,10 +478,10 @@ txcp_api_runs_list(txcp_req_t *r)
 void
 txcp_api_runs_get(txcp_req_t *r)
 {
-    uint8_t   id[16];
-    cJSON    *o;
-    MDB_txn  *txn;
-    MDB_val   k, v;
+    uint8_t  id[16];
+    cJSON   *o;
+    MDB_txn *txn;
+    MDB_val  k, v;
 
     if (tx_run_id_parse(r->id, strlen(r->id), id) != TX_OK) {
         txcp_http_error(r, 404, "no run %s", r->id);

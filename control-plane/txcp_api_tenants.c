@@ -17,110 +17,108 @@
 
 
 typedef struct {
-    const char          *resource;   /* URL segment */
-    const char          *type;       /* audit target_type */
-    const char          *prefix;     /* id prefix */
-    int                  db;
-    int                  pub;
-    const txcp_field_t  *fields;
+    const char         *resource; /* URL segment */
+    const char         *type;     /* audit target_type */
+    const char         *prefix;   /* id prefix */
+    int                 db;
+    int                 pub;
+    const txcp_field_t *fields;
 } txcp_tenant_t;
 
 
-static const char *const  txcp_role_enum[] = { "member", "admin", NULL };
-static const char *const  txcp_ustatus_enum[] = { "active", "disabled", NULL };
+static const char *const txcp_role_enum[] = {"member", "admin", NULL};
+static const char *const txcp_ustatus_enum[] = {"active", "disabled", NULL};
 
 
-#define TXCP_RO(name)                                                         \
-    { name, TXCP_F_STR, TXCP_FF_READONLY, 0, 0, NULL, 0, NULL }
-#define TXCP_MONEY(name)                                                      \
-    { name, TXCP_F_MONEY, TXCP_FF_NULLABLE, 0, 0, NULL, 0, NULL }
-#define TXCP_END  { NULL, 0, 0, 0, 0, NULL, 0, NULL }
+#define TXCP_RO(name)                                                          \
+    {                                                                          \
+        name, TXCP_F_STR, TXCP_FF_READONLY, 0, 0, NULL, 0, NULL                \
+    }
+#define TXCP_MONEY(name)                                                       \
+    {                                                                          \
+        name, TXCP_F_MONEY, TXCP_FF_NULLABLE, 0, 0, NULL, 0, NULL              \
+    }
+#define TXCP_END                                                               \
+    {                                                                          \
+        NULL, 0, 0, 0, 0, NULL, 0, NULL                                        \
+    }
 
 
-static const txcp_field_t  txcp_org_fields[] = {
-    TXCP_RO("id"),
-    { "name", TXCP_F_STR, TXCP_FF_REQUIRED, 1, 200, NULL, 0, NULL },
-    { "owner_user_id", TXCP_F_REF, TXCP_FF_NULLABLE, 0, 0, NULL,
-      TXCP_DB_USERS, NULL },
-    TXCP_MONEY("spend_cap_usd"),
-    { "rollover", TXCP_F_BOOL, 0, 0, 0, NULL, 0, "false" },
-    { "dlp", TXCP_F_BOOL, 0, 0, 0, NULL, 0, "false" },
-    TXCP_RO("created_at"),
-    TXCP_RO("updated_at"),
-    TXCP_END
-};
+static const txcp_field_t txcp_org_fields[] =
+    {TXCP_RO("id"),
+     {"name", TXCP_F_STR, TXCP_FF_REQUIRED, 1, 200, NULL, 0, NULL},
+     {"owner_user_id", TXCP_F_REF, TXCP_FF_NULLABLE, 0, 0, NULL, TXCP_DB_USERS,
+      NULL},
+     TXCP_MONEY("spend_cap_usd"),
+     {"rollover", TXCP_F_BOOL, 0, 0, 0, NULL, 0, "false"},
+     {"dlp", TXCP_F_BOOL, 0, 0, 0, NULL, 0, "false"},
+     TXCP_RO("created_at"),
+     TXCP_RO("updated_at"),
+     TXCP_END};
 
 
-static const txcp_field_t  txcp_user_fields[] = {
-    TXCP_RO("id"),
-    { "email", TXCP_F_STR, TXCP_FF_REQUIRED | TXCP_FF_EMAIL, 3, 254, NULL, 0,
-      NULL },
-    { "name", TXCP_F_STR, 0, 0, 200, NULL, 0, "\"\"" },
-    { "org_id", TXCP_F_REF, TXCP_FF_NULLABLE, 0, 0, NULL, TXCP_DB_ORGS,
-      NULL },
-    { "role", TXCP_F_ENUM, 0, 0, 0, txcp_role_enum, 0, "\"member\"" },
-    { "status", TXCP_F_ENUM, 0, 0, 0, txcp_ustatus_enum, 0, "\"active\"" },
-    TXCP_MONEY("weekly_cap_usd"),
-    TXCP_RO("created_at"),
-    TXCP_RO("updated_at"),
-    TXCP_END
-};
+static const txcp_field_t txcp_user_fields[] =
+    {TXCP_RO("id"),
+     {"email", TXCP_F_STR, TXCP_FF_REQUIRED | TXCP_FF_EMAIL, 3, 254, NULL, 0,
+      NULL},
+     {"name", TXCP_F_STR, 0, 0, 200, NULL, 0, "\"\""},
+     {"org_id", TXCP_F_REF, TXCP_FF_NULLABLE, 0, 0, NULL, TXCP_DB_ORGS, NULL},
+     {"role", TXCP_F_ENUM, 0, 0, 0, txcp_role_enum, 0, "\"member\""},
+     {"status", TXCP_F_ENUM, 0, 0, 0, txcp_ustatus_enum, 0, "\"active\""},
+     TXCP_MONEY("weekly_cap_usd"),
+     TXCP_RO("created_at"),
+     TXCP_RO("updated_at"),
+     TXCP_END};
 
 
-static const txcp_field_t  txcp_project_fields[] = {
-    TXCP_RO("id"),
-    { "slug", TXCP_F_STR, TXCP_FF_REQUIRED | TXCP_FF_SLUG, 1, 64, NULL, 0,
-      NULL },
-    { "name", TXCP_F_STR, 0, 0, 200, NULL, 0, "\"\"" },
-    { "org_id", TXCP_F_REF, TXCP_FF_NULLABLE, 0, 0, NULL, TXCP_DB_ORGS,
-      NULL },
-    { "contact", TXCP_F_STR, 0, 0, 254, NULL, 0, "\"\"" },
-    { "active", TXCP_F_BOOL, 0, 0, 0, NULL, 0, "true" },
-    { "dlp", TXCP_F_BOOL, 0, 0, 0, NULL, 0, "false" },
-    { "rpm", TXCP_F_INT, TXCP_FF_NULLABLE, 0, 1000000000LL, NULL, 0, NULL },
-    { "tpm", TXCP_F_INT, TXCP_FF_NULLABLE, 0, 1000000000000LL, NULL, 0,
-      NULL },
-    TXCP_MONEY("daily_cap_usd"),
-    TXCP_MONEY("monthly_cap_usd"),
-    TXCP_RO("created_at"),
-    TXCP_RO("updated_at"),
-    TXCP_END
-};
+static const txcp_field_t txcp_project_fields[] =
+    {TXCP_RO("id"),
+     {"slug", TXCP_F_STR, TXCP_FF_REQUIRED | TXCP_FF_SLUG, 1, 64, NULL, 0,
+      NULL},
+     {"name", TXCP_F_STR, 0, 0, 200, NULL, 0, "\"\""},
+     {"org_id", TXCP_F_REF, TXCP_FF_NULLABLE, 0, 0, NULL, TXCP_DB_ORGS, NULL},
+     {"contact", TXCP_F_STR, 0, 0, 254, NULL, 0, "\"\""},
+     {"active", TXCP_F_BOOL, 0, 0, 0, NULL, 0, "true"},
+     {"dlp", TXCP_F_BOOL, 0, 0, 0, NULL, 0, "false"},
+     {"rpm", TXCP_F_INT, TXCP_FF_NULLABLE, 0, 1000000000LL, NULL, 0, NULL},
+     {"tpm", TXCP_F_INT, TXCP_FF_NULLABLE, 0, 1000000000000LL, NULL, 0, NULL},
+     TXCP_MONEY("daily_cap_usd"),
+     TXCP_MONEY("monthly_cap_usd"),
+     TXCP_RO("created_at"),
+     TXCP_RO("updated_at"),
+     TXCP_END};
 
 
-static const txcp_tenant_t  txcp_tenants[] = {
-    { "orgs", "org", "org_", TXCP_DB_ORGS, TXCP_PUB_ORG, txcp_org_fields },
-    { "users", "user", "usr_", TXCP_DB_USERS, TXCP_PUB_USER,
-      txcp_user_fields },
-    { "projects", "project", "prj_", TXCP_DB_PROJECTS, TXCP_PUB_PROJECT,
-      txcp_project_fields },
-    { NULL, NULL, NULL, 0, 0, NULL }
-};
+static const txcp_tenant_t txcp_tenants[] =
+    {{"orgs", "org", "org_", TXCP_DB_ORGS, TXCP_PUB_ORG, txcp_org_fields},
+     {"users", "user", "usr_", TXCP_DB_USERS, TXCP_PUB_USER, txcp_user_fields},
+     {"projects", "project", "prj_", TXCP_DB_PROJECTS, TXCP_PUB_PROJECT,
+      txcp_project_fields},
+     {NULL, NULL, NULL, 0, 0, NULL}};
 
 
 /* References that block a delete: (db, field) pairs per tenant db. */
 typedef struct {
-    int          owner_db;
-    int          db;
-    const char  *field;
+    int         owner_db;
+    int         db;
+    const char *field;
 } txcp_ref_t;
 
 
-static const txcp_ref_t  txcp_refs[] = {
-    { TXCP_DB_ORGS, TXCP_DB_USERS, "org_id" },
-    { TXCP_DB_ORGS, TXCP_DB_PROJECTS, "org_id" },
-    { TXCP_DB_ORGS, TXCP_DB_KEYS, "org_id" },
-    { TXCP_DB_USERS, TXCP_DB_KEYS, "user_id" },
-    { TXCP_DB_USERS, TXCP_DB_ORGS, "owner_user_id" },
-    { TXCP_DB_PROJECTS, TXCP_DB_KEYS, "project_id" },
-    { -1, 0, NULL }
-};
+static const txcp_ref_t txcp_refs[] =
+    {{TXCP_DB_ORGS, TXCP_DB_USERS, "org_id"},
+     {TXCP_DB_ORGS, TXCP_DB_PROJECTS, "org_id"},
+     {TXCP_DB_ORGS, TXCP_DB_KEYS, "org_id"},
+     {TXCP_DB_USERS, TXCP_DB_KEYS, "user_id"},
+     {TXCP_DB_USERS, TXCP_DB_ORGS, "owner_user_id"},
+     {TXCP_DB_PROJECTS, TXCP_DB_KEYS, "project_id"},
+     {-1, 0, NULL}};
 
 
 static const txcp_tenant_t *
 txcp_tenant(txcp_req_t *r)
 {
-    const txcp_tenant_t  *t;
+    const txcp_tenant_t *t;
 
     for (t = txcp_tenants; t->resource; t++) {
         if (strcmp(t->resource, r->resource) == 0) {
@@ -134,11 +132,10 @@ txcp_tenant(txcp_req_t *r)
 
 /* Slug index upkeep; returns 0, 409 on a duplicate, 500. */
 static int
-txcp_slug_set(MDB_txn *txn, const char *old, const char *slug,
-    const char *id)
+txcp_slug_set(MDB_txn *txn, const char *old, const char *slug, const char *id)
 {
-    int      rc;
-    MDB_val  k, v;
+    int     rc;
+    MDB_val k, v;
 
     if (old && slug && strcmp(old, slug) == 0) {
         return 0;
@@ -179,11 +176,11 @@ txcp_slug_set(MDB_txn *txn, const char *old, const char *slug,
 void
 txcp_api_tenant_create(txcp_req_t *r)
 {
-    int                   rc;
-    char                  id[TX_ID_MAX_LEN], ts[40], err[256];
-    cJSON                *body, *rec, *diff;
-    MDB_txn              *txn;
-    const txcp_tenant_t  *t;
+    int                  rc;
+    char                 id[TX_ID_MAX_LEN], ts[40], err[256];
+    cJSON               *body, *rec, *diff;
+    MDB_txn             *txn;
+    const txcp_tenant_t *t;
 
     t = txcp_tenant(r);
 
@@ -205,8 +202,7 @@ txcp_api_tenant_create(txcp_req_t *r)
         goto internal;
     }
 
-    rc = txcp_json_apply(t->fields, body, rec, diff, 1, txn, err,
-                         sizeof(err));
+    rc = txcp_json_apply(t->fields, body, rec, diff, 1, txn, err, sizeof(err));
     if (rc != 0) {
         txcp_http_error(r, rc, "%s", err);
         goto done;
@@ -268,8 +264,8 @@ done:
 static cJSON *
 txcp_tenant_list_item(txcp_req_t *r, const cJSON *rec)
 {
-    const txcp_tenant_t  *t;
-    const char           *f, *v;
+    const txcp_tenant_t *t;
+    const char          *f, *v;
 
     t = txcp_tenant(r);
 
@@ -297,9 +293,9 @@ txcp_api_tenant_list(txcp_req_t *r)
 void
 txcp_api_tenant_get(txcp_req_t *r)
 {
-    cJSON                *rec;
-    MDB_txn              *txn;
-    const txcp_tenant_t  *t;
+    cJSON               *rec;
+    MDB_txn             *txn;
+    const txcp_tenant_t *t;
 
     t = txcp_tenant(r);
 
@@ -324,12 +320,12 @@ txcp_api_tenant_get(txcp_req_t *r)
 void
 txcp_api_tenant_patch(txcp_req_t *r)
 {
-    int                   rc;
-    char                  ts[40], err[256], *old_slug;
-    const char           *s;
-    cJSON                *body, *rec, *diff;
-    MDB_txn              *txn;
-    const txcp_tenant_t  *t;
+    int                  rc;
+    char                 ts[40], err[256], *old_slug;
+    const char          *s;
+    cJSON               *body, *rec, *diff;
+    MDB_txn             *txn;
+    const txcp_tenant_t *t;
 
     t = txcp_tenant(r);
 
@@ -357,8 +353,7 @@ txcp_api_tenant_patch(txcp_req_t *r)
     s = txcp_json_str(rec, "slug");
     old_slug = s ? strdup(s) : NULL;
 
-    rc = txcp_json_apply(t->fields, body, rec, diff, 0, txn, err,
-                         sizeof(err));
+    rc = txcp_json_apply(t->fields, body, rec, diff, 0, txn, err, sizeof(err));
     if (rc != 0) {
         txcp_http_error(r, rc, "%s", err);
         goto done;
@@ -426,12 +421,12 @@ done:
 void
 txcp_api_tenant_delete(txcp_req_t *r)
 {
-    int                   rc;
-    const txcp_ref_t     *ref;
-    const txcp_field_t   *f;
-    cJSON                *rec, *diff, *out;
-    MDB_txn              *txn;
-    const txcp_tenant_t  *t;
+    int                  rc;
+    const txcp_ref_t    *ref;
+    const txcp_field_t  *f;
+    cJSON               *rec, *diff, *out;
+    MDB_txn             *txn;
+    const txcp_tenant_t *t;
 
     t = txcp_tenant(r);
     rec = NULL;
@@ -453,8 +448,8 @@ txcp_api_tenant_delete(txcp_req_t *r)
         if (ref->owner_db == t->db
             && txcp_store_ref_used(txn, ref->db, ref->field, r->id))
         {
-            txcp_http_error(r, 409, "%s %s is still referenced by %s",
-                            t->type, r->id, txcp_store_db_name(ref->db));
+            txcp_http_error(r, 409, "%s %s is still referenced by %s", t->type,
+                            r->id, txcp_store_db_name(ref->db));
             goto done;
         }
     }
@@ -597,6 +592,6 @@ txcp_api_list(txcp_req_t *r, int db, txcp_list_pt out)
     mdb_txn_abort(txn);
 
     txcp_http_reply(r, 200,
-                    txcp_http_page(items, rc == 0 && count == limit ? last
-                                                                    : NULL));
+                    txcp_http_page(items,
+                                   rc == 0 && count == limit ? last : NULL));
 }

@@ -12,7 +12,7 @@
 #include "txcp_audit.h"
 
 
-#define TXCP_HASH_LEN  crypto_hash_sha256_BYTES
+#define TXCP_HASH_LEN crypto_hash_sha256_BYTES
 
 
 static int txcp_audit_hash(const uint8_t *prev, cJSON *rec, char *hex);
@@ -25,9 +25,9 @@ static int txcp_audit_hash(const uint8_t *prev, cJSON *rec, char *hex);
 static int
 txcp_audit_hash(const uint8_t *prev, cJSON *rec, char *hex)
 {
-    char                         *text;
-    uint8_t                       h[TXCP_HASH_LEN];
-    crypto_hash_sha256_state      st;
+    char                    *text;
+    uint8_t                  h[TXCP_HASH_LEN];
+    crypto_hash_sha256_state st;
 
     text = cJSON_PrintUnformatted(rec);
     if (text == NULL) {
@@ -50,7 +50,7 @@ txcp_audit_hash(const uint8_t *prev, cJSON *rec, char *hex)
 void
 txcp_audit_diff(cJSON *diff, const char *field, cJSON *old, cJSON *nw)
 {
-    cJSON  *pair;
+    cJSON *pair;
 
     pair = cJSON_CreateArray();
 
@@ -63,17 +63,18 @@ txcp_audit_diff(cJSON *diff, const char *field, cJSON *old, cJSON *nw)
 
 int
 txcp_audit_append(MDB_txn *txn, const char *actor, const char *action,
-    const char *target_type, const char *target_id, const cJSON *diff)
+                  const char *target_type, const char *target_id,
+                  const cJSON *diff)
 {
-    int          rc;
-    uint64_t     seq;
-    uint8_t      prev[TXCP_HASH_LEN], key[8];
-    char         ts[40], prevhex[2 * TXCP_HASH_LEN + 1];
-    char         hash[2 * TXCP_HASH_LEN + 1];
-    char        *text;
-    cJSON       *rec, *canon, *last, *h;
-    MDB_val      k, v;
-    MDB_cursor  *cur;
+    int         rc;
+    uint64_t    seq;
+    uint8_t     prev[TXCP_HASH_LEN], key[8];
+    char        ts[40], prevhex[2 * TXCP_HASH_LEN + 1];
+    char        hash[2 * TXCP_HASH_LEN + 1];
+    char       *text;
+    cJSON      *rec, *canon, *last, *h;
+    MDB_val     k, v;
+    MDB_cursor *cur;
 
     rec = NULL;
     canon = NULL;
@@ -164,8 +165,7 @@ txcp_audit_append(MDB_txn *txn, const char *actor, const char *action,
     }
 
     txcp_log(TXCP_LOG_INFO, "audit", "seq=%llu actor=%s action=%s %s=%s",
-             (unsigned long long) seq, actor, action, target_type,
-             target_id);
+             (unsigned long long) seq, actor, action, target_type, target_id);
 
     free(text);
     cJSON_Delete(rec);
@@ -188,15 +188,15 @@ failed:
 
 int
 txcp_audit_verify(MDB_txn *txn, uint64_t *records, uint64_t *broken_at,
-    char *reason, size_t len)
+                  char *reason, size_t len)
 {
-    int          rc, ret;
-    uint64_t     expect;
-    uint8_t      prev[TXCP_HASH_LEN];
-    char         prevhex[2 * TXCP_HASH_LEN + 1], hash[2 * TXCP_HASH_LEN + 1];
-    cJSON       *rec, *f, *h;
-    MDB_val      k, v;
-    MDB_cursor  *cur;
+    int         rc, ret;
+    uint64_t    expect;
+    uint8_t     prev[TXCP_HASH_LEN];
+    char        prevhex[2 * TXCP_HASH_LEN + 1], hash[2 * TXCP_HASH_LEN + 1];
+    cJSON      *rec, *f, *h;
+    MDB_val     k, v;
+    MDB_cursor *cur;
 
     rc = mdb_cursor_open(txn, txcp.db[TXCP_DB_AUDIT], &cur);
     if (rc != 0) {
@@ -277,10 +277,10 @@ txcp_audit_verify(MDB_txn *txn, uint64_t *records, uint64_t *broken_at,
 int
 txcp_audit_tamper(MDB_txn *txn, uint64_t seq)
 {
-    int       rc;
-    uint8_t   key[8];
-    char     *buf, *p;
-    MDB_val   k, v;
+    int     rc;
+    uint8_t key[8];
+    char   *buf, *p;
+    MDB_val k, v;
 
     txcp_put_be64(key, seq);
     k.mv_data = key;

@@ -22,7 +22,8 @@
  * the caller keeps ownership.  Returns TX_OK or TX_ERROR (logged).
  */
 int txcp_audit_append(MDB_txn *txn, const char *actor, const char *action,
-    const char *target_type, const char *target_id, const cJSON *diff);
+                      const char *target_type, const char *target_id,
+                      const cJSON *diff);
 
 /*
  * Adds field: [old, new] to diff, taking ownership of old and new (NULL
@@ -36,7 +37,7 @@ void txcp_audit_diff(cJSON *diff, const char *field, cJSON *old, cJSON *nw);
  * not; TX_ERROR on an LMDB error.
  */
 int txcp_audit_verify(MDB_txn *txn, uint64_t *records, uint64_t *broken_at,
-    char *reason, size_t len);
+                      char *reason, size_t len);
 
 /*
  * Test aid (torrix-cp audit tamper): changes one byte of record seq in a

@@ -12,87 +12,82 @@
 #include "txcp.h"
 
 
-#define TXCP_OPT_STRING  1
-#define TXCP_OPT_SIZE    2   /* bytes, with optional k/m/g suffix */
-#define TXCP_OPT_INT     3
-#define TXCP_OPT_ENUM    4
-#define TXCP_OPT_BOOL    5
+#define TXCP_OPT_STRING 1
+#define TXCP_OPT_SIZE   2 /* bytes, with optional k/m/g suffix */
+#define TXCP_OPT_INT    3
+#define TXCP_OPT_ENUM   4
+#define TXCP_OPT_BOOL   5
 
 
 typedef struct {
-    const char         *name;
-    int                 type;
-    size_t              offset;
-    long long           min;
-    long long           max;
-    const char         *dflt;
-    const char *const  *enums;   /* TXCP_OPT_ENUM: value = index */
-    const char         *doc;
+    const char        *name;
+    int                type;
+    size_t             offset;
+    long long          min;
+    long long          max;
+    const char        *dflt;
+    const char *const *enums; /* TXCP_OPT_ENUM: value = index */
+    const char        *doc;
 } txcp_option_t;
 
 
-static const char *const  txcp_log_levels[] = {
-    "debug", "info", "warn", "error", NULL
-};
+static const char *const txcp_log_levels[] = {"debug", "info", "warn", "error",
+                                              NULL};
 
 
-static const txcp_option_t  txcp_options[] = {
+static const txcp_option_t txcp_options[] = {
 
-    { "data_dir", TXCP_OPT_STRING, offsetof(txcp_conf_t, data_dir), 1, 4096,
-      "./data", NULL,
-      "data directory: store/, snapshot/, spool/, admin.key" },
+    {"data_dir", TXCP_OPT_STRING, offsetof(txcp_conf_t, data_dir), 1, 4096,
+     "./data", NULL, "data directory: store/, snapshot/, spool/, admin.key"},
 
-    { "listen", TXCP_OPT_STRING, offsetof(txcp_conf_t, listen), 3, 300,
-      "127.0.0.1:8089", NULL,
-      "HOST:PORT of the admin REST API ([v6addr]:port for IPv6)" },
+    {"listen", TXCP_OPT_STRING, offsetof(txcp_conf_t, listen), 3, 300,
+     "127.0.0.1:8089", NULL,
+     "HOST:PORT of the admin REST API ([v6addr]:port for IPv6)"},
 
-    { "max_body", TXCP_OPT_SIZE, offsetof(txcp_conf_t, max_body), 1,
-      1024 * 1024, "1m", NULL,
-      "largest API request body; bigger bodies get 413 (hard cap 1m)" },
+    {"max_body", TXCP_OPT_SIZE, offsetof(txcp_conf_t, max_body), 1, 1024 * 1024,
+     "1m", NULL,
+     "largest API request body; bigger bodies get 413 (hard cap 1m)"},
 
-    { "snapshot_mapsize", TXCP_OPT_SIZE,
-      offsetof(txcp_conf_t, snapshot_mapsize), 1024 * 1024,
-      1LL << 40, "1g", NULL,
-      "LMDB map size of the snapshot env (virtual; grows the file lazily)" },
+    {"snapshot_mapsize", TXCP_OPT_SIZE, offsetof(txcp_conf_t, snapshot_mapsize),
+     1024 * 1024, 1LL << 40, "1g", NULL,
+     "LMDB map size of the snapshot env (virtual; grows the file lazily)"},
 
-    { "store_mapsize", TXCP_OPT_SIZE, offsetof(txcp_conf_t, store_mapsize),
-      1024 * 1024, 1LL << 42, "8g", NULL,
-      "LMDB map size of the store env (runs live here)" },
+    {"store_mapsize", TXCP_OPT_SIZE, offsetof(txcp_conf_t, store_mapsize),
+     1024 * 1024, 1LL << 42, "8g", NULL,
+     "LMDB map size of the store env (runs live here)"},
 
-    { "snapshot_maxreaders", TXCP_OPT_INT,
-      offsetof(txcp_conf_t, snapshot_maxreaders), 16, 65536, "1024", NULL,
-      "reader slots of the snapshot env: at least the nginx worker count" },
+    {"snapshot_maxreaders", TXCP_OPT_INT,
+     offsetof(txcp_conf_t, snapshot_maxreaders), 16, 65536, "1024", NULL,
+     "reader slots of the snapshot env: at least the nginx worker count"},
 
-    { "ingest_interval_ms", TXCP_OPT_INT,
-      offsetof(txcp_conf_t, ingest_interval_ms), 10, 60000, "100", NULL,
-      "how often the spool directory is scanned for new run records" },
+    {"ingest_interval_ms", TXCP_OPT_INT,
+     offsetof(txcp_conf_t, ingest_interval_ms), 10, 60000, "100", NULL,
+     "how often the spool directory is scanned for new run records"},
 
-    { "ingest_batch", TXCP_OPT_INT, offsetof(txcp_conf_t, ingest_batch), 1,
-      100000, "1000", NULL,
-      "run records per store write transaction during ingest" },
+    {"ingest_batch", TXCP_OPT_INT, offsetof(txcp_conf_t, ingest_batch), 1,
+     100000, "1000", NULL,
+     "run records per store write transaction during ingest"},
 
-    { "dataplane_user", TXCP_OPT_STRING,
-      offsetof(txcp_conf_t, dataplane_user), 0, 64, "", NULL,
-      "when started as root: owner given to the snapshot files and the "
-      "spool directory (the nginx worker user)" },
+    {"dataplane_user", TXCP_OPT_STRING, offsetof(txcp_conf_t, dataplane_user),
+     0, 64, "", NULL,
+     "when started as root: owner given to the snapshot files and the "
+     "spool directory (the nginx worker user)"},
 
-    { "log_level", TXCP_OPT_ENUM, offsetof(txcp_conf_t, log_level), 0, 0,
-      "info", txcp_log_levels, "debug, info, warn or error" },
+    {"log_level", TXCP_OPT_ENUM, offsetof(txcp_conf_t, log_level), 0, 0, "info",
+     txcp_log_levels, "debug, info, warn or error"},
 
-    { "daemonize", TXCP_OPT_BOOL, offsetof(txcp_conf_t, daemonize), 0, 1,
-      "no", NULL,
-      "detach from the terminal after start-up (--foreground forces no)" },
+    {"daemonize", TXCP_OPT_BOOL, offsetof(txcp_conf_t, daemonize), 0, 1, "no",
+     NULL, "detach from the terminal after start-up (--foreground forces no)"},
 
-    { NULL, 0, 0, 0, 0, NULL, NULL, NULL }
-};
+    {NULL, 0, 0, 0, 0, NULL, NULL, NULL}};
 
 
 static const txcp_option_t *
 txcp_option_find(const char *name)
 {
-    const txcp_option_t  *o;
-    size_t                i, n;
-    char                  a, b;
+    const txcp_option_t *o;
+    size_t               i, n;
+    char                 a, b;
 
     n = strlen(name);
 
@@ -122,8 +117,8 @@ txcp_option_find(const char *name)
 static int
 txcp_parse_ll(const char *v, int size, long long *out)
 {
-    char       *end;
-    long long   n, mul;
+    char     *end;
+    long long n, mul;
 
     errno = 0;
     n = strtoll(v, &end, 10);
@@ -172,13 +167,13 @@ txcp_parse_ll(const char *v, int size, long long *out)
 
 int
 txcp_config_set(txcp_conf_t *conf, const char *name, const char *value,
-    char *err, size_t errlen)
+                char *err, size_t errlen)
 {
-    const txcp_option_t  *o;
-    long long             n;
-    size_t                len;
-    char                 *s, **sp;
-    int                   i;
+    const txcp_option_t *o;
+    long long            n;
+    size_t               len;
+    char                *s, **sp;
+    int                  i;
 
     o = txcp_option_find(name);
 
@@ -188,7 +183,6 @@ txcp_config_set(txcp_conf_t *conf, const char *name, const char *value,
     }
 
     switch (o->type) {
-
     case TXCP_OPT_STRING:
         len = strlen(value);
 
@@ -269,8 +263,8 @@ txcp_config_set(txcp_conf_t *conf, const char *name, const char *value,
 int
 txcp_config_defaults(txcp_conf_t *conf)
 {
-    const txcp_option_t  *o;
-    char                  err[256];
+    const txcp_option_t *o;
+    char                 err[256];
 
     memset(conf, 0, sizeof(txcp_conf_t));
 
@@ -285,12 +279,11 @@ txcp_config_defaults(txcp_conf_t *conf)
 
 
 int
-txcp_config_file(txcp_conf_t *conf, const char *path, char *err,
-    size_t errlen)
+txcp_config_file(txcp_conf_t *conf, const char *path, char *err, size_t errlen)
 {
-    FILE   *f;
-    char    line[8192], msg[256], *p, *name, *value, *end;
-    int     lineno, rc;
+    FILE *f;
+    char  line[8192], msg[256], *p, *name, *value, *end;
+    int   lineno, rc;
 
     f = fopen(path, "r");
     if (f == NULL) {
@@ -330,8 +323,8 @@ txcp_config_file(txcp_conf_t *conf, const char *path, char *err,
         }
 
         if (*p == '\0') {
-            snprintf(err, errlen, "%s:%d: option \"%s\" without a value",
-                     path, lineno, name);
+            snprintf(err, errlen, "%s:%d: option \"%s\" without a value", path,
+                     lineno, name);
             rc = -1;
             break;
         }
@@ -364,10 +357,10 @@ txcp_config_file(txcp_conf_t *conf, const char *path, char *err,
 
 int
 txcp_config_args(txcp_conf_t *conf, int argc, char **argv, char *err,
-    size_t errlen)
+                 size_t errlen)
 {
-    int          i;
-    const char  *name;
+    int         i;
+    const char *name;
 
     for (i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--config") == 0) {
@@ -423,16 +416,15 @@ txcp_config_args(txcp_conf_t *conf, int argc, char **argv, char *err,
 void
 txcp_config_usage(void)
 {
-    const txcp_option_t  *o;
+    const txcp_option_t *o;
 
-    fprintf(stderr,
-            "usage: torrix-cp [--config FILE] [--data DIR] "
-            "[--listen HOST:PORT]\n"
-            "                 [--dataplane-user USER] [--foreground] "
-            "[--OPTION VALUE]...\n"
-            "       torrix-cp audit verify --data DIR\n\n"
-            "options (config file: \"name value\" lines; flags: "
-            "--name value):\n");
+    fprintf(stderr, "usage: torrix-cp [--config FILE] [--data DIR] "
+                    "[--listen HOST:PORT]\n"
+                    "                 [--dataplane-user USER] [--foreground] "
+                    "[--OPTION VALUE]...\n"
+                    "       torrix-cp audit verify --data DIR\n\n"
+                    "options (config file: \"name value\" lines; flags: "
+                    "--name value):\n");
 
     for (o = txcp_options; o->name; o++) {
         fprintf(stderr, "  %-20s %s (default \"%s\")\n", o->name, o->doc,

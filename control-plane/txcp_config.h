@@ -13,17 +13,17 @@
 
 
 typedef struct {
-    char       *data_dir;            /* malloc'd */
-    char       *listen;              /* malloc'd, "host:port" */
-    size_t      max_body;
-    size_t      snapshot_mapsize;
-    size_t      store_mapsize;
-    long long   snapshot_maxreaders;
-    long long   ingest_interval_ms;
-    long long   ingest_batch;
-    char       *dataplane_user;      /* malloc'd, "" = none */
-    long long   log_level;           /* TXCP_LOG_* */
-    long long   daemonize;           /* 0/1 */
+    char     *data_dir; /* malloc'd */
+    char     *listen;   /* malloc'd, "host:port" */
+    size_t    max_body;
+    size_t    snapshot_mapsize;
+    size_t    store_mapsize;
+    long long snapshot_maxreaders;
+    long long ingest_interval_ms;
+    long long ingest_batch;
+    char     *dataplane_user; /* malloc'd, "" = none */
+    long long log_level;      /* TXCP_LOG_* */
+    long long daemonize;      /* 0/1 */
 } txcp_conf_t;
 
 
@@ -36,15 +36,15 @@ int txcp_config_defaults(txcp_conf_t *conf);
  * message into err and returns -1.
  */
 int txcp_config_args(txcp_conf_t *conf, int argc, char **argv, char *err,
-    size_t errlen);
+                     size_t errlen);
 
 /* Loads a config file; -1 with a message naming file and line on error. */
 int txcp_config_file(txcp_conf_t *conf, const char *path, char *err,
-    size_t errlen);
+                     size_t errlen);
 
 /* Sets one option from its text value; -1 with a message on error. */
 int txcp_config_set(txcp_conf_t *conf, const char *name, const char *value,
-    char *err, size_t errlen);
+                    char *err, size_t errlen);
 
 /* Prints every option with its doc and default (for --help). */
 void txcp_config_usage(void);

@@ -24,65 +24,63 @@ typedef void (*txcp_handler_pt)(txcp_req_t *r);
 
 
 typedef struct {
-    const char       *pattern;    /* segments after /api/v1/, '*' = id */
-    int               method;
-    int               auth;
-    txcp_handler_pt   handler;
+    const char     *pattern; /* segments after /api/v1/, '*' = id */
+    int             method;
+    int             auth;
+    txcp_handler_pt handler;
 } txcp_route_t;
 
 
-static const txcp_route_t  txcp_routes[] = {
-    { "health", TXCP_GET, 0, txcp_api_health },
+static const txcp_route_t txcp_routes[] =
+    {{"health", TXCP_GET, 0, txcp_api_health},
 
-    { "keys", TXCP_POST, 1, txcp_api_keys_create },
-    { "keys", TXCP_GET, 1, txcp_api_keys_list },
-    { "keys/*", TXCP_GET, 1, txcp_api_keys_get },
-    { "keys/*", TXCP_PATCH, 1, txcp_api_keys_patch },
-    { "keys/*", TXCP_DELETE, 1, txcp_api_keys_revoke },
-    { "keys/*/rotate", TXCP_POST, 1, txcp_api_keys_rotate },
+     {"keys", TXCP_POST, 1, txcp_api_keys_create},
+     {"keys", TXCP_GET, 1, txcp_api_keys_list},
+     {"keys/*", TXCP_GET, 1, txcp_api_keys_get},
+     {"keys/*", TXCP_PATCH, 1, txcp_api_keys_patch},
+     {"keys/*", TXCP_DELETE, 1, txcp_api_keys_revoke},
+     {"keys/*/rotate", TXCP_POST, 1, txcp_api_keys_rotate},
 
-    { "orgs", TXCP_POST, 1, txcp_api_tenant_create },
-    { "orgs", TXCP_GET, 1, txcp_api_tenant_list },
-    { "orgs/*", TXCP_GET, 1, txcp_api_tenant_get },
-    { "orgs/*", TXCP_PATCH, 1, txcp_api_tenant_patch },
-    { "orgs/*", TXCP_DELETE, 1, txcp_api_tenant_delete },
+     {"orgs", TXCP_POST, 1, txcp_api_tenant_create},
+     {"orgs", TXCP_GET, 1, txcp_api_tenant_list},
+     {"orgs/*", TXCP_GET, 1, txcp_api_tenant_get},
+     {"orgs/*", TXCP_PATCH, 1, txcp_api_tenant_patch},
+     {"orgs/*", TXCP_DELETE, 1, txcp_api_tenant_delete},
 
-    { "users", TXCP_POST, 1, txcp_api_tenant_create },
-    { "users", TXCP_GET, 1, txcp_api_tenant_list },
-    { "users/*", TXCP_GET, 1, txcp_api_tenant_get },
-    { "users/*", TXCP_PATCH, 1, txcp_api_tenant_patch },
-    { "users/*", TXCP_DELETE, 1, txcp_api_tenant_delete },
+     {"users", TXCP_POST, 1, txcp_api_tenant_create},
+     {"users", TXCP_GET, 1, txcp_api_tenant_list},
+     {"users/*", TXCP_GET, 1, txcp_api_tenant_get},
+     {"users/*", TXCP_PATCH, 1, txcp_api_tenant_patch},
+     {"users/*", TXCP_DELETE, 1, txcp_api_tenant_delete},
 
-    { "projects", TXCP_POST, 1, txcp_api_tenant_create },
-    { "projects", TXCP_GET, 1, txcp_api_tenant_list },
-    { "projects/*", TXCP_GET, 1, txcp_api_tenant_get },
-    { "projects/*", TXCP_PATCH, 1, txcp_api_tenant_patch },
-    { "projects/*", TXCP_DELETE, 1, txcp_api_tenant_delete },
+     {"projects", TXCP_POST, 1, txcp_api_tenant_create},
+     {"projects", TXCP_GET, 1, txcp_api_tenant_list},
+     {"projects/*", TXCP_GET, 1, txcp_api_tenant_get},
+     {"projects/*", TXCP_PATCH, 1, txcp_api_tenant_patch},
+     {"projects/*", TXCP_DELETE, 1, txcp_api_tenant_delete},
 
-    { "providers", TXCP_GET, 1, txcp_api_providers_list },
-    { "providers/*", TXCP_GET, 1, txcp_api_providers_get },
-    { "providers/*", TXCP_PUT, 1, txcp_api_providers_put },
-    { "providers/*", TXCP_DELETE, 1, txcp_api_providers_delete },
+     {"providers", TXCP_GET, 1, txcp_api_providers_list},
+     {"providers/*", TXCP_GET, 1, txcp_api_providers_get},
+     {"providers/*", TXCP_PUT, 1, txcp_api_providers_put},
+     {"providers/*", TXCP_DELETE, 1, txcp_api_providers_delete},
 
-    { "settings", TXCP_GET, 1, txcp_api_settings_get },
-    { "settings", TXCP_PATCH, 1, txcp_api_settings_patch },
+     {"settings", TXCP_GET, 1, txcp_api_settings_get},
+     {"settings", TXCP_PATCH, 1, txcp_api_settings_patch},
 
-    { "runs", TXCP_GET, 1, txcp_api_runs_list },
-    { "runs/*", TXCP_GET, 1, txcp_api_runs_get },
+     {"runs", TXCP_GET, 1, txcp_api_runs_list},
+     {"runs/*", TXCP_GET, 1, txcp_api_runs_get},
 
-    { "audit/verify", TXCP_GET, 1, txcp_api_audit_verify },
-    { "audit", TXCP_GET, 1, txcp_api_audit_list },
+     {"audit/verify", TXCP_GET, 1, txcp_api_audit_verify},
+     {"audit", TXCP_GET, 1, txcp_api_audit_list},
 
-    { NULL, 0, 0, NULL }
-};
-
-
-static const char *const  txcp_method_names[] = {
-    "?", "GET", "POST", "PUT", "PATCH", "DELETE"
-};
+     {NULL, 0, 0, NULL}};
 
 
-static struct MHD_Daemon  *txcp_httpd;
+static const char *const txcp_method_names[] = {"?",   "GET",   "POST",
+                                                "PUT", "PATCH", "DELETE"};
+
+
+static struct MHD_Daemon *txcp_httpd;
 
 
 void
@@ -124,9 +122,9 @@ txcp_http_error_type(int status)
 void
 txcp_http_error(txcp_req_t *r, int status, const char *fmt, ...)
 {
-    va_list  ap;
-    char     msg[512];
-    cJSON   *resp, *e;
+    va_list ap;
+    char    msg[512];
+    cJSON  *resp, *e;
 
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
@@ -151,9 +149,9 @@ txcp_http_arg(txcp_req_t *r, const char *name)
 int
 txcp_http_limit(txcp_req_t *r, int *limit)
 {
-    const char  *s;
-    char        *end;
-    long         n;
+    const char *s;
+    char       *end;
+    long        n;
 
     *limit = 100;
 
@@ -179,7 +177,7 @@ txcp_http_limit(txcp_req_t *r, int *limit)
 cJSON *
 txcp_http_page(cJSON *items, const char *cursor)
 {
-    cJSON  *page;
+    cJSON *page;
 
     page = cJSON_CreateObject();
     cJSON_AddItemToObject(page, "data", items);
@@ -199,14 +197,14 @@ txcp_http_page(cJSON *items, const char *cursor)
 static int
 txcp_http_auth(txcp_req_t *r)
 {
-    const char  *h;
-    size_t       len;
-    uint8_t      hash[TX_KEY_HASH_LEN];
-    cJSON       *rec;
-    const char  *id, *role;
-    int          rc;
-    MDB_txn     *txn;
-    MDB_val      k, v;
+    const char *h;
+    size_t      len;
+    uint8_t     hash[TX_KEY_HASH_LEN];
+    cJSON      *rec;
+    const char *id, *role;
+    int         rc;
+    MDB_txn    *txn;
+    MDB_val     k, v;
 
     h = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
                                     MHD_HTTP_HEADER_AUTHORIZATION);
@@ -281,10 +279,10 @@ txcp_http_auth(txcp_req_t *r)
 static const txcp_route_t *
 txcp_http_route(txcp_req_t *r, const char *path, int *status)
 {
-    const txcp_route_t  *rt;
-    const char          *p, *q, *seg, *end;
-    size_t               n;
-    int                  path_ok;
+    const txcp_route_t *rt;
+    const char         *p, *q, *seg, *end;
+    size_t              n;
+    int                 path_ok;
 
     path_ok = 0;
 
@@ -351,8 +349,8 @@ txcp_http_route(txcp_req_t *r, const char *path, int *status)
 static void
 txcp_http_dispatch(txcp_req_t *r, const char *url)
 {
-    const txcp_route_t  *rt;
-    int                  status;
+    const txcp_route_t *rt;
+    int                 status;
 
     if (r->method == 0) {
         txcp_http_error(r, 405, "method not allowed");
@@ -402,9 +400,9 @@ txcp_http_dispatch(txcp_req_t *r, const char *url)
 static enum MHD_Result
 txcp_http_queue(txcp_req_t *r)
 {
-    char                  *text;
-    struct MHD_Response   *resp;
-    enum MHD_Result        ret;
+    char                *text;
+    struct MHD_Response *resp;
+    enum MHD_Result      ret;
     text = r->resp ? cJSON_PrintUnformatted(r->resp) : NULL;
 
     if (text == NULL) {
@@ -472,14 +470,15 @@ txcp_http_method(const char *m)
 
 static enum MHD_Result
 txcp_http_handler(void *cls, struct MHD_Connection *conn, const char *url,
-    const char *method, const char *version, const char *upload_data,
-    size_t *upload_data_size, void **con_cls)
+                  const char *method, const char *version,
+                  const char *upload_data, size_t *upload_data_size,
+                  void **con_cls)
 {
-    txcp_req_t          *r;
-    const char          *cl;
-    unsigned long long   n;
-    size_t               need;
-    char                *p;
+    txcp_req_t        *r;
+    const char        *cl;
+    unsigned long long n;
+    size_t             need;
+    char              *p;
 
     r = *con_cls;
 
@@ -571,9 +570,9 @@ txcp_http_handler(void *cls, struct MHD_Connection *conn, const char *url,
 
 static void
 txcp_http_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
-    enum MHD_RequestTerminationCode toe)
+                    enum MHD_RequestTerminationCode toe)
 {
-    txcp_req_t  *r;
+    txcp_req_t *r;
 
     r = *con_cls;
 
@@ -592,8 +591,8 @@ txcp_http_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 static void
 txcp_http_logger(void *cls, const char *fmt, va_list ap)
 {
-    char    msg[512];
-    size_t  n;
+    char   msg[512];
+    size_t n;
 
     vsnprintf(msg, sizeof(msg), fmt, ap);
 
@@ -610,10 +609,10 @@ txcp_http_logger(void *cls, const char *fmt, va_list ap)
 int
 txcp_http_start(void)
 {
-    char              host[300], *port;
-    struct addrinfo   hints, *ai;
-    unsigned int      flags;
-    int               rc;
+    char            host[300], *port;
+    struct addrinfo hints, *ai;
+    unsigned int    flags;
+    int             rc;
 
     snprintf(host, sizeof(host), "%s", txcp.conf.listen);
 
@@ -649,20 +648,15 @@ txcp_http_start(void)
         flags |= MHD_USE_IPv6;
     }
 
-    txcp_httpd = MHD_start_daemon(flags, 0, NULL, NULL, txcp_http_handler,
-                                  NULL,
-                                  MHD_OPTION_EXTERNAL_LOGGER,
-                                  txcp_http_logger, NULL,
-                                  MHD_OPTION_SOCK_ADDR, ai->ai_addr,
-                                  MHD_OPTION_NOTIFY_COMPLETED,
-                                  txcp_http_completed, NULL,
-                                  MHD_OPTION_CONNECTION_LIMIT,
-                                  (unsigned int) 512,
-                                  MHD_OPTION_CONNECTION_TIMEOUT,
-                                  (unsigned int) 60,
-                                  MHD_OPTION_LISTENING_ADDRESS_REUSE,
-                                  (unsigned int) 1,
-                                  MHD_OPTION_END);
+    txcp_httpd =
+        MHD_start_daemon(flags, 0, NULL, NULL, txcp_http_handler, NULL,
+                         MHD_OPTION_EXTERNAL_LOGGER, txcp_http_logger, NULL,
+                         MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+                         MHD_OPTION_NOTIFY_COMPLETED, txcp_http_completed, NULL,
+                         MHD_OPTION_CONNECTION_LIMIT, (unsigned int) 512,
+                         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int) 60,
+                         MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int) 1,
+                         MHD_OPTION_END);
 
     freeaddrinfo(ai);
 
@@ -694,7 +688,7 @@ txcp_http_stop(void)
 int
 txcp_http_fd(void)
 {
-    const union MHD_DaemonInfo  *info;
+    const union MHD_DaemonInfo *info;
 
     if (txcp_httpd == NULL) {
         return -1;
@@ -709,7 +703,7 @@ txcp_http_fd(void)
 long
 txcp_http_timeout(void)
 {
-    MHD_UNSIGNED_LONG_LONG  t;
+    MHD_UNSIGNED_LONG_LONG t;
 
     if (txcp_httpd == NULL || MHD_get_timeout(txcp_httpd, &t) != MHD_YES) {
         return -1;

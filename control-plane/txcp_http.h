@@ -11,11 +11,11 @@
 #include "txcp.h"
 
 
-#define TXCP_GET     1
-#define TXCP_POST    2
-#define TXCP_PUT     3
-#define TXCP_PATCH   4
-#define TXCP_DELETE  5
+#define TXCP_GET    1
+#define TXCP_POST   2
+#define TXCP_PUT    3
+#define TXCP_PATCH  4
+#define TXCP_DELETE 5
 
 
 /*
@@ -24,20 +24,20 @@
  * and set status + resp (owned by the request from then on).
  */
 typedef struct {
-    struct MHD_Connection  *conn;
-    int                     method;
-    char                   *body;      /* NUL-terminated, malloc'd */
-    size_t                  len;
-    size_t                  cap;
-    int                     too_large;
-    int                     replied;
-    char                    path[160];     /* for the log, sanitized */
-    char                    resource[32];
-    char                    id[128];
-    char                    actor[TX_ID_MAX_LEN + 1];
-    int                     status;
-    cJSON                  *resp;
-    int64_t                 start_us;
+    struct MHD_Connection *conn;
+    int                    method;
+    char                  *body; /* NUL-terminated, malloc'd */
+    size_t                 len;
+    size_t                 cap;
+    int                    too_large;
+    int                    replied;
+    char                   path[160]; /* for the log, sanitized */
+    char                   resource[32];
+    char                   id[128];
+    char                   actor[TX_ID_MAX_LEN + 1];
+    int                    status;
+    cJSON                 *resp;
+    int64_t                start_us;
 } txcp_req_t;
 
 

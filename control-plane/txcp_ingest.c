@@ -22,20 +22,21 @@
 #include "txcp_store.h"
 
 
-#define TXCP_SPOOL_NAME_MAX   200
-#define TXCP_SPOOL_JUNK_AGE   10     /* seconds before a headerless file is
+#define TXCP_SPOOL_NAME_MAX 200
+#define TXCP_SPOOL_JUNK_AGE                                                    \
+    10 /* seconds before a headerless file is
                                         considered abandoned */
 
 
 typedef struct {
-    char      name[TXCP_SPOOL_NAME_MAX + 1];
+    char name[TXCP_SPOOL_NAME_MAX + 1];
 } txcp_spool_name_t;
 
 
 static int
 txcp_spool_path(char *buf, size_t len, const char *name)
 {
-    int  n;
+    int n;
 
     n = snprintf(buf, len, "%s/spool/%s", txcp.conf.data_dir, name);
 
@@ -46,12 +47,12 @@ txcp_spool_path(char *buf, size_t len, const char *name)
 int
 txcp_ingest_init(void)
 {
-    int          rc;
-    char         path[4096], name[TXCP_SPOOL_NAME_MAX + 1];
-    MDB_txn     *txn;
-    MDB_val      k, v;
-    MDB_cursor  *cur;
-    struct stat  st;
+    int         rc;
+    char        path[4096], name[TXCP_SPOOL_NAME_MAX + 1];
+    MDB_txn    *txn;
+    MDB_val     k, v;
+    MDB_cursor *cur;
+    struct stat st;
 
     snprintf(path, sizeof(path), "%s/spool", txcp.conf.data_dir);
 
@@ -116,7 +117,7 @@ txcp_spool_cmp(const void *a, const void *b)
 static int
 txcp_ingest_cursor_del(const char *name)
 {
-    MDB_txn  *txn;
+    MDB_txn *txn;
 
     if (txcp_store_begin(0, &txn) != 0) {
         return TX_ERROR;
@@ -151,16 +152,16 @@ txcp_ingest_lock(int fd, int *locked)
 static int
 txcp_ingest_file(const char *name, int64_t deadline_us)
 {
-    int              fd, rc, finished, locked, more, retried;
-    size_t           off, prev, start, fsize, plen, n;
-    uint64_t         ingested, dups, torn;
-    uint8_t         *base, ob[8];
-    const uint8_t   *payload;
-    char             path[4096];
-    struct stat      st;
-    tx_str_t         id;
-    MDB_txn         *txn;
-    MDB_val          k, v;
+    int            fd, rc, finished, locked, more, retried;
+    size_t         off, prev, start, fsize, plen, n;
+    uint64_t       ingested, dups, torn;
+    uint8_t       *base, ob[8];
+    const uint8_t *payload;
+    char           path[4096];
+    struct stat    st;
+    tx_str_t       id;
+    MDB_txn       *txn;
+    MDB_val        k, v;
 
     if (txcp_spool_path(path, sizeof(path), name) != TX_OK) {
         return -1;
@@ -236,8 +237,7 @@ txcp_ingest_file(const char *name, int64_t deadline_us)
                 n++;
 
                 if (tx_rec_find(payload, plen, TX_RUN_ID, &id) != TX_OK
-                    || id.len != 16)
-                {
+                    || id.len != 16) {
                     torn++;
                     continue;
                 }
@@ -342,8 +342,7 @@ txcp_ingest_file(const char *name, int64_t deadline_us)
             txcp_log(TXCP_LOG_DEBUG, "ingested",
                      "file=%s runs=%llu duplicates=%llu torn=%llu off=%zu",
                      name, (unsigned long long) ingested,
-                     (unsigned long long) dups, (unsigned long long) torn,
-                     off);
+                     (unsigned long long) dups, (unsigned long long) torn, off);
         }
 
         if (finished || n < (size_t) txcp.conf.ingest_batch) {
@@ -422,12 +421,12 @@ failed:
 void
 txcp_ingest_run(long budget_ms)
 {
-    DIR                *dir;
-    struct dirent      *de;
-    txcp_spool_name_t  *names, *p;
-    size_t              n, cap, i, len, sfx;
-    int64_t             deadline;
-    char                path[4096];
+    DIR               *dir;
+    struct dirent     *de;
+    txcp_spool_name_t *names, *p;
+    size_t             n, cap, i, len, sfx;
+    int64_t            deadline;
+    char               path[4096];
 
     snprintf(path, sizeof(path), "%s/spool", txcp.conf.data_dir);
 

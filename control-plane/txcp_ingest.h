@@ -1,5 +1,5 @@
 /*
- * torrix-cp spool ingest: moves run records from $DATA/spool/<name>.txs (written
+ * torrix-cp spool ingest: moves run records from the spool files (written
  * by nginx workers, tx_spool.h) into the store's "runs" database.
  *
  * Per file, in one store write txn: the runs (MDB_NOOVERWRITE on the run

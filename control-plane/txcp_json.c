@@ -13,8 +13,8 @@
 #include "txcp_audit.h"
 
 
-#define TXCP_MONEY_MAX_USD  1e9
-#define TXCP_TIME_MAX       253402300799LL   /* 9999-12-31T23:59:59Z */
+#define TXCP_MONEY_MAX_USD 1e9
+#define TXCP_TIME_MAX      253402300799LL /* 9999-12-31T23:59:59Z */
 
 
 static const txcp_field_t *
@@ -33,7 +33,7 @@ txcp_field_find(const txcp_field_t *fields, const char *name)
 static int
 txcp_str_clean(const char *s, int allow_nl)
 {
-    const unsigned char  *p;
+    const unsigned char *p;
 
     for (p = (const unsigned char *) s; *p; p++) {
         if ((*p < 0x20 && !(allow_nl && *p == '\n')) || *p == 0x7f) {
@@ -64,7 +64,7 @@ txcp_is_integral(double d, int64_t min, int64_t max)
 cJSON *
 txcp_json_money_value(tx_money_t m)
 {
-    char  buf[32];
+    char buf[32];
 
     tx_money_format(m, buf, sizeof(buf));
 
@@ -75,8 +75,8 @@ txcp_json_money_value(tx_money_t m)
 cJSON *
 txcp_json_api_value(const txcp_field_t *f, const cJSON *v)
 {
-    char       buf[40];
-    long long  n;
+    char      buf[40];
+    long long n;
 
     if (v == NULL || cJSON_IsNull(v)) {
         return cJSON_CreateNull();
@@ -87,7 +87,6 @@ txcp_json_api_value(const txcp_field_t *f, const cJSON *v)
     }
 
     switch (f ? f->type : 0) {
-
     case TXCP_F_MONEY:
         if (!cJSON_IsString(v)) {
             break;
@@ -121,19 +120,18 @@ txcp_json_api_value(const txcp_field_t *f, const cJSON *v)
 
 /* Returns the new store value, or NULL with err set. */
 static cJSON *
-txcp_field_value(const txcp_field_t *f, const cJSON *v, MDB_txn *txn,
-    char *err, size_t errlen)
+txcp_field_value(const txcp_field_t *f, const cJSON *v, MDB_txn *txn, char *err,
+                 size_t errlen)
 {
-    const cJSON  *it;
-    size_t        len, count;
-    double        d;
-    int64_t       t;
-    int           i;
-    char          buf[32];
-    const char   *s, *at;
+    const cJSON *it;
+    size_t       len, count;
+    double       d;
+    int64_t      t;
+    int          i;
+    char         buf[32];
+    const char  *s, *at;
 
     switch (f->type) {
-
     case TXCP_F_STR:
     case TXCP_F_ENUM:
     case TXCP_F_REF:
@@ -146,8 +144,7 @@ txcp_field_value(const txcp_field_t *f, const cJSON *v, MDB_txn *txn,
         len = strlen(s);
 
         if (!txcp_str_clean(s, 0)) {
-            snprintf(err, errlen, "field '%s' has control characters",
-                     f->name);
+            snprintf(err, errlen, "field '%s' has control characters", f->name);
             return NULL;
         }
 
@@ -202,11 +199,10 @@ txcp_field_value(const txcp_field_t *f, const cJSON *v, MDB_txn *txn,
             }
         }
 
-        if ((f->flags & TXCP_FF_URL)
-            && strncmp(s, "http://", 7) != 0 && strncmp(s, "https://", 8) != 0)
+        if ((f->flags & TXCP_FF_URL) && strncmp(s, "http://", 7) != 0
+            && strncmp(s, "https://", 8) != 0)
         {
-            snprintf(err, errlen, "field '%s' must be an http(s) URL",
-                     f->name);
+            snprintf(err, errlen, "field '%s' must be an http(s) URL", f->name);
             return NULL;
         }
 
@@ -243,8 +239,7 @@ txcp_field_value(const txcp_field_t *f, const cJSON *v, MDB_txn *txn,
 
     case TXCP_F_MONEY:
         if (!cJSON_IsNumber(v)) {
-            snprintf(err, errlen, "field '%s' must be a number (USD)",
-                     f->name);
+            snprintf(err, errlen, "field '%s' must be a number (USD)", f->name);
             return NULL;
         }
 
@@ -263,8 +258,7 @@ txcp_field_value(const txcp_field_t *f, const cJSON *v, MDB_txn *txn,
     case TXCP_F_TIME:
         if (cJSON_IsString(v)) {
             if (txcp_time_parse(v->valuestring, &t) != TX_OK
-                || t > TXCP_TIME_MAX)
-            {
+                || t > TXCP_TIME_MAX) {
                 snprintf(err, errlen,
                          "field '%s' must be an RFC 3339 time or unix seconds",
                          f->name);
@@ -275,8 +269,7 @@ txcp_field_value(const txcp_field_t *f, const cJSON *v, MDB_txn *txn,
         }
 
         if (cJSON_IsNumber(v)
-            && txcp_is_integral(v->valuedouble, 0, TXCP_TIME_MAX))
-        {
+            && txcp_is_integral(v->valuedouble, 0, TXCP_TIME_MAX)) {
             return cJSON_CreateNumber(v->valuedouble);
         }
 
@@ -312,7 +305,8 @@ txcp_field_value(const txcp_field_t *f, const cJSON *v, MDB_txn *txn,
 
         count = 0;
 
-        cJSON_ArrayForEach(it, v) {
+        cJSON_ArrayForEach(it, v)
+        {
             count++;
 
             if (!cJSON_IsString(it)) {
@@ -358,7 +352,8 @@ txcp_field_value(const txcp_field_t *f, const cJSON *v, MDB_txn *txn,
 
         count = 0;
 
-        cJSON_ArrayForEach(it, v) {
+        cJSON_ArrayForEach(it, v)
+        {
             count++;
 
             if (!cJSON_IsString(it)) {
@@ -402,7 +397,7 @@ txcp_field_value(const txcp_field_t *f, const cJSON *v, MDB_txn *txn,
 
 static void
 txcp_json_diff_add(cJSON *diff, const txcp_field_t *f, const cJSON *old,
-    const cJSON *nv)
+                   const cJSON *nv)
 {
     txcp_audit_diff(diff, f->name, txcp_json_api_value(f, old),
                     txcp_json_api_value(f, nv));
@@ -411,11 +406,11 @@ txcp_json_diff_add(cJSON *diff, const txcp_field_t *f, const cJSON *old,
 
 int
 txcp_json_apply(const txcp_field_t *fields, const cJSON *body, cJSON *rec,
-    cJSON *diff, int create, MDB_txn *txn, char *err, size_t errlen)
+                cJSON *diff, int create, MDB_txn *txn, char *err, size_t errlen)
 {
-    const txcp_field_t  *f;
-    const cJSON         *m;
-    cJSON               *nv, *old, *d;
+    const txcp_field_t *f;
+    const cJSON        *m;
+    cJSON              *nv, *old, *d;
 
     if (!cJSON_IsObject(body)) {
         snprintf(err, errlen, "the body must be a JSON object");
@@ -433,7 +428,8 @@ txcp_json_apply(const txcp_field_t *fields, const cJSON *body, cJSON *rec,
         }
     }
 
-    cJSON_ArrayForEach(m, body) {
+    cJSON_ArrayForEach(m, body)
+    {
         if (cJSON_GetObjectItemCaseSensitive(body, m->string) != m) {
             snprintf(err, errlen, "duplicate field '%s'", m->string);
             return 400;
@@ -495,15 +491,13 @@ txcp_json_apply(const txcp_field_t *fields, const cJSON *body, cJSON *rec,
             old = cJSON_GetObjectItemCaseSensitive(rec, f->name);
 
             if ((f->flags & TXCP_FF_REQUIRED)
-                && (old == NULL || cJSON_IsNull(old)))
-            {
+                && (old == NULL || cJSON_IsNull(old))) {
                 snprintf(err, errlen, "missing field '%s'", f->name);
                 return 400;
             }
 
             if (diff && old && !cJSON_IsNull(old)
-                && !(f->flags & TXCP_FF_READONLY))
-            {
+                && !(f->flags & TXCP_FF_READONLY)) {
                 txcp_json_diff_add(diff, f, NULL, old);
             }
         }
@@ -516,9 +510,9 @@ txcp_json_apply(const txcp_field_t *fields, const cJSON *body, cJSON *rec,
 cJSON *
 txcp_json_output(const txcp_field_t *fields, const cJSON *rec)
 {
-    const txcp_field_t  *f;
-    const cJSON         *v;
-    cJSON               *out;
+    const txcp_field_t *f;
+    const cJSON        *v;
+    cJSON              *out;
 
     out = cJSON_CreateObject();
     if (out == NULL) {
@@ -542,8 +536,8 @@ txcp_json_output(const txcp_field_t *fields, const cJSON *rec)
 cJSON *
 txcp_json_parse_body(const char *body, size_t len, char *err, size_t errlen)
 {
-    cJSON       *j;
-    const char  *end;
+    cJSON      *j;
+    const char *end;
 
     if (body == NULL || len == 0) {
         snprintf(err, errlen, "a JSON object body is required");
@@ -570,8 +564,8 @@ txcp_json_parse_body(const char *body, size_t len, char *err, size_t errlen)
     if (j == NULL) {
         end = cJSON_GetErrorPtr();
         snprintf(err, errlen, "malformed JSON at offset %ld",
-                 end && end >= body && end <= body + len
-                     ? (long) (end - body) : 0L);
+                 end && end >= body && end <= body + len ? (long) (end - body)
+                                                         : 0L);
         return NULL;
     }
 
@@ -588,7 +582,7 @@ txcp_json_parse_body(const char *body, size_t len, char *err, size_t errlen)
 const char *
 txcp_json_str(const cJSON *rec, const char *name)
 {
-    const cJSON  *v;
+    const cJSON *v;
 
     v = cJSON_GetObjectItemCaseSensitive(rec, name);
 
@@ -599,7 +593,7 @@ txcp_json_str(const cJSON *rec, const char *name)
 int64_t
 txcp_json_int(const cJSON *rec, const char *name, int64_t dflt)
 {
-    const cJSON  *v;
+    const cJSON *v;
 
     v = cJSON_GetObjectItemCaseSensitive(rec, name);
 
@@ -610,7 +604,7 @@ txcp_json_int(const cJSON *rec, const char *name, int64_t dflt)
 int
 txcp_json_bool(const cJSON *rec, const char *name, int dflt)
 {
-    const cJSON  *v;
+    const cJSON *v;
 
     v = cJSON_GetObjectItemCaseSensitive(rec, name);
 
@@ -621,7 +615,7 @@ txcp_json_bool(const cJSON *rec, const char *name, int dflt)
 tx_money_t
 txcp_json_money(const cJSON *rec, const char *name)
 {
-    const cJSON  *v;
+    const cJSON *v;
 
     v = cJSON_GetObjectItemCaseSensitive(rec, name);
 

@@ -29,37 +29,37 @@
 #include "txcp.h"
 
 
-#define TXCP_F_STR      1
-#define TXCP_F_INT      2
-#define TXCP_F_BOOL     3
-#define TXCP_F_MONEY    4
-#define TXCP_F_ENUM     5
-#define TXCP_F_REF      6
-#define TXCP_F_TIME     7
-#define TXCP_F_MODELS   8
-#define TXCP_F_STRMAP   9
-#define TXCP_F_STRLIST  10
-#define TXCP_F_RATE     11
+#define TXCP_F_STR     1
+#define TXCP_F_INT     2
+#define TXCP_F_BOOL    3
+#define TXCP_F_MONEY   4
+#define TXCP_F_ENUM    5
+#define TXCP_F_REF     6
+#define TXCP_F_TIME    7
+#define TXCP_F_MODELS  8
+#define TXCP_F_STRMAP  9
+#define TXCP_F_STRLIST 10
+#define TXCP_F_RATE    11
 
-#define TXCP_FF_REQUIRED  0x01   /* must be given on create */
-#define TXCP_FF_NULLABLE  0x02   /* null accepted (= unset) */
-#define TXCP_FF_READONLY  0x04   /* output only; 400 when sent */
-#define TXCP_FF_CREATE    0x08   /* settable on create only */
-#define TXCP_FF_SLUG      0x10   /* STR: [a-z0-9-] only */
-#define TXCP_FF_EMAIL     0x20   /* STR: has one '@' inside */
-#define TXCP_FF_URL       0x40   /* STR: http:// or https:// URL */
-#define TXCP_FF_SECRET    0x80   /* never output; "[redacted]" in diffs */
+#define TXCP_FF_REQUIRED 0x01 /* must be given on create */
+#define TXCP_FF_NULLABLE 0x02 /* null accepted (= unset) */
+#define TXCP_FF_READONLY 0x04 /* output only; 400 when sent */
+#define TXCP_FF_CREATE   0x08 /* settable on create only */
+#define TXCP_FF_SLUG     0x10 /* STR: [a-z0-9-] only */
+#define TXCP_FF_EMAIL    0x20 /* STR: has one '@' inside */
+#define TXCP_FF_URL      0x40 /* STR: http:// or https:// URL */
+#define TXCP_FF_SECRET   0x80 /* never output; "[redacted]" in diffs */
 
 
 typedef struct {
-    const char         *name;
-    int                 type;
-    unsigned            flags;
-    int64_t             min;     /* INT: value; STR: length; lists: count */
-    int64_t             max;
-    const char *const  *enums;   /* ENUM: NULL-terminated */
-    int                 ref_db;  /* REF: TXCP_DB_* the id must exist in */
-    const char         *dflt;    /* JSON text (store form) set on create */
+    const char        *name;
+    int                type;
+    unsigned           flags;
+    int64_t            min; /* INT: value; STR: length; lists: count */
+    int64_t            max;
+    const char *const *enums;  /* ENUM: NULL-terminated */
+    int                ref_db; /* REF: TXCP_DB_* the id must exist in */
+    const char        *dflt;   /* JSON text (store form) set on create */
 } txcp_field_t;
 
 
@@ -72,7 +72,8 @@ typedef struct {
  * (rec may then be half-changed: the caller drops it).
  */
 int txcp_json_apply(const txcp_field_t *fields, const cJSON *body, cJSON *rec,
-    cJSON *diff, int create, MDB_txn *txn, char *err, size_t errlen);
+                    cJSON *diff, int create, MDB_txn *txn, char *err,
+                    size_t errlen);
 
 /*
  * Builds the API form of a store record: every member in order, '_'
@@ -89,14 +90,14 @@ cJSON *txcp_json_api_value(const txcp_field_t *f, const cJSON *v);
  * Returns the tree (caller owns) or NULL with a message in err.
  */
 cJSON *txcp_json_parse_body(const char *body, size_t len, char *err,
-    size_t errlen);
+                            size_t errlen);
 
 
 /* Typed getters over store records; absent or null gives the fallback. */
 const char *txcp_json_str(const cJSON *rec, const char *name);
-int64_t txcp_json_int(const cJSON *rec, const char *name, int64_t dflt);
-int txcp_json_bool(const cJSON *rec, const char *name, int dflt);
-tx_money_t txcp_json_money(const cJSON *rec, const char *name);
+int64_t     txcp_json_int(const cJSON *rec, const char *name, int64_t dflt);
+int         txcp_json_bool(const cJSON *rec, const char *name, int dflt);
+tx_money_t  txcp_json_money(const cJSON *rec, const char *name);
 
 /* Sets rec[name] = v (replacing), taking ownership of v. */
 void txcp_json_set(cJSON *rec, const char *name, cJSON *v);

@@ -16,10 +16,10 @@
 #include "txcp_publish.h"
 
 
-#define TXCP_LOOP_MAX_WAIT    100     /* ms */
-#define TXCP_SWEEP_EVERY      1000
-#define TXCP_READERS_EVERY    10000
-#define TXCP_INGEST_BUDGET    50      /* ms of ingest work per pass */
+#define TXCP_LOOP_MAX_WAIT 100 /* ms */
+#define TXCP_SWEEP_EVERY   1000
+#define TXCP_READERS_EVERY 10000
+#define TXCP_INGEST_BUDGET 50 /* ms of ingest work per pass */
 
 
 static void
@@ -32,7 +32,7 @@ txcp_signal_handler(int signo)
 void
 txcp_loop_signals(void)
 {
-    struct sigaction  sa;
+    struct sigaction sa;
 
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = txcp_signal_handler;
@@ -49,7 +49,7 @@ txcp_loop_signals(void)
 static int64_t
 txcp_mono_ms(void)
 {
-    struct timespec  ts;
+    struct timespec ts;
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
 
@@ -60,9 +60,9 @@ txcp_mono_ms(void)
 void
 txcp_loop_run(void)
 {
-    int64_t        now, next_ingest, next_sweep, next_readers, wait;
-    long           t;
-    struct pollfd  pfd;
+    int64_t       now, next_ingest, next_sweep, next_readers, wait;
+    long          t;
+    struct pollfd pfd;
 
     now = txcp_mono_ms();
     next_ingest = now;
@@ -93,9 +93,7 @@ txcp_loop_run(void)
         pfd.events = POLLIN;
         pfd.revents = 0;
 
-        if (poll(&pfd, pfd.fd >= 0 ? 1 : 0, (int) wait) < 0
-            && errno != EINTR)
-        {
+        if (poll(&pfd, pfd.fd >= 0 ? 1 : 0, (int) wait) < 0 && errno != EINTR) {
             txcp_log(TXCP_LOG_ERROR, "poll failed", "err=\"%s\"",
                      strerror(errno));
         }

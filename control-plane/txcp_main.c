@@ -27,14 +27,14 @@
 #include "txcp_store.h"
 
 
-txcp_t  txcp;
+txcp_t txcp;
 
 
 static int
 txcp_mkdir(const char *path, mode_t mode)
 {
-    char         parent[4096], *slash;
-    struct stat  st;
+    char        parent[4096], *slash;
+    struct stat st;
 
     /* parents first, like mkdir -p (they get 0755) */
 
@@ -72,11 +72,11 @@ txcp_mkdir(const char *path, mode_t mode)
 static int
 txcp_dataplane_chown(void)
 {
-    struct passwd  *pw;
-    char            path[4096];
-    const char     *files[] = { "snapshot", "snapshot/data.mdb",
-                                "snapshot/lock.mdb", "spool", NULL };
-    int             i;
+    struct passwd *pw;
+    char           path[4096];
+    const char *files[] = {"snapshot", "snapshot/data.mdb", "snapshot/lock.mdb",
+                           "spool", NULL};
+    int         i;
 
     if (txcp.conf.dataplane_user[0] == '\0') {
         return TX_OK;
@@ -99,8 +99,8 @@ txcp_dataplane_chown(void)
         snprintf(path, sizeof(path), "%s/%s", txcp.conf.data_dir, files[i]);
 
         if (chown(path, pw->pw_uid, pw->pw_gid) != 0) {
-            txcp_log(TXCP_LOG_ERROR, "chown failed", "path=%s err=\"%s\"",
-                     path, strerror(errno));
+            txcp_log(TXCP_LOG_ERROR, "chown failed", "path=%s err=\"%s\"", path,
+                     strerror(errno));
             return TX_ERROR;
         }
     }
@@ -115,11 +115,11 @@ txcp_dataplane_chown(void)
 static int
 txcp_cli_audit(int argc, char **argv)
 {
-    int          i, rc;
-    const char  *cmd, *seqs;
-    char        *end, err[256], reason[128];
-    uint64_t     seq, records, broken;
-    MDB_txn     *txn;
+    int         i, rc;
+    const char *cmd, *seqs;
+    char       *end, err[256], reason[128];
+    uint64_t    seq, records, broken;
+    MDB_txn    *txn;
 
     if (argc < 3) {
         fprintf(stderr, "usage: torrix-cp audit verify --data DIR\n");
@@ -145,23 +145,20 @@ txcp_cli_audit(int argc, char **argv)
         {
             if (txcp_config_set(&txcp.conf, "data_dir", argv[++i], err,
                                 sizeof(err))
-                != 0)
-            {
+                != 0) {
                 fprintf(stderr, "torrix-cp: %s\n", err);
                 return 2;
             }
 
         } else if (i + 1 < argc && strcmp(argv[i], "--config") == 0) {
-            if (txcp_config_file(&txcp.conf, argv[++i], err, sizeof(err))
-                != 0)
+            if (txcp_config_file(&txcp.conf, argv[++i], err, sizeof(err)) != 0)
             {
                 fprintf(stderr, "torrix-cp: %s\n", err);
                 return 2;
             }
 
         } else {
-            fprintf(stderr, "torrix-cp: unexpected argument \"%s\"\n",
-                    argv[i]);
+            fprintf(stderr, "torrix-cp: unexpected argument \"%s\"\n", argv[i]);
             return 2;
         }
     }
@@ -188,9 +185,8 @@ txcp_cli_audit(int argc, char **argv)
         records = 0;
         broken = 0;
 
-        switch (txcp_audit_verify(txn, &records, &broken, reason,
-                                  sizeof(reason)))
-        {
+        switch (
+            txcp_audit_verify(txn, &records, &broken, reason, sizeof(reason))) {
         case TX_OK:
             printf("audit log intact: %llu records\n",
                    (unsigned long long) records);
@@ -214,8 +210,7 @@ txcp_cli_audit(int argc, char **argv)
     /* tamper: a test aid only */
 
     if (getenv("TORRIX_TEST") == NULL
-        || strcmp(getenv("TORRIX_TEST"), "1") != 0)
-    {
+        || strcmp(getenv("TORRIX_TEST"), "1") != 0) {
         fprintf(stderr, "torrix-cp: audit tamper is a test aid; "
                         "set TORRIX_TEST=1\n");
         rc = 2;
@@ -264,8 +259,8 @@ done:
 int
 main(int argc, char **argv)
 {
-    int   i, rc;
-    char  err[512];
+    int  i, rc;
+    char err[512];
 
     if (argc >= 2 && strcmp(argv[1], "audit") == 0) {
         return txcp_cli_audit(argc, argv);
@@ -331,8 +326,8 @@ main(int argc, char **argv)
 
     txcp_log(TXCP_LOG_INFO, "started",
              "version=%s data=%s listen=%s pid=%d snapshot_gen=%llu",
-             TXCP_VERSION, txcp.conf.data_dir, txcp.conf.listen,
-             (int) getpid(), (unsigned long long) txcp.gen);
+             TXCP_VERSION, txcp.conf.data_dir, txcp.conf.listen, (int) getpid(),
+             (unsigned long long) txcp.gen);
 
     txcp_loop_run();
 

@@ -20,20 +20,19 @@
 #include "txcp_store.h"
 
 
-static const char *const  txcp_sdb_names[TXCP_SDB_N] = {
-    TX_SNAP_DB_META, TX_SNAP_DB_KHASH, TX_SNAP_DB_KEYS, TX_SNAP_DB_PROJECTS,
-    TX_SNAP_DB_ORGS, TX_SNAP_DB_USERS, TX_SNAP_DB_PROVIDERS,
-    TX_SNAP_DB_SETTINGS
-};
+static const char *const txcp_sdb_names[TXCP_SDB_N] =
+    {TX_SNAP_DB_META,      TX_SNAP_DB_KHASH,   TX_SNAP_DB_KEYS,
+     TX_SNAP_DB_PROJECTS,  TX_SNAP_DB_ORGS,    TX_SNAP_DB_USERS,
+     TX_SNAP_DB_PROVIDERS, TX_SNAP_DB_SETTINGS};
 
 
 /* Puts key -> val unless the snapshot already holds exactly that. */
 static int
 txcp_snap_put(MDB_txn *txn, int sdb, const void *key, size_t klen,
-    const void *val, size_t vlen)
+              const void *val, size_t vlen)
 {
-    int      rc;
-    MDB_val  k, v;
+    int     rc;
+    MDB_val k, v;
 
     k.mv_data = (void *) key;
     k.mv_size = klen;
@@ -54,8 +53,8 @@ txcp_snap_put(MDB_txn *txn, int sdb, const void *key, size_t klen,
 static int
 txcp_snap_del(MDB_txn *txn, int sdb, const void *key, size_t klen)
 {
-    int      rc;
-    MDB_val  k;
+    int     rc;
+    MDB_val k;
 
     k.mv_data = (void *) key;
     k.mv_size = klen;
@@ -70,7 +69,7 @@ txcp_snap_del(MDB_txn *txn, int sdb, const void *key, size_t klen)
 static uint8_t *
 txcp_pub_buf(const cJSON *rec, size_t *len)
 {
-    char  *text;
+    char *text;
 
     text = cJSON_PrintUnformatted(rec);
     if (text == NULL) {
@@ -87,9 +86,9 @@ txcp_pub_buf(const cJSON *rec, size_t *len)
 static void
 txcp_put_joined(tx_wbuf_t *wb, uint16_t tag, const cJSON *v, int kv)
 {
-    const cJSON  *it;
-    size_t        n;
-    char         *s, *p;
+    const cJSON *it;
+    size_t       n;
+    char        *s, *p;
 
     if (cJSON_IsString(v)) {
         tx_rec_put_cstr(wb, tag, v->valuestring);
@@ -98,7 +97,8 @@ txcp_put_joined(tx_wbuf_t *wb, uint16_t tag, const cJSON *v, int kv)
 
     n = 0;
 
-    cJSON_ArrayForEach(it, v) {
+    cJSON_ArrayForEach(it, v)
+    {
         if (cJSON_IsString(it)) {
             n += strlen(it->valuestring) + 1;
             n += kv ? strlen(it->string) + 1 : 0;
@@ -117,7 +117,8 @@ txcp_put_joined(tx_wbuf_t *wb, uint16_t tag, const cJSON *v, int kv)
 
     p = s;
 
-    cJSON_ArrayForEach(it, v) {
+    cJSON_ArrayForEach(it, v)
+    {
         if (!cJSON_IsString(it)) {
             continue;
         }
@@ -140,19 +141,18 @@ txcp_put_joined(tx_wbuf_t *wb, uint16_t tag, const cJSON *v, int kv)
 
 static int
 txcp_pub_key(MDB_txn *txn, const txcp_pub_t *item, const cJSON *rec,
-    int64_t now)
+             int64_t now)
 {
-    int          rc, revoked, i;
-    size_t       len;
-    uint8_t     *buf, hash[TX_KEY_HASH_LEN];
-    uint8_t      kh[128];
-    const char  *s;
-    int64_t      not_after;
-    tx_wbuf_t    wb;
+    int         rc, revoked, i;
+    size_t      len;
+    uint8_t    *buf, hash[TX_KEY_HASH_LEN];
+    uint8_t     kh[128];
+    const char *s;
+    int64_t     not_after;
+    tx_wbuf_t   wb;
 
     for (i = 0; i < item->ndrop; i++) {
-        rc = txcp_snap_del(txn, TXCP_SDB_KHASH, item->drop[i],
-                           TX_KEY_HASH_LEN);
+        rc = txcp_snap_del(txn, TXCP_SDB_KHASH, item->drop[i], TX_KEY_HASH_LEN);
         if (rc != 0) {
             return rc;
         }
@@ -183,11 +183,9 @@ txcp_pub_key(MDB_txn *txn, const txcp_pub_t *item, const cJSON *rec,
                                                : TX_ACCESS_FULL);
     tx_rec_put_u64(&wb, TX_KEY_STATUS,
                    revoked ? TX_STATUS_REVOKED : TX_STATUS_ACTIVE);
-    tx_rec_put_i64(&wb, TX_KEY_EXPIRES_AT,
-                   txcp_json_int(rec, "expires_at", 0));
+    tx_rec_put_i64(&wb, TX_KEY_EXPIRES_AT, txcp_json_int(rec, "expires_at", 0));
     txcp_put_joined(&wb, TX_KEY_MODELS,
-                    cJSON_GetObjectItemCaseSensitive(rec, "allowed_models"),
-                    0);
+                    cJSON_GetObjectItemCaseSensitive(rec, "allowed_models"), 0);
     tx_rec_put_u64(&wb, TX_KEY_RPM, txcp_json_int(rec, "rpm", 0));
     tx_rec_put_u64(&wb, TX_KEY_TPM, txcp_json_int(rec, "tpm", 0));
     tx_rec_put_i64(&wb, TX_KEY_DAILY_CAP,
@@ -259,10 +257,10 @@ txcp_pub_key(MDB_txn *txn, const txcp_pub_t *item, const cJSON *rec,
 static int
 txcp_pub_tenant(MDB_txn *txn, int kind, const char *id, const cJSON *rec)
 {
-    int          rc, sdb;
-    uint8_t      buf[4096];
-    const char  *s;
-    tx_wbuf_t    wb;
+    int         rc, sdb;
+    uint8_t     buf[4096];
+    const char *s;
+    tx_wbuf_t   wb;
 
     sdb = kind == TXCP_PUB_ORG    ? TXCP_SDB_ORGS
           : kind == TXCP_PUB_USER ? TXCP_SDB_USERS
@@ -275,13 +273,13 @@ txcp_pub_tenant(MDB_txn *txn, int kind, const char *id, const cJSON *rec)
     tx_wbuf_init(&wb, buf, sizeof(buf));
 
     switch (kind) {
-
     case TXCP_PUB_ORG:
         tx_rec_put_cstr(&wb, TX_ORG_ID, id);
         tx_rec_put_cstr(&wb, TX_ORG_NAME, txcp_json_str(rec, "name"));
         tx_rec_put_i64(&wb, TX_ORG_SPEND_CAP,
                        txcp_json_money(rec, "spend_cap_usd"));
-        tx_rec_put_u64(&wb, TX_ORG_ROLLOVER, txcp_json_bool(rec, "rollover", 0));
+        tx_rec_put_u64(&wb, TX_ORG_ROLLOVER,
+                       txcp_json_bool(rec, "rollover", 0));
         tx_rec_put_u64(&wb, TX_ORG_DLP, txcp_json_bool(rec, "dlp", 0));
         break;
 
@@ -324,11 +322,11 @@ txcp_pub_tenant(MDB_txn *txn, int kind, const char *id, const cJSON *rec)
 static int
 txcp_pub_provider(MDB_txn *rtxn, MDB_txn *txn, const char *name)
 {
-    int               rc;
-    uint8_t           buf[8192];
-    cJSON            *rec;
-    tx_wbuf_t         wb;
-    txcp_provider_t   p;
+    int             rc;
+    uint8_t         buf[8192];
+    cJSON          *rec;
+    tx_wbuf_t       wb;
+    txcp_provider_t p;
 
     rec = NULL;
 
@@ -361,10 +359,10 @@ txcp_pub_provider(MDB_txn *rtxn, MDB_txn *txn, const char *name)
 static int
 txcp_pub_settings(MDB_txn *rtxn, MDB_txn *txn)
 {
-    int       rc;
-    char     *targets;
-    uint64_t  ppm;
-    uint8_t   v[8];
+    int      rc;
+    char    *targets;
+    uint64_t ppm;
+    uint8_t  v[8];
 
     if (txcp_settings_get(rtxn, &targets, &ppm) != TX_OK) {
         return ENOMEM;
@@ -386,14 +384,12 @@ txcp_pub_settings(MDB_txn *rtxn, MDB_txn *txn)
 
 
 static int
-txcp_pub_item(MDB_txn *rtxn, MDB_txn *txn, const txcp_pub_t *item,
-    int64_t now)
+txcp_pub_item(MDB_txn *rtxn, MDB_txn *txn, const txcp_pub_t *item, int64_t now)
 {
-    int     rc, db;
-    cJSON  *rec;
+    int    rc, db;
+    cJSON *rec;
 
     switch (item->kind) {
-
     case TXCP_PUB_KEY:
         rec = txcp_store_get(rtxn, TXCP_DB_KEYS, item->id);
         rc = txcp_pub_key(txn, item, rec, now);
@@ -425,9 +421,9 @@ txcp_pub_item(MDB_txn *rtxn, MDB_txn *txn, const txcp_pub_t *item,
 static int
 txcp_pub_meta(MDB_txn *txn)
 {
-    int      rc;
-    uint8_t  v[8];
-    MDB_val  k, d;
+    int     rc;
+    uint8_t v[8];
+    MDB_val k, d;
 
     txcp.gen++;
     txcp_put_le64(v, txcp.gen);
@@ -454,10 +450,10 @@ txcp_pub_meta(MDB_txn *txn)
 int
 txcp_publish(const txcp_pub_t *items, size_t n)
 {
-    int       rc;
-    size_t    i;
-    uint64_t  gen;
-    MDB_txn  *rtxn, *txn;
+    int      rc;
+    size_t   i;
+    uint64_t gen;
+    MDB_txn *rtxn, *txn;
 
     rtxn = NULL;
     txn = NULL;
@@ -501,8 +497,7 @@ txcp_publish(const txcp_pub_t *items, size_t n)
 
 failed:
 
-    txcp_log(TXCP_LOG_ERROR, "publish failed", "err=\"%s\"",
-             mdb_strerror(rc));
+    txcp_log(TXCP_LOG_ERROR, "publish failed", "err=\"%s\"", mdb_strerror(rc));
 
     if (txn) {
         mdb_txn_abort(txn);
@@ -522,7 +517,7 @@ failed:
 int
 txcp_publish_one(int kind, const char *id)
 {
-    txcp_pub_t  item;
+    txcp_pub_t item;
 
     memset(&item, 0, sizeof(item));
     item.kind = kind;
@@ -535,13 +530,13 @@ txcp_publish_one(int kind, const char *id)
 /* Publishes every record of a store db and deletes the strays. */
 static int
 txcp_resync_tenants(MDB_txn *rtxn, MDB_txn *txn, int db, int kind, int sdb,
-    int64_t now)
+                    int64_t now)
 {
-    int          rc;
-    char         id[128];
-    MDB_val      k, v;
-    MDB_cursor  *cur;
-    txcp_pub_t   item;
+    int         rc;
+    char        id[128];
+    MDB_val     k, v;
+    MDB_cursor *cur;
+    txcp_pub_t  item;
 
     rc = mdb_cursor_open(rtxn, txcp.db[db], &cur);
     if (rc != 0) {
@@ -585,10 +580,9 @@ txcp_resync_tenants(MDB_txn *rtxn, MDB_txn *txn, int db, int kind, int sdb,
             memcpy(id, k.mv_data, k.mv_size);
             id[k.mv_size] = '\0';
 
-            if (kind == TXCP_PUB_PROVIDER ? txcp_provider_get(rtxn, id, NULL,
-                                                              NULL)
-                                                == TX_OK
-                                          : txcp_store_exists(rtxn, db, id))
+            if (kind == TXCP_PUB_PROVIDER
+                    ? txcp_provider_get(rtxn, id, NULL, NULL) == TX_OK
+                    : txcp_store_exists(rtxn, db, id))
             {
                 continue;
             }
@@ -610,13 +604,13 @@ txcp_resync_tenants(MDB_txn *rtxn, MDB_txn *txn, int db, int kind, int sdb,
 static int
 txcp_resync_khash(MDB_txn *rtxn, MDB_txn *txn, int64_t now)
 {
-    int              rc, keep;
-    char             id[128], hex[2 * TX_KEY_HASH_LEN + 1];
-    const char      *s;
-    cJSON           *rec;
-    MDB_val          k, v;
-    MDB_cursor      *cur;
-    tx_khash_rec_t   kh;
+    int            rc, keep;
+    char           id[128], hex[2 * TX_KEY_HASH_LEN + 1];
+    const char    *s;
+    cJSON         *rec;
+    MDB_val        k, v;
+    MDB_cursor    *cur;
+    tx_khash_rec_t kh;
 
     rc = mdb_cursor_open(txn, txcp.sdb[TXCP_SDB_KHASH], &cur);
     if (rc != 0) {
@@ -646,8 +640,7 @@ txcp_resync_khash(MDB_txn *rtxn, MDB_txn *txn, int64_t now)
                 s = txcp_json_str(rec, "_prev_hash");
 
                 if (s && strcmp(s, hex) == 0
-                    && txcp_json_int(rec, "_prev_not_after", 0) > now)
-                {
+                    && txcp_json_int(rec, "_prev_not_after", 0) > now) {
                     keep = 1;
                 }
             }
@@ -672,13 +665,13 @@ txcp_resync_khash(MDB_txn *rtxn, MDB_txn *txn, int64_t now)
 int
 txcp_publish_resync(void)
 {
-    int          rc, i;
-    int64_t      now;
-    uint64_t     gen;
-    MDB_txn     *rtxn, *txn;
-    MDB_val      k, v;
-    MDB_cursor  *cur;
-    txcp_pub_t   item;
+    int         rc, i;
+    int64_t     now;
+    uint64_t    gen;
+    MDB_txn    *rtxn, *txn;
+    MDB_val     k, v;
+    MDB_cursor *cur;
+    txcp_pub_t  item;
 
     rtxn = NULL;
     txn = NULL;
@@ -821,12 +814,12 @@ failed:
 int
 txcp_snapshot_open(void)
 {
-    int          rc, i;
-    char         path[4096];
-    uint8_t      v8[8];
-    MDB_txn     *txn;
-    MDB_val      k, v;
-    struct stat  st;
+    int         rc, i;
+    char        path[4096];
+    uint8_t     v8[8];
+    MDB_txn    *txn;
+    MDB_val     k, v;
+    struct stat st;
 
     txn = NULL;
 
@@ -868,9 +861,7 @@ txcp_snapshot_open(void)
     k.mv_data = TX_SNAP_META_GEN;
     k.mv_size = strlen(TX_SNAP_META_GEN);
 
-    if (mdb_get(txn, txcp.sdb[TXCP_SDB_META], &k, &v) == 0
-        && v.mv_size == 8)
-    {
+    if (mdb_get(txn, txcp.sdb[TXCP_SDB_META], &k, &v) == 0 && v.mv_size == 8) {
         txcp.gen = txcp_get_le64(v.mv_data);
     }
 
@@ -900,8 +891,8 @@ txcp_snapshot_open(void)
 
 failed:
 
-    txcp_log(TXCP_LOG_ERROR, "snapshot open failed", "path=%s err=\"%s\"",
-             path, mdb_strerror(rc));
+    txcp_log(TXCP_LOG_ERROR, "snapshot open failed", "path=%s err=\"%s\"", path,
+             mdb_strerror(rc));
 
     if (txn) {
         mdb_txn_abort(txn);
@@ -929,7 +920,7 @@ txcp_snapshot_close(void)
 void
 txcp_snapshot_reader_check(void)
 {
-    int  dead;
+    int dead;
 
     dead = 0;
 

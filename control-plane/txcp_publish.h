@@ -15,20 +15,20 @@
 #include "txcp.h"
 
 
-#define TXCP_PUB_KEY       1
-#define TXCP_PUB_ORG       2
-#define TXCP_PUB_USER      3
-#define TXCP_PUB_PROJECT   4
-#define TXCP_PUB_PROVIDER  5
-#define TXCP_PUB_SETTINGS  6
+#define TXCP_PUB_KEY      1
+#define TXCP_PUB_ORG      2
+#define TXCP_PUB_USER     3
+#define TXCP_PUB_PROJECT  4
+#define TXCP_PUB_PROVIDER 5
+#define TXCP_PUB_SETTINGS 6
 
 
 /* One changed record: kind + store id, plus khash entries to delete. */
 typedef struct {
-    int      kind;
-    char     id[128];
-    int      ndrop;
-    uint8_t  drop[2][TX_KEY_HASH_LEN];
+    int     kind;
+    char    id[128];
+    int     ndrop;
+    uint8_t drop[2][TX_KEY_HASH_LEN];
 } txcp_pub_t;
 
 

@@ -17,15 +17,15 @@
 #include "txcp_audit.h"
 
 
-static const char *const  txcp_db_names[TXCP_DB_N] = {
-    "meta", "orgs", "users", "projects", "keys", "admins", "audit", "runs",
-    "spool_cursor", "providers", "settings", "slugs", "timers"
-};
+static const char *const txcp_db_names[TXCP_DB_N] =
+    {"meta",     "orgs",  "users", "projects",     "keys",
+     "admins",   "audit", "runs",  "spool_cursor", "providers",
+     "settings", "slugs", "timers"};
 
 
 static int txcp_store_bootstrap(MDB_txn *txn, char *secret, int *created);
 static int txcp_store_write_admin_key(const char *secret, char *path,
-    size_t len);
+                                      size_t len);
 
 
 const char *
@@ -38,7 +38,7 @@ txcp_store_db_name(int db)
 int
 txcp_store_begin(int rdonly, MDB_txn **txn)
 {
-    int  rc;
+    int rc;
 
     rc = mdb_txn_begin(txcp.store, NULL, rdonly ? MDB_RDONLY : 0, txn);
 
@@ -54,7 +54,7 @@ txcp_store_begin(int rdonly, MDB_txn **txn)
 int
 txcp_store_commit(MDB_txn *txn)
 {
-    int  rc;
+    int rc;
 
     rc = mdb_txn_commit(txn);
 
@@ -70,14 +70,14 @@ txcp_store_commit(MDB_txn *txn)
 int
 txcp_store_open(int create)
 {
-    int          rc, i, created;
-    char         path[4096], keypath[4096];
-    char        *secret;
-    uint64_t     schema;
-    uint8_t      buf[8];
-    MDB_txn     *txn;
-    MDB_val      k, v;
-    struct stat  st;
+    int         rc, i, created;
+    char        path[4096], keypath[4096];
+    char       *secret;
+    uint64_t    schema;
+    uint8_t     buf[8];
+    MDB_txn    *txn;
+    MDB_val     k, v;
+    struct stat st;
 
     txn = NULL;
     secret = NULL;
@@ -92,8 +92,8 @@ txcp_store_open(int create)
         }
 
         if (mkdir(path, 0700) != 0) {
-            txcp_log(TXCP_LOG_ERROR, "mkdir failed", "path=%s err=\"%s\"",
-                     path, strerror(errno));
+            txcp_log(TXCP_LOG_ERROR, "mkdir failed", "path=%s err=\"%s\"", path,
+                     strerror(errno));
             return TX_ERROR;
         }
     }
@@ -176,8 +176,7 @@ txcp_store_open(int create)
 
         if (created) {
             if (txcp_store_write_admin_key(secret, keypath, sizeof(keypath))
-                != TX_OK)
-            {
+                != TX_OK) {
                 goto failed_txn;
             }
         }
@@ -252,13 +251,13 @@ failed_txn:
 static int
 txcp_store_bootstrap(MDB_txn *txn, char *secret, int *created)
 {
-    int         rc;
-    char        id[TX_ID_MAX_LEN], ts[40];
-    uint8_t     hash[TX_KEY_HASH_LEN];
-    cJSON      *rec, *diff;
-    char       *text;
-    MDB_val     k, v;
-    MDB_stat    st;
+    int      rc;
+    char     id[TX_ID_MAX_LEN], ts[40];
+    uint8_t  hash[TX_KEY_HASH_LEN];
+    cJSON   *rec, *diff;
+    char    *text;
+    MDB_val  k, v;
+    MDB_stat st;
 
     txcp.hash_key = sodium_malloc(TX_KEY_HASHKEY_LEN);
     if (txcp.hash_key == NULL) {
@@ -301,8 +300,8 @@ txcp_store_bootstrap(MDB_txn *txn, char *secret, int *created)
 
     tx_key_generate(secret);
 
-    if (tx_key_hash(txcp.hash_key, (const uint8_t *) secret,
-                    TX_KEY_SECRET_LEN, hash)
+    if (tx_key_hash(txcp.hash_key, (const uint8_t *) secret, TX_KEY_SECRET_LEN,
+                    hash)
         != TX_OK)
     {
         return TX_ERROR;
@@ -357,10 +356,10 @@ txcp_store_bootstrap(MDB_txn *txn, char *secret, int *created)
 static int
 txcp_store_write_admin_key(const char *secret, char *path, size_t len)
 {
-    int      fd;
-    size_t   n;
-    ssize_t  w;
-    char     tmp[4096];
+    int     fd;
+    size_t  n;
+    ssize_t w;
+    char    tmp[4096];
 
     snprintf(path, len, "%s/admin.key", txcp.conf.data_dir);
     snprintf(tmp, sizeof(tmp), "%s/admin.key.tmp", txcp.conf.data_dir);
@@ -444,9 +443,9 @@ txcp_store_close(void)
 cJSON *
 txcp_store_get(MDB_txn *txn, int db, const char *id)
 {
-    int      rc;
-    cJSON   *rec;
-    MDB_val  k, v;
+    int     rc;
+    cJSON  *rec;
+    MDB_val k, v;
 
     k.mv_data = (void *) id;
     k.mv_size = strlen(id);
@@ -479,9 +478,9 @@ txcp_store_get(MDB_txn *txn, int db, const char *id)
 int
 txcp_store_put(MDB_txn *txn, int db, const char *id, const cJSON *rec)
 {
-    int      rc;
-    char    *text;
-    MDB_val  k, v;
+    int     rc;
+    char   *text;
+    MDB_val k, v;
 
     text = cJSON_PrintUnformatted(rec);
     if (text == NULL) {
@@ -509,8 +508,8 @@ txcp_store_put(MDB_txn *txn, int db, const char *id, const cJSON *rec)
 int
 txcp_store_del(MDB_txn *txn, int db, const char *id)
 {
-    int      rc;
-    MDB_val  k;
+    int     rc;
+    MDB_val k;
 
     k.mv_data = (void *) id;
     k.mv_size = strlen(id);
@@ -534,7 +533,7 @@ txcp_store_del(MDB_txn *txn, int db, const char *id)
 int
 txcp_store_exists(MDB_txn *txn, int db, const char *id)
 {
-    MDB_val  k, v;
+    MDB_val k, v;
 
     k.mv_data = (void *) id;
     k.mv_size = strlen(id);
@@ -550,10 +549,10 @@ txcp_store_exists(MDB_txn *txn, int db, const char *id)
 int
 txcp_store_ref_used(MDB_txn *txn, int db, const char *field, const char *id)
 {
-    int          rc, found;
-    cJSON       *rec, *f;
-    MDB_val      k, v;
-    MDB_cursor  *cur;
+    int         rc, found;
+    cJSON      *rec, *f;
+    MDB_val     k, v;
+    MDB_cursor *cur;
 
     if (mdb_cursor_open(txn, txcp.db[db], &cur) != 0) {
         return 1;
@@ -594,7 +593,7 @@ txcp_store_ref_used(MDB_txn *txn, int db, const char *field, const char *id)
 static size_t
 txcp_timer_key(uint8_t *buf, int64_t at, int kind, const char *key_id)
 {
-    size_t  n;
+    size_t n;
 
     n = strlen(key_id);
     if (n > TX_ID_MAX_LEN) {
@@ -612,9 +611,9 @@ txcp_timer_key(uint8_t *buf, int64_t at, int kind, const char *key_id)
 int
 txcp_store_timer_add(MDB_txn *txn, int64_t at, int kind, const char *key_id)
 {
-    int      rc;
-    uint8_t  buf[9 + TX_ID_MAX_LEN];
-    MDB_val  k, v;
+    int     rc;
+    uint8_t buf[9 + TX_ID_MAX_LEN];
+    MDB_val k, v;
 
     k.mv_data = buf;
     k.mv_size = txcp_timer_key(buf, at, kind, key_id);
@@ -630,9 +629,9 @@ txcp_store_timer_add(MDB_txn *txn, int64_t at, int kind, const char *key_id)
 int
 txcp_store_timer_del(MDB_txn *txn, int64_t at, int kind, const char *key_id)
 {
-    int      rc;
-    uint8_t  buf[9 + TX_ID_MAX_LEN];
-    MDB_val  k;
+    int     rc;
+    uint8_t buf[9 + TX_ID_MAX_LEN];
+    MDB_val k;
 
     k.mv_data = buf;
     k.mv_size = txcp_timer_key(buf, at, kind, key_id);

@@ -25,8 +25,8 @@
 #include "txcp.h"
 
 
-#define TXCP_TIMER_EXPIRE  'e'   /* key expires_at reached */
-#define TXCP_TIMER_GRACE   'g'   /* rotated-out secret's not_after reached */
+#define TXCP_TIMER_EXPIRE 'e' /* key expires_at reached */
+#define TXCP_TIMER_GRACE  'g' /* rotated-out secret's not_after reached */
 
 
 /*
@@ -74,13 +74,13 @@ int txcp_store_exists(MDB_txn *txn, int db, const char *id);
  * "revoked" do not count.  A full scan of db.
  */
 int txcp_store_ref_used(MDB_txn *txn, int db, const char *field,
-    const char *id);
+                        const char *id);
 
 /* Adds / removes a timer entry (see the header comment). */
 int txcp_store_timer_add(MDB_txn *txn, int64_t at, int kind,
-    const char *key_id);
+                         const char *key_id);
 int txcp_store_timer_del(MDB_txn *txn, int64_t at, int kind,
-    const char *key_id);
+                         const char *key_id);
 
 /* The database name of a TXCP_DB_* index. */
 const char *txcp_store_db_name(int db);

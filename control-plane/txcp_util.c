@@ -12,17 +12,16 @@
 #include "txcp.h"
 
 
-static const char *const  txcp_level_names[] = {
-    "debug", "info", "warn", "error"
-};
+static const char *const txcp_level_names[] = {"debug", "info", "warn",
+                                               "error"};
 
 
 void
 txcp_log(int level, const char *msg, const char *kvfmt, ...)
 {
-    va_list  ap;
-    char     line[2048], ts[40];
-    int      n;
+    va_list ap;
+    char    line[2048], ts[40];
+    int     n;
 
     if (level < txcp.conf.log_level || level < 0 || level > TXCP_LOG_ERROR) {
         return;
@@ -47,7 +46,7 @@ txcp_log(int level, const char *msg, const char *kvfmt, ...)
 int64_t
 txcp_now_us(void)
 {
-    struct timeval  tv;
+    struct timeval tv;
 
     gettimeofday(&tv, NULL);
 
@@ -58,10 +57,10 @@ txcp_now_us(void)
 char *
 txcp_time_format(int64_t us, int digits, char *buf, size_t len)
 {
-    time_t     t;
-    struct tm  tm;
-    int64_t    frac;
-    size_t     n;
+    time_t    t;
+    struct tm tm;
+    int64_t   frac;
+    size_t    n;
 
     t = (time_t) (us >= 0 ? us / 1000000 : (us - 999999) / 1000000);
     frac = us - (int64_t) t * 1000000;
@@ -92,7 +91,7 @@ txcp_time_format(int64_t us, int digits, char *buf, size_t len)
 static int
 txcp_digits(const char *s, int n, int *out)
 {
-    int  i, v;
+    int i, v;
 
     v = 0;
 
@@ -113,12 +112,11 @@ txcp_digits(const char *s, int n, int *out)
 int
 txcp_time_parse(const char *s, int64_t *secs)
 {
-    struct tm   tm;
-    int         y, mo, d, h, mi, se, oh, om, sign;
-    int64_t     t;
-    const char  *p;
-    static const int  mdays[] = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31,
-                                  30, 31 };
+    struct tm        tm;
+    int              y, mo, d, h, mi, se, oh, om, sign;
+    int64_t          t;
+    const char      *p;
+    static const int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
 
     if (strlen(s) < 20) {
         return TX_ERROR;
@@ -134,14 +132,13 @@ txcp_time_parse(const char *s, int64_t *secs)
         return TX_ERROR;
     }
 
-    if (y < 1970 || mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1]
-        || h > 23 || mi > 59 || se > 60)
+    if (y < 1970 || mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] || h > 23
+        || mi > 59 || se > 60)
     {
         return TX_ERROR;
     }
 
-    if (mo == 2 && d == 29 && !((y % 4 == 0 && y % 100 != 0) || y % 400 == 0))
-    {
+    if (mo == 2 && d == 29 && !((y % 4 == 0 && y % 100 != 0) || y % 400 == 0)) {
         return TX_ERROR;
     }
 
@@ -209,8 +206,8 @@ txcp_time_parse(const char *s, int64_t *secs)
 void
 txcp_hex(const uint8_t *in, size_t n, char *out)
 {
-    static const char  hex[] = "0123456789abcdef";
-    size_t             i;
+    static const char hex[] = "0123456789abcdef";
+    size_t            i;
 
     for (i = 0; i < n; i++) {
         out[2 * i] = hex[in[i] >> 4];
@@ -243,8 +240,8 @@ txcp_hexval(char c)
 int
 txcp_unhex(const char *s, uint8_t *out, size_t n)
 {
-    size_t  i;
-    int     hi, lo;
+    size_t i;
+    int    hi, lo;
 
     if (strlen(s) != 2 * n) {
         return TX_ERROR;
@@ -268,7 +265,7 @@ txcp_unhex(const char *s, uint8_t *out, size_t n)
 void
 txcp_put_le64(uint8_t *p, uint64_t v)
 {
-    int  i;
+    int i;
 
     for (i = 0; i < 8; i++) {
         p[i] = (uint8_t) (v >> (8 * i));
@@ -279,8 +276,8 @@ txcp_put_le64(uint8_t *p, uint64_t v)
 uint64_t
 txcp_get_le64(const uint8_t *p)
 {
-    uint64_t  v;
-    int       i;
+    uint64_t v;
+    int      i;
 
     v = 0;
 
@@ -295,7 +292,7 @@ txcp_get_le64(const uint8_t *p)
 void
 txcp_put_be64(uint8_t *p, uint64_t v)
 {
-    int  i;
+    int i;
 
     for (i = 0; i < 8; i++) {
         p[7 - i] = (uint8_t) (v >> (8 * i));
@@ -306,8 +303,8 @@ txcp_put_be64(uint8_t *p, uint64_t v)
 uint64_t
 txcp_get_be64(const uint8_t *p)
 {
-    uint64_t  v;
-    int       i;
+    uint64_t v;
+    int      i;
 
     v = 0;
 

@@ -32,7 +32,7 @@
 static int64_t
 now_us(void)
 {
-    struct timeval  tv;
+    struct timeval tv;
 
     gettimeofday(&tv, NULL);
 
@@ -43,7 +43,7 @@ now_us(void)
 static MDB_env *
 snap_open(const char *dir, MDB_txn **txn)
 {
-    MDB_env  *env;
+    MDB_env *env;
 
     if (mdb_env_create(&env) != 0) {
         return NULL;
@@ -65,15 +65,15 @@ snap_open(const char *dir, MDB_txn **txn)
 static void
 dump_db(MDB_txn *txn, const char *name)
 {
-    MDB_dbi          dbi;
-    MDB_cursor      *cur;
-    MDB_val          k, v;
-    tx_rec_iter_t    it;
-    uint16_t         tag;
-    tx_str_t         val;
-    uint64_t         u;
-    size_t           i;
-    int              binkey;
+    MDB_dbi       dbi;
+    MDB_cursor   *cur;
+    MDB_val       k, v;
+    tx_rec_iter_t it;
+    uint16_t      tag;
+    tx_str_t      val;
+    uint64_t      u;
+    size_t        i;
+    int           binkey;
 
     if (mdb_dbi_open(txn, name, 0, &dbi) != 0) {
         printf("[%s] missing\n", name);
@@ -103,8 +103,7 @@ dump_db(MDB_txn *txn, const char *name)
                 printf(" %llu\n", (unsigned long long) u);
             } else {
                 printf(" (%zu bytes) %.*s\n", v.mv_size,
-                       strncmp(k.mv_data, "hash_key", 8) ? (int) v.mv_size
-                                                          : 0,
+                       strncmp(k.mv_data, "hash_key", 8) ? (int) v.mv_size : 0,
                        (char *) v.mv_data);
             }
             continue;
@@ -114,8 +113,7 @@ dump_db(MDB_txn *txn, const char *name)
 
         while (tx_rec_next(&it, &tag, &val) == TX_OK) {
             if (val.len == 8 && tx_rec_u64(&val, &u) == TX_OK
-                && (u < 100000000000000ULL))
-            {
+                && (u < 100000000000000ULL)) {
                 printf(" %u:%llu", tag, (unsigned long long) u);
 
             } else if (strcmp(name, "providers") == 0 && tag == TX_PRV_API_KEY)
@@ -137,10 +135,10 @@ dump_db(MDB_txn *txn, const char *name)
 static int
 cmd_snapdump(const char *dir)
 {
-    MDB_txn     *txn;
-    const char  *dbs[] = { "meta", "khash", "keys", "orgs", "users",
-                           "projects", "providers", "settings", NULL };
-    int          i;
+    MDB_txn    *txn;
+    const char *dbs[] = {"meta",     "khash",     "keys",     "orgs", "users",
+                         "projects", "providers", "settings", NULL};
+    int         i;
 
     snap_open(dir, &txn);
 
@@ -155,11 +153,11 @@ cmd_snapdump(const char *dir)
 static int
 cmd_lookup(const char *dir, const char *secret)
 {
-    MDB_txn         *txn;
-    MDB_dbi          meta, khash;
-    MDB_val          k, v;
-    uint8_t          hash[TX_KEY_HASH_LEN];
-    tx_khash_rec_t   kh;
+    MDB_txn       *txn;
+    MDB_dbi        meta, khash;
+    MDB_val        k, v;
+    uint8_t        hash[TX_KEY_HASH_LEN];
+    tx_khash_rec_t kh;
 
     snap_open(dir, &txn);
 
@@ -196,14 +194,14 @@ cmd_lookup(const char *dir, const char *secret)
 
 static int
 cmd_spool(const char *dir, int n, const char *mode, int hold,
-    const char *key_id)
+          const char *key_id)
 {
-    char       path[4096];
-    int        fd, i;
-    size_t     cap, off, len;
-    uint8_t   *base, rec[4096], id[16], rnd[10];
-    int64_t    now;
-    tx_wbuf_t  wb;
+    char      path[4096];
+    int       fd, i;
+    size_t    cap, off, len;
+    uint8_t  *base, rec[4096], id[16], rnd[10];
+    int64_t   now;
+    tx_wbuf_t wb;
 
     now = now_us();
     cap = 1024 * 1024;
@@ -212,8 +210,7 @@ cmd_spool(const char *dir, int n, const char *mode, int hold,
              (unsigned long long) now, (int) getpid());
 
     fd = open(path, O_RDWR | O_CREAT | O_EXCL, 0640);
-    if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) != 0
-        || ftruncate(fd, cap) != 0)
+    if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) != 0 || ftruncate(fd, cap) != 0)
     {
         perror(path);
         return 2;
@@ -292,8 +289,7 @@ main(int argc, char **argv)
     }
 
     if (argc >= 4 && strcmp(argv[1], "spool") == 0) {
-        return cmd_spool(argv[2], atoi(argv[3]),
-                         argc > 4 ? argv[4] : "seal",
+        return cmd_spool(argv[2], atoi(argv[3]), argc > 4 ? argv[4] : "seal",
                          argc > 5 ? atoi(argv[5]) : 0,
                          argc > 6 ? argv[6] : "key_test");
     }
