@@ -26,6 +26,15 @@
  *   settings   setting name -> raw value (see TX_SET_*)
  *   prices     model name -> TLV TX_PRICE_* (tx_price.h); optional: a
  *              snapshot without it prices nothing (runs flagged unpriced)
+ *   spend      spend key (tx_spend_key) -> int64 LE money: the spend of
+ *              that scope in that window over every ingested run; optional
+ *
+ * meta "ingest_watermark" (int64 LE, unix microseconds) says which runs
+ * `spend` covers: every run whose spool frame was complete before that time.
+ * torrix-cp sets it to the start time of the last ingest pass that read every
+ * spool file to its end, in the same transaction as the spend it covers.  An
+ * edge adds what it settled since the watermark and what it has reserved, so
+ * a new snapshot neither double counts nor leaves a gap.
  *
  * Later schema additions (pricing, routes, agents, spend watermarks) are new
  * named databases; existing ones keep their meaning.
@@ -36,6 +45,7 @@
 
 
 #include "tx_core.h"
+#include "tx_key.h"
 
 
 #define TX_SNAP_SCHEMA        1
@@ -50,11 +60,35 @@
 #define TX_SNAP_DB_PROVIDERS  "providers"
 #define TX_SNAP_DB_SETTINGS   "settings"
 #define TX_SNAP_DB_PRICES     "prices"
+#define TX_SNAP_DB_SPEND      "spend"
 
 #define TX_SNAP_META_SCHEMA        "schema"
 #define TX_SNAP_META_GEN           "gen"
 #define TX_SNAP_META_HASH_KEY      "hash_key"
 #define TX_SNAP_META_PUBLISHED_AT  "published_at"
+#define TX_SNAP_META_WATERMARK     "ingest_watermark"
+
+
+/*
+ * Spend scopes.  A spend key is: scope byte, window kind byte (TX_WIN_*,
+ * tx_window.h), window index (uint32 big endian), then the scope's id bytes
+ * (empty for the instance).  torrix-cp publishes day, week and month windows
+ * for every scope and keeps the current and previous window of each kind.
+ */
+#define TX_SCOPE_INSTANCE  1
+#define TX_SCOPE_ORG       2
+#define TX_SCOPE_PROJECT   3
+#define TX_SCOPE_USER      4
+#define TX_SCOPE_KEY       5
+
+#define TX_SPEND_KEY_MAX   (6 + TX_ID_MAX_LEN)
+
+/*
+ * Writes the spend key of (scope, window kind, index, id) into out
+ * (TX_SPEND_KEY_MAX bytes) and returns its length.
+ */
+size_t tx_spend_key(uint8_t *out, int scope, int kind, uint32_t index,
+    const uint8_t *id, size_t idlen);
 
 
 /* khash values */
