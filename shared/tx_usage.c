@@ -1,0 +1,1294 @@
+/*
+ * Torrix usage metering (see tx_usage.h).
+ *
+ * Two push state machines, one inside the other: SSE line framing, whose
+ * "data:" bytes go to a JSON tokenizer.  Both keep every bit of state in
+ * tx_meter_t, so a chunk may end anywhere, inside a \u escape or a number
+ * included.  Keys are interned into small ids as they end; a value's target
+ * is decided once, when it starts, from the ids of the enclosing keys; the
+ * contents of strings nobody wants are skipped in a tight loop.
+ */
+
+#include <string.h>
+
+#include "tx_usage.h"
+
+
+/* JSON tokenizer states */
+#define TX_MJ_VALUE     0 /* a value (after ':' or ',' in an array) */
+#define TX_MJ_OBJ_FIRST 1 /* after '{': a key or '}' */
+#define TX_MJ_KEY       2 /* after ',' in an object: a key */
+#define TX_MJ_ARR_FIRST 3 /* after '[': a value or ']' */
+#define TX_MJ_COLON     4
+#define TX_MJ_AFTER     5 /* after a value: ',' or a closing bracket */
+#define TX_MJ_END       6 /* the top-level value is complete */
+#define TX_MJ_STRING    7
+#define TX_MJ_ESC       8
+#define TX_MJ_UNI       9
+#define TX_MJ_NUMBER    10
+#define TX_MJ_LITERAL   11
+#define TX_MJ_FAIL      12
+
+/* what a string feeds */
+#define TX_MS_SKIP  0
+#define TX_MS_KEY   1
+#define TX_MS_MODEL 2
+#define TX_MS_COUNT 3
+
+/* number states */
+#define TX_MN_MINUS 0
+#define TX_MN_ZERO  1
+#define TX_MN_INT   2
+#define TX_MN_DOT   3
+#define TX_MN_FRAC  4
+#define TX_MN_E     5
+#define TX_MN_ESIGN 6
+#define TX_MN_EXP   7
+
+/* SSE states */
+#define TX_ME_BOM    0
+#define TX_ME_LINE   1 /* at the start of a line */
+#define TX_ME_FIELD  2 /* in a field name */
+#define TX_ME_VSTART 3 /* right after the colon */
+#define TX_ME_VALUE  4
+#define TX_ME_IGNORE 5 /* comment or a value nobody reads */
+
+/* SSE fields */
+#define TX_MF_OTHER 0
+#define TX_MF_DATA  1
+#define TX_MF_EVENT 2
+
+/* top-level "choices" array of the current event */
+#define TX_MC_NONE  0
+#define TX_MC_OPEN  1 /* opened, empty so far */
+#define TX_MC_ITEMS 2
+#define TX_MC_EMPTY 3 /* closed empty */
+
+/* raw usage fields, indexes into m->raw */
+#define TX_MR_PROMPT      0
+#define TX_MR_INPUT       1
+#define TX_MR_OUTPUT      2
+#define TX_MR_CACHED      3 /* *_details.cached_tokens */
+#define TX_MR_CACHE_READ  4 /* Anthropic cache_read_input_tokens */
+#define TX_MR_CACHE_WRITE 5
+#define TX_MR_REASONING   6
+
+/* value targets: none, model, out_chars, or TX_MT_RAW + a raw field */
+#define TX_MT_NONE  0
+#define TX_MT_MODEL 1
+#define TX_MT_COUNT 2
+#define TX_MT_RAW   3
+
+/* interned keys */
+#define TX_MK_NONE               0
+#define TX_MK_USAGE              1
+#define TX_MK_MODEL              2
+#define TX_MK_MESSAGE            3
+#define TX_MK_RESPONSE           4
+#define TX_MK_CHOICES            5
+#define TX_MK_DELTA              6
+#define TX_MK_CONTENT            7
+#define TX_MK_TEXT               8
+#define TX_MK_THINKING           9
+#define TX_MK_PARTIAL_JSON       10
+#define TX_MK_REASONING_CONTENT  11
+#define TX_MK_REASONING          12
+#define TX_MK_TOOL_CALLS         13
+#define TX_MK_FUNCTION           14
+#define TX_MK_ARGUMENTS          15
+#define TX_MK_PROMPT_TOKENS      16
+#define TX_MK_INPUT_TOKENS       17
+#define TX_MK_COMPLETION_TOKENS  18
+#define TX_MK_OUTPUT_TOKENS      19
+#define TX_MK_CACHED_TOKENS      20
+#define TX_MK_REASONING_TOKENS   21
+#define TX_MK_CACHE_READ         22
+#define TX_MK_CACHE_CREATION     23
+#define TX_MK_PROMPT_DETAILS     24
+#define TX_MK_INPUT_DETAILS      25
+#define TX_MK_COMPLETION_DETAILS 26
+#define TX_MK_OUTPUT_DETAILS     27
+#define TX_MK_ARRAY              255 /* an array level in the path */
+
+#define TX_METER_PATTERN_MAX 5 /* keys in the longest path we look for */
+
+
+typedef struct {
+    size_t      len;
+    const char *name;
+    uint8_t     id;
+} tx_meter_key_t;
+
+
+/* clang-format off */
+static const tx_meter_key_t tx_meter_keys[] = {
+    { 4,  "text",                        TX_MK_TEXT },
+    { 5,  "usage",                       TX_MK_USAGE },
+    { 5,  "model",                       TX_MK_MODEL },
+    { 5,  "delta",                       TX_MK_DELTA },
+    { 7,  "choices",                     TX_MK_CHOICES },
+    { 7,  "message",                     TX_MK_MESSAGE },
+    { 7,  "content",                     TX_MK_CONTENT },
+    { 8,  "response",                    TX_MK_RESPONSE },
+    { 8,  "thinking",                    TX_MK_THINKING },
+    { 8,  "function",                    TX_MK_FUNCTION },
+    { 9,  "arguments",                   TX_MK_ARGUMENTS },
+    { 9,  "reasoning",                   TX_MK_REASONING },
+    { 10, "tool_calls",                  TX_MK_TOOL_CALLS },
+    { 12, "partial_json",                TX_MK_PARTIAL_JSON },
+    { 12, "input_tokens",                TX_MK_INPUT_TOKENS },
+    { 13, "output_tokens",               TX_MK_OUTPUT_TOKENS },
+    { 13, "prompt_tokens",               TX_MK_PROMPT_TOKENS },
+    { 13, "cached_tokens",               TX_MK_CACHED_TOKENS },
+    { 16, "reasoning_tokens",            TX_MK_REASONING_TOKENS },
+    { 17, "completion_tokens",           TX_MK_COMPLETION_TOKENS },
+    { 17, "reasoning_content",           TX_MK_REASONING_CONTENT },
+    { 20, "input_tokens_details",        TX_MK_INPUT_DETAILS },
+    { 21, "output_tokens_details",       TX_MK_OUTPUT_DETAILS },
+    { 21, "prompt_tokens_details",       TX_MK_PROMPT_DETAILS },
+    { 23, "cache_read_input_tokens",     TX_MK_CACHE_READ },
+    { 25, "completion_tokens_details",   TX_MK_COMPLETION_DETAILS },
+    { 27, "cache_creation_input_tokens", TX_MK_CACHE_CREATION },
+};
+
+
+/* string bytes: 0 plain, 1 quote, 2 backslash, 3 control */
+static const uint8_t tx_meter_str_class[256] = {
+    3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3,
+    3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3,
+    0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0,
+};
+/* clang-format on */
+
+
+static const char *const tx_meter_literals[] = {"true", "false", "null"};
+
+
+static void tx_meter_json(tx_meter_t *m, const uint8_t *p, size_t len);
+
+
+static int
+tx_meter_hex(uint8_t c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+
+    c |= 0x20;
+
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+
+    return -1;
+}
+
+
+static int
+tx_meter_ws(uint8_t c)
+{
+    return c == ' ' || c == '\n' || c == '\r' || c == '\t';
+}
+
+
+static uint8_t
+tx_meter_intern(const char *k, size_t len)
+{
+    size_t i;
+
+    for (i = 0; i < sizeof(tx_meter_keys) / sizeof(tx_meter_keys[0]); i++) {
+        if (tx_meter_keys[i].len == len
+            && memcmp(tx_meter_keys[i].name, k, len) == 0) {
+            return tx_meter_keys[i].id;
+        }
+    }
+
+    return TX_MK_NONE;
+}
+
+
+static void
+tx_meter_json_reset(tx_meter_t *m)
+{
+    m->state = TX_MJ_VALUE;
+    m->depth = 0;
+    m->hi = 0;
+}
+
+
+static void
+tx_meter_fail(tx_meter_t *m)
+{
+    m->state = TX_MJ_FAIL;
+
+    if (m->format == TX_METER_JSON) {
+        m->failed = 1;
+
+    } else {
+        m->ev_failed = 1;
+    }
+}
+
+
+/* the target of a value starting now, from the keys that lead to it */
+
+static int
+tx_meter_target(const tx_meter_t *m)
+{
+    int     i, n, off;
+    uint8_t k[TX_METER_PATTERN_MAX];
+
+    if (m->depth == 0 || m->depth > TX_METER_DEPTH) {
+        return TX_MT_NONE;
+    }
+
+    n = 0;
+
+    for (i = 0; i < m->depth; i++) {
+        if (m->path[i] == TX_MK_ARRAY) {
+            continue;
+        }
+
+        if (m->path[i] == TX_MK_NONE || n == TX_METER_PATTERN_MAX) {
+            return TX_MT_NONE;
+        }
+
+        k[n++] = m->path[i];
+    }
+
+    if (n == 0) {
+        return TX_MT_NONE;
+    }
+
+    off = (n > 1 && (k[0] == TX_MK_MESSAGE || k[0] == TX_MK_RESPONSE));
+
+    if (k[off] == TX_MK_USAGE) {
+        if (n - off == 2) {
+            switch (k[off + 1]) {
+            case TX_MK_PROMPT_TOKENS:
+                return TX_MT_RAW + TX_MR_PROMPT;
+            case TX_MK_INPUT_TOKENS:
+                return TX_MT_RAW + TX_MR_INPUT;
+            case TX_MK_COMPLETION_TOKENS:
+            case TX_MK_OUTPUT_TOKENS:
+                return TX_MT_RAW + TX_MR_OUTPUT;
+            case TX_MK_CACHE_READ:
+                return TX_MT_RAW + TX_MR_CACHE_READ;
+            case TX_MK_CACHE_CREATION:
+                return TX_MT_RAW + TX_MR_CACHE_WRITE;
+            default:
+                return TX_MT_NONE;
+            }
+        }
+
+        if (n - off == 3) {
+            if ((k[off + 1] == TX_MK_PROMPT_DETAILS
+                 || k[off + 1] == TX_MK_INPUT_DETAILS)
+                && k[off + 2] == TX_MK_CACHED_TOKENS)
+            {
+                return TX_MT_RAW + TX_MR_CACHED;
+            }
+
+            if ((k[off + 1] == TX_MK_COMPLETION_DETAILS
+                 || k[off + 1] == TX_MK_OUTPUT_DETAILS)
+                && k[off + 2] == TX_MK_REASONING_TOKENS)
+            {
+                return TX_MT_RAW + TX_MR_REASONING;
+            }
+        }
+
+        return TX_MT_NONE;
+    }
+
+    if (n - off == 1 && k[off] == TX_MK_MODEL) {
+        return TX_MT_MODEL;
+    }
+
+    if (k[0] == TX_MK_CHOICES) {
+        if (n == 2 && k[1] == TX_MK_TEXT) {
+            return TX_MT_COUNT;
+        }
+
+        if (n == 3 && k[1] == TX_MK_DELTA
+            && (k[2] == TX_MK_CONTENT || k[2] == TX_MK_REASONING_CONTENT
+                || k[2] == TX_MK_REASONING))
+        {
+            return TX_MT_COUNT;
+        }
+
+        if (n == 5 && k[1] == TX_MK_DELTA && k[2] == TX_MK_TOOL_CALLS
+            && k[3] == TX_MK_FUNCTION && k[4] == TX_MK_ARGUMENTS)
+        {
+            return TX_MT_COUNT;
+        }
+
+        return TX_MT_NONE;
+    }
+
+    if (k[0] == TX_MK_DELTA) {
+        if (n == 1
+            || (n == 2
+                && (k[1] == TX_MK_TEXT || k[1] == TX_MK_THINKING
+                    || k[1] == TX_MK_PARTIAL_JSON)))
+        {
+            return TX_MT_COUNT;
+        }
+    }
+
+    return TX_MT_NONE;
+}
+
+
+static void
+tx_meter_value_done(tx_meter_t *m)
+{
+    m->state = m->depth ? TX_MJ_AFTER : TX_MJ_END;
+}
+
+
+static int
+tx_meter_is_array(const tx_meter_t *m)
+{
+    int l;
+
+    l = m->depth - 1;
+
+    return (m->arrays[l >> 5] >> (l & 31)) & 1;
+}
+
+
+static int
+tx_meter_push(tx_meter_t *m, int array)
+{
+    int l;
+
+    if (m->depth == TX_METER_NEST) {
+        return TX_ERROR;
+    }
+
+    l = m->depth++;
+
+    if (array) {
+        m->arrays[l >> 5] |= (uint32_t) 1 << (l & 31);
+
+    } else {
+        m->arrays[l >> 5] &= ~((uint32_t) 1 << (l & 31));
+    }
+
+    if (l < TX_METER_DEPTH) {
+        m->path[l] = array ? TX_MK_ARRAY : TX_MK_NONE;
+    }
+
+    m->state = array ? TX_MJ_ARR_FIRST : TX_MJ_OBJ_FIRST;
+
+    return TX_OK;
+}
+
+
+static void
+tx_meter_pop(tx_meter_t *m)
+{
+    if (m->depth == 2 && m->ev_choices == TX_MC_OPEN) {
+        m->ev_choices = TX_MC_EMPTY;
+    }
+
+    m->depth--;
+    tx_meter_value_done(m);
+}
+
+
+/* c starts a value */
+
+static int
+tx_meter_value(tx_meter_t *m, uint8_t c)
+{
+    int target;
+
+    if (m->ev_choices == TX_MC_OPEN && m->depth == 2) {
+        m->ev_choices = TX_MC_ITEMS;
+    }
+
+    switch (c) {
+    case '{':
+        return tx_meter_push(m, 0);
+
+    case '[':
+        if (m->depth == 1 && m->path[0] == TX_MK_CHOICES
+            && !tx_meter_is_array(m)) {
+            m->ev_choices = TX_MC_OPEN;
+        }
+
+        return tx_meter_push(m, 1);
+
+    case '"':
+        target = tx_meter_target(m);
+        m->state = TX_MJ_STRING;
+
+        if (target == TX_MT_COUNT) {
+            m->str_kind = TX_MS_COUNT;
+
+        } else if (target == TX_MT_MODEL && m->u.model_len == 0) {
+            m->str_kind = TX_MS_MODEL;
+            m->model_pos = 0;
+            m->hi = 0;
+
+        } else {
+            m->str_kind = TX_MS_SKIP;
+        }
+
+        return TX_OK;
+
+    case 't':
+    case 'f':
+    case 'n':
+        m->state = TX_MJ_LITERAL;
+        m->lit = (c == 't') ? 0 : (c == 'f') ? 1 : 2;
+        m->lit_pos = 1;
+        return TX_OK;
+
+    case '-':
+        m->state = TX_MJ_NUMBER;
+        m->num_state = TX_MN_MINUS;
+        m->num_ok = 0;
+        m->num_target = TX_MT_NONE;
+        return TX_OK;
+
+    default:
+        if (c < '0' || c > '9') {
+            return TX_ERROR;
+        }
+
+        target = tx_meter_target(m);
+
+        m->state = TX_MJ_NUMBER;
+        m->num_state = (c == '0') ? TX_MN_ZERO : TX_MN_INT;
+        m->num = (uint64_t) (c - '0');
+        m->num_ok = 1;
+        m->num_target = target >= TX_MT_RAW ? target : TX_MT_NONE;
+        return TX_OK;
+    }
+}
+
+
+static void
+tx_meter_number_done(tx_meter_t *m)
+{
+    int f;
+
+    if (m->num_target != TX_MT_NONE && m->num_ok) {
+        f = m->num_target - TX_MT_RAW;
+        m->raw[f] = m->num;
+        m->raw_seen |= 1u << f;
+        m->u.has_usage = 1;
+        m->ev_usage = 1;
+    }
+
+    tx_meter_value_done(m);
+}
+
+
+/* returns 1: c is part of the number, 0: the number ended before c, -1 */
+
+static int
+tx_meter_number(tx_meter_t *m, uint8_t c)
+{
+    int digit;
+
+    digit = (c >= '0' && c <= '9');
+
+    switch (m->num_state) {
+    case TX_MN_MINUS:
+        if (!digit) {
+            return -1;
+        }
+
+        m->num_state = (c == '0') ? TX_MN_ZERO : TX_MN_INT;
+        return 1;
+
+    case TX_MN_ZERO:
+    case TX_MN_INT:
+        if (digit) {
+            if (m->num_state == TX_MN_ZERO) {
+                return -1;
+            }
+
+            if (m->num > (UINT64_MAX - (uint64_t) (c - '0')) / 10) {
+                m->num_ok = 0;
+
+            } else {
+                m->num = m->num * 10 + (uint64_t) (c - '0');
+            }
+
+            return 1;
+        }
+
+        if (c == '.') {
+            m->num_state = TX_MN_DOT;
+            m->num_ok = 0;
+            return 1;
+        }
+
+        if (c == 'e' || c == 'E') {
+            m->num_state = TX_MN_E;
+            m->num_ok = 0;
+            return 1;
+        }
+
+        return 0;
+
+    case TX_MN_DOT:
+        if (!digit) {
+            return -1;
+        }
+
+        m->num_state = TX_MN_FRAC;
+        return 1;
+
+    case TX_MN_FRAC:
+        if (digit) {
+            return 1;
+        }
+
+        if (c == 'e' || c == 'E') {
+            m->num_state = TX_MN_E;
+            return 1;
+        }
+
+        return 0;
+
+    case TX_MN_E:
+        if (c == '+' || c == '-') {
+            m->num_state = TX_MN_ESIGN;
+            return 1;
+        }
+
+        /* fall through */
+
+    case TX_MN_ESIGN:
+        if (!digit) {
+            return -1;
+        }
+
+        m->num_state = TX_MN_EXP;
+        return 1;
+
+    default: /* TX_MN_EXP */
+        return digit ? 1 : 0;
+    }
+}
+
+
+static void
+tx_meter_key_put(tx_meter_t *m, uint8_t c)
+{
+    if (m->key_len == TX_METER_KEY_MAX) {
+        m->key_bad = 1;
+        return;
+    }
+
+    m->key[m->key_len++] = (char) c;
+}
+
+
+static void
+tx_meter_model_put(tx_meter_t *m, uint8_t c)
+{
+    if (m->model_pos < TX_METER_MODEL_MAX - 1) {
+        m->u.model[m->model_pos++] = (char) c;
+    }
+}
+
+
+static void
+tx_meter_model_cp(tx_meter_t *m, uint32_t cp)
+{
+    if (cp < 0x80) {
+        tx_meter_model_put(m, (uint8_t) cp);
+
+    } else if (cp < 0x800) {
+        tx_meter_model_put(m, (uint8_t) (0xc0 | cp >> 6));
+        tx_meter_model_put(m, (uint8_t) (0x80 | (cp & 0x3f)));
+
+    } else if (cp < 0x10000) {
+        tx_meter_model_put(m, (uint8_t) (0xe0 | cp >> 12));
+        tx_meter_model_put(m, (uint8_t) (0x80 | ((cp >> 6) & 0x3f)));
+        tx_meter_model_put(m, (uint8_t) (0x80 | (cp & 0x3f)));
+
+    } else {
+        tx_meter_model_put(m, (uint8_t) (0xf0 | cp >> 18));
+        tx_meter_model_put(m, (uint8_t) (0x80 | ((cp >> 12) & 0x3f)));
+        tx_meter_model_put(m, (uint8_t) (0x80 | ((cp >> 6) & 0x3f)));
+        tx_meter_model_put(m, (uint8_t) (0x80 | (cp & 0x3f)));
+    }
+}
+
+
+/* a lone surrogate in a model name becomes U+FFFD */
+
+static void
+tx_meter_model_flush(tx_meter_t *m)
+{
+    if (m->hi) {
+        tx_meter_model_cp(m, 0xfffd);
+        m->hi = 0;
+    }
+}
+
+
+/* one decoded character of a string, from an escape */
+
+static void
+tx_meter_str_char(tx_meter_t *m, uint32_t cp)
+{
+    switch (m->str_kind) {
+    case TX_MS_KEY:
+        if (cp < 0x80) {
+            tx_meter_key_put(m, (uint8_t) cp);
+
+        } else {
+            m->key_bad = 1;
+        }
+
+        break;
+
+    case TX_MS_MODEL:
+        if (cp >= 0xdc00 && cp <= 0xdfff && m->hi) {
+            cp = 0x10000 + ((m->hi - 0xd800) << 10) + (cp - 0xdc00);
+            m->hi = 0;
+            tx_meter_model_cp(m, cp);
+            break;
+        }
+
+        tx_meter_model_flush(m);
+
+        if (cp >= 0xd800 && cp <= 0xdbff) {
+            m->hi = cp;
+
+        } else if (cp >= 0xdc00 && cp <= 0xdfff) {
+            tx_meter_model_cp(m, 0xfffd);
+
+        } else {
+            tx_meter_model_cp(m, cp);
+        }
+
+        break;
+
+    case TX_MS_COUNT:
+        /* a surrogate pair is one character: count its high half */
+        if (cp < 0xdc00 || cp > 0xdfff) {
+            m->u.out_chars++;
+        }
+
+        break;
+
+    default:
+        break;
+    }
+}
+
+
+static void
+tx_meter_str_end(tx_meter_t *m)
+{
+    switch (m->str_kind) {
+    case TX_MS_KEY:
+        if (m->depth <= TX_METER_DEPTH) {
+            m->path[m->depth - 1] =
+                m->key_bad ? TX_MK_NONE : tx_meter_intern(m->key, m->key_len);
+        }
+
+        m->state = TX_MJ_COLON;
+        return;
+
+    case TX_MS_MODEL:
+        tx_meter_model_flush(m);
+
+        if (m->model_pos > 0 && m->u.model_len == 0) {
+            m->u.model_len = m->model_pos;
+            m->u.model[m->model_pos] = '\0';
+        }
+
+        break;
+
+    default:
+        break;
+    }
+
+    tx_meter_value_done(m);
+}
+
+
+static void
+tx_meter_key_start(tx_meter_t *m)
+{
+    m->state = TX_MJ_STRING;
+    m->str_kind = TX_MS_KEY;
+    m->key_len = 0;
+    m->key_bad = 0;
+}
+
+
+static void
+tx_meter_json(tx_meter_t *m, const uint8_t *p, size_t len)
+{
+    int      h, rc;
+    size_t   i;
+    uint8_t  c;
+    uint32_t cp;
+    uint64_t n;
+
+    i = 0;
+
+    while (i < len) {
+        c = p[i];
+
+        switch (m->state) {
+        case TX_MJ_STRING:
+            switch (m->str_kind) {
+            case TX_MS_SKIP:
+                while (i < len && tx_meter_str_class[p[i]] == 0) {
+                    i++;
+                }
+
+                break;
+
+            case TX_MS_COUNT:
+                n = 0;
+
+                while (i < len && tx_meter_str_class[p[i]] == 0) {
+                    n += (p[i] & 0xc0) != 0x80;
+                    i++;
+                }
+
+                m->u.out_chars += n;
+                break;
+
+            case TX_MS_KEY:
+                while (i < len && tx_meter_str_class[p[i]] == 0) {
+                    tx_meter_key_put(m, p[i]);
+                    i++;
+                }
+
+                break;
+
+            default: /* TX_MS_MODEL */
+                while (i < len && tx_meter_str_class[p[i]] == 0) {
+                    tx_meter_model_flush(m);
+                    tx_meter_model_put(m, p[i]);
+                    i++;
+                }
+
+                break;
+            }
+
+            if (i == len) {
+                return;
+            }
+
+            c = p[i++];
+
+            if (c == '"') {
+                tx_meter_str_end(m);
+
+            } else if (c == '\\') {
+                m->state = TX_MJ_ESC;
+
+            } else {
+                goto failed;
+            }
+
+            break;
+
+        case TX_MJ_ESC:
+            i++;
+
+            switch (c) {
+            case '"':
+            case '\\':
+            case '/':
+                cp = c;
+                break;
+            case 'b':
+                cp = '\b';
+                break;
+            case 'f':
+                cp = '\f';
+                break;
+            case 'n':
+                cp = '\n';
+                break;
+            case 'r':
+                cp = '\r';
+                break;
+            case 't':
+                cp = '\t';
+                break;
+
+            case 'u':
+                m->state = TX_MJ_UNI;
+                m->uni = 0;
+                m->uni_left = 4;
+                continue;
+
+            default:
+                goto failed;
+            }
+
+            tx_meter_str_char(m, cp);
+            m->state = TX_MJ_STRING;
+            break;
+
+        case TX_MJ_UNI:
+            h = tx_meter_hex(c);
+
+            if (h < 0) {
+                goto failed;
+            }
+
+            i++;
+            m->uni = m->uni << 4 | (uint32_t) h;
+
+            if (--m->uni_left == 0) {
+                tx_meter_str_char(m, m->uni);
+                m->state = TX_MJ_STRING;
+            }
+
+            break;
+
+        case TX_MJ_NUMBER:
+            rc = tx_meter_number(m, c);
+
+            if (rc < 0) {
+                goto failed;
+            }
+
+            if (rc == 0) {
+                tx_meter_number_done(m); /* c is looked at again */
+                break;
+            }
+
+            i++;
+            break;
+
+        case TX_MJ_LITERAL:
+            if (c != (uint8_t) tx_meter_literals[m->lit][m->lit_pos]) {
+                goto failed;
+            }
+
+            i++;
+
+            if (tx_meter_literals[m->lit][++m->lit_pos] == '\0') {
+                tx_meter_value_done(m);
+            }
+
+            break;
+
+        case TX_MJ_FAIL:
+            return;
+
+        default:
+            /* the structural states: whitespace is skipped in all of them */
+
+            if (tx_meter_ws(c)) {
+                i++;
+                break;
+            }
+
+            i++;
+
+            switch (m->state) {
+            case TX_MJ_VALUE:
+                if (tx_meter_value(m, c) != TX_OK) {
+                    goto failed;
+                }
+
+                break;
+
+            case TX_MJ_OBJ_FIRST:
+                if (c == '}') {
+                    tx_meter_pop(m);
+                    break;
+                }
+
+                /* fall through */
+
+            case TX_MJ_KEY:
+                if (c != '"') {
+                    goto failed;
+                }
+
+                tx_meter_key_start(m);
+                break;
+
+            case TX_MJ_ARR_FIRST:
+                if (c == ']') {
+                    tx_meter_pop(m);
+                    break;
+                }
+
+                if (tx_meter_value(m, c) != TX_OK) {
+                    goto failed;
+                }
+
+                break;
+
+            case TX_MJ_COLON:
+                if (c != ':') {
+                    goto failed;
+                }
+
+                m->state = TX_MJ_VALUE;
+                break;
+
+            case TX_MJ_AFTER:
+                if (c == ',') {
+                    m->state = tx_meter_is_array(m) ? TX_MJ_VALUE : TX_MJ_KEY;
+                    break;
+                }
+
+                if (c == (tx_meter_is_array(m) ? ']' : '}')) {
+                    tx_meter_pop(m);
+                    break;
+                }
+
+                goto failed;
+
+            default: /* TX_MJ_END */
+                goto failed;
+            }
+
+            break;
+        }
+    }
+
+    return;
+
+failed:
+
+    tx_meter_fail(m);
+}
+
+
+void
+tx_meter_init(tx_meter_t *m, int format, int provider)
+{
+    memset(m, 0, sizeof(tx_meter_t));
+
+    m->format = format;
+    m->provider = provider;
+    m->sse_state = TX_ME_BOM;
+
+    tx_meter_json_reset(m);
+
+    if (format != TX_METER_JSON && format != TX_METER_SSE) {
+        m->failed = 1;
+        m->state = TX_MJ_FAIL;
+    }
+}
+
+
+static void
+tx_meter_event_reset(tx_meter_t *m)
+{
+    m->sse_reset = 0;
+    m->sse_lines = 0;
+    m->sse_name_len = 0;
+    m->ev_data_lines = 0;
+    m->ev_failed = 0;
+    m->ev_choices = TX_MC_NONE;
+    m->ev_usage = 0;
+    m->ev_not_done = 0;
+    m->done_match = 0;
+
+    tx_meter_json_reset(m);
+}
+
+
+static int
+tx_meter_event_end(tx_meter_t *m)
+{
+    m->sse_reset = 1;
+
+    if (m->ev_data_lines == 1 && !m->ev_not_done && m->done_match == 6) {
+        return TX_METER_EV_DONE;
+    }
+
+    if (m->ev_choices == TX_MC_EMPTY && m->ev_usage && !m->ev_failed
+        && m->state == TX_MJ_END)
+    {
+        return TX_METER_EV_END_USAGE;
+    }
+
+    return TX_METER_EV_END;
+}
+
+
+/* the field name is complete (at ':' or at the end of the line) */
+
+static void
+tx_meter_field_start(tx_meter_t *m)
+{
+    size_t n;
+
+    n = m->sse_fname_len;
+
+    if (n == 4 && memcmp(m->sse_fname, "data", 4) == 0) {
+        m->sse_field = TX_MF_DATA;
+
+        if (++m->ev_data_lines > 1) {
+            /* data lines join with LF */
+            m->ev_not_done = 1;
+            tx_meter_json(m, (const uint8_t *) "\n", 1);
+        }
+
+    } else if (n == 5 && memcmp(m->sse_fname, "event", 5) == 0) {
+        m->sse_field = TX_MF_EVENT;
+        m->sse_name_len = 0;
+
+    } else {
+        m->sse_field = TX_MF_OTHER;
+    }
+}
+
+
+static void
+tx_meter_field_value(tx_meter_t *m, const uint8_t *p, size_t len)
+{
+    size_t n;
+
+    if (len == 0) {
+        return;
+    }
+
+    if (m->sse_field == TX_MF_DATA) {
+        if (!m->ev_not_done) {
+            if (len > 6 - m->done_match
+                || memcmp(p, &"[DONE]"[m->done_match], len) != 0) {
+                m->ev_not_done = 1;
+
+            } else {
+                m->done_match += len;
+            }
+        }
+
+        tx_meter_json(m, p, len);
+        return;
+    }
+
+    if (m->sse_field == TX_MF_EVENT) {
+        n = sizeof(m->sse_name) - m->sse_name_len;
+        n = len < n ? len : n;
+        memcpy(m->sse_name + m->sse_name_len, p, n);
+        m->sse_name_len += n;
+    }
+}
+
+
+static size_t
+tx_meter_sse(tx_meter_t *m, const uint8_t *p, size_t len, int *ev)
+{
+    size_t  i, j;
+    uint8_t c;
+
+    static const uint8_t bom[3] = {0xef, 0xbb, 0xbf};
+
+    i = 0;
+
+    while (i < len) {
+        c = p[i];
+
+        switch (m->sse_state) {
+        case TX_ME_BOM:
+            if (c == bom[m->sse_bom]) {
+                i++;
+
+                if (++m->sse_bom == 3) {
+                    m->sse_state = TX_ME_LINE;
+                }
+
+                break;
+            }
+
+            if (m->sse_bom == 0) {
+                m->sse_state = TX_ME_LINE;
+                break;
+            }
+
+            /* a partial BOM: the first field name is garbage */
+            m->sse_lines = 1;
+            m->sse_fname_len = sizeof(m->sse_fname) + 1;
+            m->sse_state = TX_ME_FIELD;
+            break;
+
+        case TX_ME_LINE:
+            if (m->sse_cr) {
+                m->sse_cr = 0;
+
+                if (c == '\n') {
+                    i++;
+                    break;
+                }
+            }
+
+            if (m->sse_reset) {
+                tx_meter_event_reset(m);
+            }
+
+            if (c == '\n' || c == '\r') {
+                m->sse_cr = (c == '\r');
+                i++;
+
+                if (m->sse_lines) {
+                    *ev = tx_meter_event_end(m);
+                    return i;
+                }
+
+                break;
+            }
+
+            m->sse_lines++;
+
+            if (c == ':') {
+                m->sse_state = TX_ME_IGNORE;
+                i++;
+                break;
+            }
+
+            m->sse_fname_len = 0;
+            m->sse_state = TX_ME_FIELD;
+            break;
+
+        case TX_ME_FIELD:
+            if (c == ':') {
+                tx_meter_field_start(m);
+                m->sse_state = TX_ME_VSTART;
+                i++;
+                break;
+            }
+
+            if (c == '\n' || c == '\r') {
+                /* a field name alone: an empty value */
+                tx_meter_field_start(m);
+                m->sse_cr = (c == '\r');
+                m->sse_state = TX_ME_LINE;
+                i++;
+                break;
+            }
+
+            if (m->sse_fname_len < sizeof(m->sse_fname)) {
+                m->sse_fname[m->sse_fname_len] = (char) c;
+            }
+
+            if (m->sse_fname_len <= sizeof(m->sse_fname)) {
+                m->sse_fname_len++;
+            }
+
+            i++;
+            break;
+
+        case TX_ME_VSTART:
+            m->sse_state = TX_ME_VALUE;
+
+            if (c == ' ') {
+                i++;
+            }
+
+            break;
+
+        default: /* TX_ME_VALUE, TX_ME_IGNORE */
+            for (j = i; j < len && p[j] != '\n' && p[j] != '\r'; j++) {
+                /* void */
+            }
+
+            if (m->sse_state == TX_ME_VALUE) {
+                tx_meter_field_value(m, p + i, j - i);
+            }
+
+            i = j;
+
+            if (j < len) {
+                m->sse_cr = (p[j] == '\r');
+                m->sse_state = TX_ME_LINE;
+                i++;
+            }
+
+            break;
+        }
+    }
+
+    return len;
+}
+
+
+size_t
+tx_meter_feed(tx_meter_t *m, const uint8_t *p, size_t len, int *ev)
+{
+    int dummy;
+
+    if (ev == NULL) {
+        ev = &dummy;
+    }
+
+    *ev = TX_METER_EV_NONE;
+
+    if (m->format == TX_METER_SSE) {
+        return tx_meter_sse(m, p, len, ev);
+    }
+
+    if (m->state != TX_MJ_FAIL) {
+        tx_meter_json(m, p, len);
+    }
+
+    return len;
+}
+
+
+static uint64_t
+tx_meter_add(uint64_t a, uint64_t b)
+{
+    return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+
+
+void
+tx_meter_result(const tx_meter_t *m, tx_usage_t *out)
+{
+    uint64_t in;
+
+#define tx_meter_seen(f) (m->raw_seen & (1u << (f)))
+
+    *out = m->u;
+    out->model[out->model_len] = '\0';
+
+    in = tx_meter_seen(TX_MR_PROMPT)  ? m->raw[TX_MR_PROMPT]
+         : tx_meter_seen(TX_MR_INPUT) ? m->raw[TX_MR_INPUT]
+                                      : 0;
+
+    if (tx_meter_seen(TX_MR_CACHE_READ) || tx_meter_seen(TX_MR_CACHE_WRITE)) {
+        out->cache_read = m->raw[TX_MR_CACHE_READ];
+        out->cache_write = m->raw[TX_MR_CACHE_WRITE];
+        in = tx_meter_add(in, out->cache_read);
+        in = tx_meter_add(in, out->cache_write);
+
+    } else {
+        out->cache_read = m->raw[TX_MR_CACHED];
+        out->cache_write = 0;
+    }
+
+    out->input = in;
+    out->output = m->raw[TX_MR_OUTPUT];
+    out->reasoning = m->raw[TX_MR_REASONING];
+
+#undef tx_meter_seen
+}
+
+
+void
+tx_meter_event_name(const tx_meter_t *m, tx_str_t *name)
+{
+    name->data = (const uint8_t *) m->sse_name;
+    name->len = m->sse_name_len;
+}
