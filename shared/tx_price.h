@@ -18,7 +18,10 @@
  * Reasoning tokens are part of output and priced as output.  When the
  * model has a tier (tier_threshold > 0) and input > tier_threshold, the
  * *_above prices replace the base prices for the whole request (LiteLLM's
- * "*_above_200k_tokens" semantics).  The sum is computed in 128 bits.
+ * "*_above_200k_tokens" semantics); an unset cache price above the tier
+ * falls back to in_above, as the base one falls back to in.  `input` is the
+ * normalised input of tx_usage.h (cached tokens included).  The sum is
+ * computed in 128 bits; a model with `free` set costs 0.
  *
  * In the snapshot (database "prices", key = model name) a price is a TLV
  * record with the TX_PRICE_* tags below; a model with TX_PRICE_FREE costs 0
@@ -75,14 +78,19 @@ void tx_price_encode(tx_wbuf_t *wb, const tx_price_t *p);
 
 /*
  * The cost of a run with these token counts (see the formula above).
- * Returns TX_OK, or TX_ERROR when the result would overflow int64.
+ * Returns TX_OK, or TX_ERROR when the result would overflow int64 or a price
+ * in use is negative (other than -1, "unset", for cache prices).
  */
 int tx_price_cost(const tx_price_t *p, uint64_t input, uint64_t output,
     uint64_t cache_read, uint64_t cache_write, tx_money_t *cost);
 
 /*
  * Converts a per-token USD price written as a decimal string ("2.5e-06",
- * "0.0000025") exactly into money per 1M tokens.  TX_OK or TX_ERROR.
+ * "0.0000025", "0") exactly into money per 1M tokens, i.e. value * 1e14,
+ * without floating point.  JSON number syntax; a price below the unit (more
+ * than 14 decimals, "1.234e-15") is rounded half up to a whole unit, so
+ * "5e-15" is 1 and "4.9e-15" is 0.  TX_ERROR for a negative price, bad
+ * syntax, trailing bytes or a result above INT64_MAX.
  */
 int tx_price_from_per_token(const char *s, size_t len, tx_money_t *out);
 
