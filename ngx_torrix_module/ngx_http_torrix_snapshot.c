@@ -181,6 +181,23 @@ ngx_http_torrix_snapshot_open(ngx_log_t *log)
         goto failed;
     }
 
+    /* a commit, not a reset, keeps the database handles opened in it */
+    rc = mdb_txn_commit(s->txn);
+    s->txn = NULL;
+
+    if (rc != MDB_SUCCESS) {
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "torrix: mdb_txn_commit() failed: %s", mdb_strerror(rc));
+        goto failed;
+    }
+
+    rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &s->txn);
+    if (rc != MDB_SUCCESS) {
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "torrix: mdb_txn_begin() failed: %s", mdb_strerror(rc));
+        goto failed;
+    }
+
     mdb_txn_reset(s->txn);
     s->active = 0;
 
