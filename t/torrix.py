@@ -176,8 +176,8 @@ class Admin:
         if key:
             headers["Authorization"] = "Bearer " + key
         if body is not None:
-            kw["data"] = body if isinstance(body, (bytes, str)) \
-                else json.dumps(body)
+            kw["data"] = json.dumps(body) \
+                if isinstance(body, (dict, list)) else body
             headers.setdefault("Content-Type", "application/json")
         r = http(method, self.base + path, headers=headers, **kw)
         self._remember_secrets(r)
@@ -523,8 +523,8 @@ class Stack:
         if key:
             h.setdefault("Authorization", "Bearer " + key)
         if body is not None:
-            kw["data"] = body if isinstance(body, (bytes, str)) \
-                else json.dumps(body)
+            kw["data"] = json.dumps(body) \
+                if isinstance(body, (dict, list)) else body
             h.setdefault("Content-Type", "application/json")
         return http(method, self.url + path, headers=h, **kw)
 
