@@ -26,7 +26,7 @@
 
 
 #define TXCP_VERSION      "0.1.0"
-#define TXCP_STORE_SCHEMA 1
+#define TXCP_STORE_SCHEMA 2
 
 
 /* Store (source of truth) named databases, see txcp_store.h */
@@ -44,6 +44,10 @@ enum {
     TXCP_DB_SETTINGS,
     TXCP_DB_SLUGS,
     TXCP_DB_TIMERS,
+    TXCP_DB_PRICES,
+    TXCP_DB_SPEND,
+    TXCP_DB_ROLLUPS,
+    TXCP_DB_RUNS_IDX,
     TXCP_DB_N
 };
 
@@ -58,6 +62,8 @@ enum {
     TXCP_SDB_USERS,
     TXCP_SDB_PROVIDERS,
     TXCP_SDB_SETTINGS,
+    TXCP_SDB_PRICES,
+    TXCP_SDB_SPEND,
     TXCP_SDB_N
 };
 

@@ -53,6 +53,20 @@ uint64_t txcp_provider_kind(const char *kind);
 int txcp_settings_get(MDB_txn *txn, char **targets, uint64_t *sample_ppm);
 
 
+#define TXCP_RETENTION_DEFAULT 30 /* days */
+
+/* The instance settings that are not lists. */
+typedef struct {
+    uint64_t sample_ppm;
+    int      pii_masking;        /* mask stored run bodies (tx_pii) */
+    int64_t  retention_days;     /* raw runs kept that long, 0 = forever */
+    uint64_t default_max_tokens; /* published for the module, 0 = none */
+} txcp_settings_t;
+
+/* Reads the settings record (defaults where unset).  TX_OK. */
+int txcp_settings_read(MDB_txn *txn, txcp_settings_t *st);
+
+
 /*
  * Output of one listed record (a new tree the caller owns), or NULL to
  * skip it (filtered out).

@@ -71,6 +71,10 @@ static const txcp_field_t txcp_settings_fields[] =
     {{"proxy_targets", TXCP_F_STRLIST, TXCP_FF_NULLABLE | TXCP_FF_URL, 0, 1000,
       NULL, 0, NULL},
      {"sample_rate", TXCP_F_RATE, 0, 0, 0, NULL, 0, NULL},
+     {"pii_masking", TXCP_F_BOOL, 0, 0, 0, NULL, 0, NULL},
+     {"retention_days", TXCP_F_INT, 0, 0, 36500, NULL, 0, NULL},
+     {"default_max_tokens", TXCP_F_INT, TXCP_FF_NULLABLE, 0, 100000000, NULL,
+      0, NULL},
      {NULL, 0, 0, 0, 0, NULL, 0, NULL}};
 
 
@@ -632,12 +636,34 @@ txcp_settings_get(MDB_txn *txn, char **targets, uint64_t *sample_ppm)
 }
 
 
+int
+txcp_settings_read(MDB_txn *txn, txcp_settings_t *st)
+{
+    cJSON *rec;
+
+    rec = txcp_store_get(txn, TXCP_DB_SETTINGS, TXCP_SETTINGS_ID);
+
+    st->sample_ppm =
+        (uint64_t) txcp_json_int(rec, "sample_rate", TXCP_SAMPLE_DEFAULT);
+    st->pii_masking = txcp_json_bool(rec, "pii_masking", 0);
+    st->retention_days = txcp_json_int(rec, "retention_days",
+                                       TXCP_RETENTION_DEFAULT);
+    st->default_max_tokens =
+        (uint64_t) txcp_json_int(rec, "default_max_tokens", 0);
+
+    cJSON_Delete(rec);
+
+    return TX_OK;
+}
+
+
 static cJSON *
 txcp_settings_output(MDB_txn *txn)
 {
-    cJSON   *out, *list, *rec;
-    char    *targets, *p, *nl;
-    uint64_t ppm;
+    cJSON          *out, *list, *rec;
+    char           *targets, *p, *nl;
+    uint64_t        ppm;
+    txcp_settings_t st;
 
     if (txcp_settings_get(txn, &targets, &ppm) != TX_OK) {
         return NULL;
@@ -670,6 +696,18 @@ txcp_settings_output(MDB_txn *txn)
             ? "store"
             : "default");
     cJSON_AddNumberToObject(out, "sample_rate", (double) ppm / 1e6);
+
+    txcp_settings_read(txn, &st);
+    cJSON_AddBoolToObject(out, "pii_masking", st.pii_masking);
+    cJSON_AddNumberToObject(out, "retention_days", (double) st.retention_days);
+
+    if (st.default_max_tokens) {
+        cJSON_AddNumberToObject(out, "default_max_tokens",
+                                (double) st.default_max_tokens);
+
+    } else {
+        cJSON_AddNullToObject(out, "default_max_tokens");
+    }
 
     free(targets);
     cJSON_Delete(rec);

@@ -17,7 +17,11 @@
 #include "txcp_http.h"
 #include "txcp_api.h"
 #include "txcp_json.h"
+#include "txcp_pricing.h"
 #include "txcp_store.h"
+
+
+#define TXCP_IMPORT_MAX_BODY (16 * 1024 * 1024) /* POST pricing/import */
 
 
 typedef void (*txcp_handler_pt)(txcp_req_t *r);
@@ -66,6 +70,12 @@ static const txcp_route_t txcp_routes[] =
 
      {"settings", TXCP_GET, 1, txcp_api_settings_get},
      {"settings", TXCP_PATCH, 1, txcp_api_settings_patch},
+
+     {"pricing", TXCP_GET, 1, txcp_api_pricing_list},
+     {"pricing/import", TXCP_POST, 1, txcp_api_pricing_import},
+     {"pricing/**", TXCP_GET, 1, txcp_api_pricing_get},
+     {"pricing/**", TXCP_PUT, 1, txcp_api_pricing_put},
+     {"pricing/**", TXCP_DELETE, 1, txcp_api_pricing_delete},
 
      {"runs", TXCP_GET, 1, txcp_api_runs_list},
      {"runs/*", TXCP_GET, 1, txcp_api_runs_get},
@@ -300,7 +310,19 @@ txcp_http_route(txcp_req_t *r, const char *path, int *status)
                 q++;
             }
 
-            if (n == 1 && *p == '*') {
+            if (n == 2 && p[0] == '*' && p[1] == '*' && end == NULL) {
+                /* the rest of the path, slashes included (model names) */
+
+                n = strlen(seg);
+
+                if (n == 0 || n >= sizeof(r->id)) {
+                    break;
+                }
+
+                memcpy(r->id, seg, n + 1);
+                q = seg + n;
+
+            } else if (n == 1 && *p == '*') {
                 if (q == seg || (size_t) (q - seg) >= sizeof(r->id)) {
                     break;
                 }
@@ -497,15 +519,24 @@ txcp_http_handler(void *cls, struct MHD_Connection *conn, const char *url,
             r->path[n] = (url[n] > 0x20 && url[n] < 0x7f) ? url[n] : '?';
         }
 
+        r->max_body = txcp.conf.max_body;
+
+        if (r->method == TXCP_POST
+            && (strcmp(url, "/api/v1/pricing/import") == 0
+                || strcmp(url, "/api/v1/pricing/import/") == 0))
+        {
+            r->max_body = TXCP_IMPORT_MAX_BODY;
+        }
+
         cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
                                          MHD_HTTP_HEADER_CONTENT_LENGTH);
 
         if (cl) {
             n = strtoull(cl, NULL, 10);
 
-            if (n > txcp.conf.max_body) {
+            if (n > r->max_body) {
                 txcp_http_error(r, 413, "request body over %zu bytes",
-                                txcp.conf.max_body);
+                                r->max_body);
                 return txcp_http_queue(r);
             }
         }
@@ -520,7 +551,7 @@ txcp_http_handler(void *cls, struct MHD_Connection *conn, const char *url,
 
     if (*upload_data_size) {
         if (!r->too_large) {
-            if (r->len + *upload_data_size > txcp.conf.max_body) {
+            if (r->len + *upload_data_size > r->max_body) {
                 r->too_large = 1;
                 free(r->body);
                 r->body = NULL;
@@ -533,8 +564,8 @@ txcp_http_handler(void *cls, struct MHD_Connection *conn, const char *url,
                     need = need < 4096 ? 4096 : need;
                     need = need < r->cap * 2 ? r->cap * 2 : need;
 
-                    if (need > txcp.conf.max_body + 1) {
-                        need = txcp.conf.max_body + 1;
+                    if (need > r->max_body + 1) {
+                        need = r->max_body + 1;
                     }
 
                     p = realloc(r->body, need);
@@ -557,8 +588,7 @@ txcp_http_handler(void *cls, struct MHD_Connection *conn, const char *url,
     }
 
     if (r->too_large) {
-        txcp_http_error(r, 413, "request body over %zu bytes",
-                        txcp.conf.max_body);
+        txcp_http_error(r, 413, "request body over %zu bytes", r->max_body);
 
     } else {
         txcp_http_dispatch(r, url);

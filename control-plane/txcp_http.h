@@ -30,6 +30,7 @@ typedef struct {
     size_t                 len;
     size_t                 cap;
     int                    too_large;
+    size_t                 max_body; /* conf max_body, more on some routes */
     int                    replied;
     char                   path[160]; /* for the log, sanitized */
     char                   resource[32];

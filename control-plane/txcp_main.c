@@ -4,6 +4,7 @@
  *   torrix-cp [--config FILE] [--data DIR] [--listen HOST:PORT]
  *             [--dataplane-user USER] [--foreground] [--OPTION VALUE]...
  *   torrix-cp audit verify --data DIR
+ *   torrix-cp pricing import FILE --data DIR      (LiteLLM JSON catalog)
  *   torrix-cp audit tamper --data DIR --seq N     (test aid, TORRIX_TEST=1)
  */
 
@@ -23,6 +24,7 @@
 #include "txcp_http.h"
 #include "txcp_ingest.h"
 #include "txcp_loop.h"
+#include "txcp_pricing.h"
 #include "txcp_publish.h"
 #include "txcp_store.h"
 
@@ -266,6 +268,10 @@ main(int argc, char **argv)
         return txcp_cli_audit(argc, argv);
     }
 
+    if (argc >= 2 && strcmp(argv[1], "pricing") == 0) {
+        return txcp_pricing_cli(argc, argv);
+    }
+
     for (i = 1; i < argc; i++) {
         if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
             txcp_config_usage();
@@ -310,7 +316,7 @@ main(int argc, char **argv)
     }
 
     if (txcp_snapshot_open() != TX_OK || txcp_ingest_init() != TX_OK
-        || txcp_publish_resync() != TX_OK || txcp_dataplane_chown() != TX_OK
+        || txcp_pricing_init() != TX_OK || txcp_publish_resync() != TX_OK || txcp_dataplane_chown() != TX_OK
         || txcp_http_start() != TX_OK)
     {
         goto done;

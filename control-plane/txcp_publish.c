@@ -10,12 +10,14 @@
 
 #include <sodium.h>
 
+#include "tx_price.h"
 #include "tx_record.h"
 #include "tx_snapshot.h"
 
 #include "txcp.h"
 #include "txcp_api.h"
 #include "txcp_json.h"
+#include "txcp_pricing.h"
 #include "txcp_publish.h"
 #include "txcp_store.h"
 
@@ -23,7 +25,8 @@
 static const char *const txcp_sdb_names[TXCP_SDB_N] =
     {TX_SNAP_DB_META,      TX_SNAP_DB_KHASH,   TX_SNAP_DB_KEYS,
      TX_SNAP_DB_PROJECTS,  TX_SNAP_DB_ORGS,    TX_SNAP_DB_USERS,
-     TX_SNAP_DB_PROVIDERS, TX_SNAP_DB_SETTINGS};
+     TX_SNAP_DB_PROVIDERS, TX_SNAP_DB_SETTINGS, TX_SNAP_DB_PRICES,
+     TX_SNAP_DB_SPEND};
 
 
 /* Puts key -> val unless the snapshot already holds exactly that. */
@@ -359,10 +362,11 @@ txcp_pub_provider(MDB_txn *rtxn, MDB_txn *txn, const char *name)
 static int
 txcp_pub_settings(MDB_txn *rtxn, MDB_txn *txn)
 {
-    int      rc;
-    char    *targets;
-    uint64_t ppm;
-    uint8_t  v[8];
+    int             rc;
+    char           *targets;
+    uint64_t        ppm;
+    uint8_t         v[8];
+    txcp_settings_t st;
 
     if (txcp_settings_get(rtxn, &targets, &ppm) != TX_OK) {
         return ENOMEM;
@@ -378,8 +382,54 @@ txcp_pub_settings(MDB_txn *rtxn, MDB_txn *txn)
 
     txcp_put_le64(v, ppm);
 
-    return txcp_snap_put(txn, TXCP_SDB_SETTINGS, TX_SET_SAMPLE_RATE,
-                         strlen(TX_SET_SAMPLE_RATE), v, 8);
+    rc = txcp_snap_put(txn, TXCP_SDB_SETTINGS, TX_SET_SAMPLE_RATE,
+                       strlen(TX_SET_SAMPLE_RATE), v, 8);
+    if (rc != 0) {
+        return rc;
+    }
+
+    txcp_settings_read(rtxn, &st);
+
+    if (st.default_max_tokens == 0) {
+        return txcp_snap_del(txn, TXCP_SDB_SETTINGS, TXCP_SET_DEFAULT_MAX_TOKENS,
+                             strlen(TXCP_SET_DEFAULT_MAX_TOKENS));
+    }
+
+    txcp_put_le64(v, st.default_max_tokens);
+
+    return txcp_snap_put(txn, TXCP_SDB_SETTINGS, TXCP_SET_DEFAULT_MAX_TOKENS,
+                         strlen(TXCP_SET_DEFAULT_MAX_TOKENS), v, 8);
+}
+
+
+static int
+txcp_pub_price(MDB_txn *rtxn, MDB_txn *txn, const char *model)
+{
+    uint8_t    buf[1024];
+    cJSON     *rec;
+    tx_price_t p;
+    tx_wbuf_t  wb;
+    int        rc;
+
+    rec = txcp_store_get(rtxn, TXCP_DB_PRICES, model);
+
+    if (rec == NULL || txcp_pricing_effective(rec, model, &p, NULL) != TX_OK) {
+        cJSON_Delete(rec);
+        return txcp_snap_del(txn, TXCP_SDB_PRICES, model, strlen(model));
+    }
+
+    tx_wbuf_init(&wb, buf, sizeof(buf));
+    tx_price_encode(&wb, &p);
+    cJSON_Delete(rec);
+
+    if (wb.overflow) {
+        return ENOMEM;
+    }
+
+    rc = txcp_snap_put(txn, TXCP_SDB_PRICES, model, strlen(model), buf,
+                       wb.pos - wb.start);
+
+    return rc;
 }
 
 
@@ -412,18 +462,35 @@ txcp_pub_item(MDB_txn *rtxn, MDB_txn *txn, const txcp_pub_t *item, int64_t now)
 
     case TXCP_PUB_SETTINGS:
         return txcp_pub_settings(rtxn, txn);
+
+    case TXCP_PUB_PRICE:
+        return txcp_pub_price(rtxn, txn, item->id);
     }
 
     return EINVAL;
 }
 
 
-static int
-txcp_pub_meta(MDB_txn *txn)
+int
+txcp_publish_meta(MDB_txn *txn)
 {
-    int     rc;
-    uint8_t v[8];
-    MDB_val k, d;
+    int      rc;
+    uint8_t  v[8];
+    uint64_t cur;
+    MDB_val  k, d;
+
+    /* another writer (torrix-cp pricing import) may have bumped it */
+
+    k.mv_data = TX_SNAP_META_GEN;
+    k.mv_size = strlen(TX_SNAP_META_GEN);
+
+    if (mdb_get(txn, txcp.sdb[TXCP_SDB_META], &k, &d) == 0 && d.mv_size == 8) {
+        cur = txcp_get_le64(d.mv_data);
+
+        if (cur > txcp.gen) {
+            txcp.gen = cur;
+        }
+    }
 
     txcp.gen++;
     txcp_put_le64(v, txcp.gen);
@@ -476,7 +543,7 @@ txcp_publish(const txcp_pub_t *items, size_t n)
         }
     }
 
-    rc = txcp_pub_meta(txn);
+    rc = txcp_publish_meta(txn);
     if (rc != 0) {
         goto failed;
     }
@@ -735,6 +802,12 @@ txcp_publish_resync(void)
         goto failed;
     }
 
+    rc = txcp_resync_tenants(rtxn, txn, TXCP_DB_PRICES, TXCP_PUB_PRICE,
+                             TXCP_SDB_PRICES, now);
+    if (rc != 0) {
+        goto failed;
+    }
+
     rc = txcp_pub_settings(rtxn, txn);
     if (rc != 0) {
         goto failed;
@@ -753,7 +826,10 @@ txcp_publish_resync(void)
         if ((k.mv_size == strlen(TX_SET_PROXY_TARGETS)
              && memcmp(k.mv_data, TX_SET_PROXY_TARGETS, k.mv_size) == 0)
             || (k.mv_size == strlen(TX_SET_SAMPLE_RATE)
-                && memcmp(k.mv_data, TX_SET_SAMPLE_RATE, k.mv_size) == 0))
+                && memcmp(k.mv_data, TX_SET_SAMPLE_RATE, k.mv_size) == 0)
+            || (k.mv_size == strlen(TXCP_SET_DEFAULT_MAX_TOKENS)
+                && memcmp(k.mv_data, TXCP_SET_DEFAULT_MAX_TOKENS, k.mv_size)
+                       == 0))
         {
             continue;
         }
@@ -770,7 +846,7 @@ txcp_publish_resync(void)
         goto failed;
     }
 
-    rc = txcp_pub_meta(txn);
+    rc = txcp_publish_meta(txn);
     if (rc != 0) {
         goto failed;
     }

@@ -21,6 +21,11 @@
 #define TXCP_PUB_PROJECT  4
 #define TXCP_PUB_PROVIDER 5
 #define TXCP_PUB_SETTINGS 6
+#define TXCP_PUB_PRICE    7 /* id = model name */
+
+
+/* settings published beyond tx_snapshot.h's TX_SET_*: u64 LE, absent = 0 */
+#define TXCP_SET_DEFAULT_MAX_TOKENS "default_max_tokens"
 
 
 /* One changed record: kind + store id, plus khash entries to delete. */
@@ -55,6 +60,13 @@ int txcp_publish_one(int kind, const char *id);
 
 /* Full resync in one txn; clears txcp.resync_needed on success. */
 int txcp_publish_resync(void);
+
+/*
+ * Bumps meta "gen" (past any gen another writer stored) and sets
+ * "published_at" inside the caller's snapshot write txn.  Returns an LMDB
+ * rc.
+ */
+int txcp_publish_meta(MDB_txn *txn);
 
 /* Clears stale reader slots of crashed nginx workers. */
 void txcp_snapshot_reader_check(void);

@@ -20,7 +20,8 @@
 static const char *const txcp_db_names[TXCP_DB_N] =
     {"meta",     "orgs",  "users", "projects",     "keys",
      "admins",   "audit", "runs",  "spool_cursor", "providers",
-     "settings", "slugs", "timers"};
+     "settings", "slugs", "timers",       "prices",
+     "spend",    "rollups", "runs_idx"};
 
 
 static int txcp_store_bootstrap(MDB_txn *txn, char *secret, int *created);
@@ -408,6 +409,10 @@ txcp_store_migrate(MDB_txn *txn, uint64_t from, uint64_t to)
     while (from < to) {
         switch (from) {
         case 0:
+            break;
+
+        case 1:
+            /* prices, spend, rollups, runs_idx: new databases */
             break;
 
         default:
