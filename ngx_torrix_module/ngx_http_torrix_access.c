@@ -96,6 +96,7 @@ ngx_http_torrix_access_handler(ngx_http_request_t *r)
     ngx_http_set_ctx(r, ctx, ngx_http_torrix_module);
 
     ctx->status = NGX_HTTP_INTERNAL_SERVER_ERROR;
+    ctx->max_out = -1;
     ctx->start_us = ngx_http_torrix_now_us();
 
     ngx_http_torrix_random(rnd, sizeof(rnd));
@@ -187,7 +188,8 @@ ngx_http_torrix_body_handler(ngx_http_request_t *r)
     ctx->waiting_body = 0;
 
     if (ngx_http_torrix_check_body(r, ctx) == NGX_OK
-        && ngx_http_torrix_route(r, ctx) == NGX_OK)
+        && ngx_http_torrix_route(r, ctx) == NGX_OK
+        && ngx_http_torrix_limits(r, ctx) == NGX_OK)
     {
         ctx->status = NGX_OK;
     }
@@ -317,7 +319,7 @@ ngx_http_torrix_check_key(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
                                       "The gateway snapshot has no hash key");
     }
 
-    now = ngx_time();
+    now = ngx_http_torrix_time();
 
     if (ngx_http_torrix_snapshot_get(txn, NGX_HTTP_TORRIX_DB_KHASH, hash,
                                      sizeof(hash), &val)
@@ -363,6 +365,10 @@ ngx_http_torrix_check_key(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
     ngx_http_torrix_snapshot_end();
 
     ctx->access = key.access;
+    ctx->key_rpm = key.rpm;
+    ctx->key_tpm = key.tpm;
+    ctx->key_daily_cap = key.daily_cap;
+    ctx->key_monthly_budget = key.monthly_budget;
 
     if (key.status != TX_STATUS_ACTIVE) {
         return ngx_http_torrix_reject(ctx, r->pool, NGX_HTTP_UNAUTHORIZED,
@@ -432,6 +438,7 @@ ngx_http_torrix_check_body(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
     }
 
     ctx->stream = req.stream_on;
+    ctx->max_out = req.max_out;
 
     if (req.model.off < 0 || !req.model_is_string) {
         if (ctx->endpoint == TX_EP_PROXY) {

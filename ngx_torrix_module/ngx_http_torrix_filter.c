@@ -25,6 +25,10 @@ static ngx_int_t ngx_http_torrix_error_page(ngx_http_request_t *r,
     ngx_http_torrix_ctx_t *ctx);
 static ngx_int_t ngx_http_torrix_meter_start(ngx_http_request_t *r,
     ngx_http_torrix_ctx_t *ctx);
+static ngx_int_t ngx_http_torrix_limit_out(ngx_http_request_t *r,
+    ngx_http_torrix_ctx_t *ctx);
+static ngx_int_t ngx_http_torrix_add_header(ngx_http_request_t *r,
+    const char *name, u_char *value, size_t len);
 static ngx_int_t ngx_http_torrix_error_page_body(ngx_http_request_t *r,
     ngx_http_torrix_ctx_t *ctx, ngx_chain_t *in);
 static void ngx_http_torrix_capture(ngx_http_request_t *r,
@@ -57,7 +61,8 @@ ngx_http_torrix_now_us(void)
 
     (void) clock_gettime(CLOCK_REALTIME, &ts);
 
-    return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+    return ((int64_t) ts.tv_sec + ngx_http_torrix_clock_offset()) * 1000000
+           + ts.tv_nsec / 1000;
 }
 
 
@@ -97,6 +102,10 @@ ngx_http_torrix_header_filter(ngx_http_request_t *r)
     ngx_str_set(&h->key, "x-torrix-run-id");
     h->value.len = 32;
     h->value.data = (u_char *) ctx->run_id_hex;
+
+    if (ngx_http_torrix_limit_out(r, ctx) != NGX_OK) {
+        return NGX_ERROR;
+    }
 
     return ngx_http_next_header_filter(r);
 }
@@ -477,6 +486,137 @@ ngx_http_torrix_error_page_body(ngx_http_request_t *r,
             out.next = NULL;
 
             return ngx_http_next_body_filter(r, &out);
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_torrix_add_header(ngx_http_request_t *r, const char *name,
+    u_char *value, size_t len)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    h->key.data = (u_char *) name;
+    h->key.len = ngx_strlen(name);
+    h->value.data = value;
+    h->value.len = len;
+
+    return NGX_OK;
+}
+
+
+/* OpenAI-style x-ratelimit-* headers, and what a 429 needs */
+static ngx_int_t
+ngx_http_torrix_limit_out(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
+{
+    u_char                 *p, *s;
+    ngx_http_torrix_cap_t  *cap;
+
+    p = ngx_pnalloc(r->pool, 512);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (ctx->rl_set && ctx->rpm) {
+        s = p;
+        p = ngx_sprintf(p, "%uL", ctx->rpm);
+        if (ngx_http_torrix_add_header(r, "x-ratelimit-limit-requests", s,
+                                       p - s)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        s = p;
+        p = ngx_sprintf(p, "%L", ctx->rl_req_remaining);
+        if (ngx_http_torrix_add_header(r, "x-ratelimit-remaining-requests",
+                                       s, p - s)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        s = p;
+        p = ngx_sprintf(p, "%Lms", ngx_max(ctx->rl_req_reset_ms, 0));
+        if (ngx_http_torrix_add_header(r, "x-ratelimit-reset-requests", s,
+                                       p - s)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    if (ctx->rl_set && ctx->tpm) {
+        s = p;
+        p = ngx_sprintf(p, "%uL", ctx->tpm);
+        if (ngx_http_torrix_add_header(r, "x-ratelimit-limit-tokens", s,
+                                       p - s)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        s = p;
+        p = ngx_sprintf(p, "%L", ctx->rl_tok_remaining);
+        if (ngx_http_torrix_add_header(r, "x-ratelimit-remaining-tokens", s,
+                                       p - s)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        s = p;
+        p = ngx_sprintf(p, "%Lms", ngx_max(ctx->rl_tok_reset_ms, 0));
+        if (ngx_http_torrix_add_header(r, "x-ratelimit-reset-tokens", s,
+                                       p - s)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    if (r->headers_out.status == NGX_HTTP_TOO_MANY_REQUESTS
+        && ctx->retry_after)
+    {
+        s = p;
+        p = ngx_sprintf(p, "%L", ctx->retry_after);
+        if (ngx_http_torrix_add_header(r, "retry-after", s, p - s) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        cap = ctx->limit_scope;
+        s = p;
+
+        if (cap) {
+            p = ngx_sprintf(p, "%s:%V:%s",
+                            cap->scope == TX_SCOPE_INSTANCE ? "instance"
+                            : cap->scope == TX_SCOPE_ORG    ? "org"
+                            : cap->scope == TX_SCOPE_PROJECT ? "project"
+                            : cap->scope == TX_SCOPE_USER   ? "user"
+                                                            : "key",
+                            &cap->id,
+                            cap->kind == TX_WIN_DAY    ? "daily"
+                            : cap->kind == TX_WIN_WEEK ? "weekly"
+                                                       : "monthly");
+
+        } else {
+            p = ngx_sprintf(p, "key:%V:%s", &ctx->key_id,
+                            ctx->limit_tokens ? "tpm" : "rpm");
+        }
+
+        if (ngx_http_torrix_add_header(r, "x-torrix-limit-scope", s, p - s)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
         }
     }
 

@@ -16,7 +16,8 @@ static void ngx_http_torrix_put_header(ngx_http_request_t *r, tx_wbuf_t *wb,
 static void ngx_http_torrix_put_str(tx_wbuf_t *wb, uint16_t tag,
     ngx_str_t *s);
 static void ngx_http_torrix_put_usage(ngx_http_request_t *r,
-    ngx_http_torrix_ctx_t *ctx, tx_wbuf_t *wb, uint64_t *flags);
+    ngx_http_torrix_ctx_t *ctx, tx_wbuf_t *wb, uint64_t *flags,
+    tx_money_t *cost, uint64_t *tokens);
 static void ngx_http_torrix_put_bodies(ngx_http_request_t *r,
     ngx_http_torrix_ctx_t *ctx, tx_wbuf_t *wb, uint64_t *flags, size_t max);
 
@@ -34,6 +35,8 @@ ngx_http_torrix_log_handler(ngx_http_request_t *r)
     ngx_http_torrix_main_conf_t  *tmcf;
     size_t                        size, body_max;
     uint8_t                      *buf;
+    uint64_t                      tokens;
+    tx_money_t                    cost;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_torrix_module);
     if (ctx == NULL) {
@@ -107,7 +110,17 @@ ngx_http_torrix_log_handler(ngx_http_request_t *r)
     tx_rec_put_u64(&wb, TX_RUN_LATENCY_US, (uint64_t) (now - ctx->start_us));
     tx_rec_put_u64(&wb, TX_RUN_BYTES_IN, r->request_length);
     tx_rec_put_u64(&wb, TX_RUN_BYTES_OUT, r->connection->sent);
-    ngx_http_torrix_put_usage(r, ctx, &wb, &flags);
+    cost = 0;
+    tokens = 0;
+
+    ngx_http_torrix_put_usage(r, ctx, &wb, &flags, &cost, &tokens);
+
+    /* every end of an admitted request releases its reservation here */
+    ngx_http_torrix_settle(ctx, cost, tokens);
+
+    if (ctx->est_cost) {
+        tx_rec_put_i64(&wb, TX_RUN_RESERVED, ctx->est_cost);
+    }
 
     if (body_max) {
         ngx_http_torrix_put_bodies(r, ctx, &wb, &flags, body_max);
@@ -197,7 +210,7 @@ ngx_http_torrix_put_str(tx_wbuf_t *wb, uint16_t tag, ngx_str_t *s)
 /* tokens from the meter, the model that served, and the cost */
 static void
 ngx_http_torrix_put_usage(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx,
-    tx_wbuf_t *wb, uint64_t *flags)
+    tx_wbuf_t *wb, uint64_t *flags, tx_money_t *costp, uint64_t *tokens)
 {
     MDB_txn     *txn;
     tx_str_t     val;
@@ -235,6 +248,8 @@ ngx_http_torrix_put_usage(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx,
 
     tx_rec_put_u64(wb, TX_RUN_TOKENS_IN, u.input);
     tx_rec_put_u64(wb, TX_RUN_TOKENS_OUT, u.output);
+
+    *tokens = u.input + u.output;
 
     if (u.cache_read) {
         tx_rec_put_u64(wb, TX_RUN_TOKENS_CACHE_READ, u.cache_read);
@@ -293,6 +308,8 @@ ngx_http_torrix_put_usage(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx,
     if (!found) {
         *flags |= TX_RUNF_UNPRICED;
     }
+
+    *costp = cost;
 
     tx_rec_put_i64(wb, TX_RUN_COST, cost);
 }

@@ -61,6 +61,13 @@ static ngx_command_t  ngx_http_torrix_commands[] = {
       0,
       NULL },
 
+    { ngx_string("torrix_limits_zone_size"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_torrix_main_conf_t, zone_size),
+      NULL },
+
     { ngx_string("torrix_edge_name"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_str_slot,
@@ -145,6 +152,9 @@ static ngx_http_variable_t  ngx_http_torrix_vars[] = {
 /* per-worker PRNG state for run ids (xoshiro256**), seeded from getrandom */
 static uint64_t  ngx_http_torrix_rng[4];
 
+/* seconds added to the clock: only test builds can set it */
+static int64_t   ngx_http_torrix_offset;
+
 
 static ngx_int_t
 ngx_http_torrix_add_variables(ngx_conf_t *cf)
@@ -213,6 +223,7 @@ ngx_http_torrix_create_main_conf(ngx_conf_t *cf)
     tmcf->spool_size = NGX_CONF_UNSET_SIZE;
     tmcf->spool_rotate = NGX_CONF_UNSET_MSEC;
     tmcf->max_readers = NGX_CONF_UNSET_UINT;
+    tmcf->zone_size = NGX_CONF_UNSET_SIZE;
 
     return tmcf;
 }
@@ -226,6 +237,20 @@ ngx_http_torrix_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_size_value(tmcf->spool_size, 8 * 1024 * 1024);
     ngx_conf_init_msec_value(tmcf->spool_rotate, 10000);
     ngx_conf_init_uint_value(tmcf->max_readers, 1024);
+    ngx_conf_init_size_value(tmcf->zone_size, 16 * 1024 * 1024);
+
+    if (tmcf->zone_size < 256 * 1024) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "torrix_limits_zone_size must be at least 256k");
+        return NGX_CONF_ERROR;
+    }
+
+    /* limits are always on where the gateway is: never fail open */
+    if (tmcf->snapshot_path.len
+        && ngx_http_torrix_zone_add(cf, tmcf->zone_size) != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
 
     return NGX_CONF_OK;
 }
@@ -470,6 +495,10 @@ ngx_http_torrix_init_process(ngx_cycle_t *cycle)
 
     ngx_memcpy(ngx_http_torrix_rng, seed, sizeof(seed));
 
+    ngx_http_torrix_clock_update();
+
+    ngx_http_torrix_zone_init_process(cycle);
+
     if (ngx_http_torrix_snapshot_init_process(cycle) != NGX_OK) {
         return NGX_ERROR;
     }
@@ -519,4 +548,55 @@ ngx_http_torrix_random(void *buf, size_t len)
         p += n;
         len -= n;
     }
+}
+
+
+time_t
+ngx_http_torrix_time(void)
+{
+    return ngx_time() + ngx_http_torrix_offset;
+}
+
+
+int64_t
+ngx_http_torrix_clock_offset(void)
+{
+    return ngx_http_torrix_offset;
+}
+
+
+/*
+ * Test builds (-DNGX_TORRIX_TEST_HOOKS=1, ./build.sh test) shift the clock
+ * by the number of seconds written in the file named by the environment
+ * variable TORRIX_TEST_CLOCK_FILE, re-read every second, so window rollover
+ * (midnight UTC, Monday, the 1st) is tested without waiting.  Production
+ * builds have no such code.
+ */
+void
+ngx_http_torrix_clock_update(void)
+{
+#if (NGX_TORRIX_TEST_HOOKS)
+    int      fd;
+    char    *path, buf[32];
+    ssize_t  n;
+
+    path = getenv("TORRIX_TEST_CLOCK_FILE");
+    if (path == NULL) {
+        return;
+    }
+
+    fd = open(path, O_RDONLY);
+    if (fd == -1) {
+        ngx_http_torrix_offset = 0;
+        return;
+    }
+
+    n = read(fd, buf, sizeof(buf) - 1);
+    (void) close(fd);
+
+    if (n > 0) {
+        buf[n] = '\0';
+        ngx_http_torrix_offset = strtoll(buf, NULL, 10);
+    }
+#endif
 }

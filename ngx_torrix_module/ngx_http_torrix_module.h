@@ -27,6 +27,7 @@
 #include "tx_url.h"
 #include "tx_usage.h"
 #include "tx_price.h"
+#include "tx_window.h"
 
 
 #define NGX_HTTP_TORRIX_MODEL_MAX     256
@@ -48,6 +49,23 @@ typedef struct {
 } ngx_http_torrix_upstream_map_t;
 
 
+typedef struct ngx_http_torrix_node_s  ngx_http_torrix_node_t;
+
+
+/* one budget an admission checks: scope, window, cap, ingested spend */
+typedef struct {
+    ngx_uint_t               scope;      /* TX_SCOPE_* */
+    ngx_str_t                id;
+    ngx_uint_t               kind;       /* TX_WIN_* */
+    uint32_t                 index;
+    tx_money_t               cap;
+    tx_money_t               ingested;
+    ngx_http_torrix_node_t  *node;
+} ngx_http_torrix_cap_t;
+
+#define NGX_HTTP_TORRIX_MAX_CAPS  8
+
+
 typedef struct {
     ngx_str_t     snapshot_path;
     ngx_str_t     spool_path;
@@ -55,6 +73,7 @@ typedef struct {
     ngx_msec_t    spool_rotate;
     ngx_str_t     edge_name;
     ngx_uint_t    max_readers;
+    size_t        zone_size;
     ngx_array_t  *upstreams;     /* of ngx_http_torrix_upstream_map_t */
 } ngx_http_torrix_main_conf_t;
 
@@ -125,6 +144,35 @@ typedef struct {
     ngx_chain_t          *free;
     ngx_chain_t          *busy;
 
+    /* limits and budgets (_limits.c, _zone.c) */
+    int64_t               max_out;          /* from the body, -1 none */
+    time_t                now_s;
+    uint32_t              windows[3];       /* day, week, month indexes */
+    int64_t               watermark_s;
+    uint64_t              rpm;
+    uint64_t              tpm;
+    uint64_t              key_rpm;
+    uint64_t              key_tpm;
+    tx_money_t            key_daily_cap;
+    tx_money_t            key_monthly_budget;
+    uint64_t              est_tokens;
+    tx_money_t            est_cost;
+    char                  est_s[32];
+    ngx_http_torrix_cap_t caps[NGX_HTTP_TORRIX_MAX_CAPS];
+    ngx_uint_t            ncaps;
+    ngx_http_torrix_cap_t *limit_scope;     /* the one that tripped */
+    int64_t               retry_after;
+    ngx_http_torrix_node_t *rl_key;
+    uint64_t              tpm_taken;
+    ngx_uint_t            slot;
+    unsigned              reserved:1;
+    unsigned              rl_set:1;
+    unsigned              limit_tokens:1;   /* TPM tripped, not RPM */
+    int64_t               rl_req_remaining;
+    int64_t               rl_req_reset_ms;
+    int64_t               rl_tok_remaining;
+    int64_t               rl_tok_reset_ms;
+
     /* the response body kept for a sampled or failed run */
     u_char               *resp;
     size_t                resp_len;
@@ -185,7 +233,11 @@ typedef enum {
     NGX_HTTP_TORRIX_DB_KEYS,
     NGX_HTTP_TORRIX_DB_PROVIDERS,
     NGX_HTTP_TORRIX_DB_SETTINGS,
-    NGX_HTTP_TORRIX_DB_PRICES,          /* optional */
+    NGX_HTTP_TORRIX_DB_PROJECTS,
+    NGX_HTTP_TORRIX_DB_ORGS,
+    NGX_HTTP_TORRIX_DB_USERS,
+    NGX_HTTP_TORRIX_DB_PRICES,          /* optional from here on */
+    NGX_HTTP_TORRIX_DB_SPEND,
     NGX_HTTP_TORRIX_DB_N
 } ngx_http_torrix_db_e;
 
@@ -204,6 +256,24 @@ ngx_int_t ngx_http_torrix_log_handler(ngx_http_request_t *r);
 
 /* _module.c */
 void ngx_http_torrix_random(void *buf, size_t len);
+
+/* unix time as the gateway sees it (a test build may shift it) */
+time_t ngx_http_torrix_time(void);
+int64_t ngx_http_torrix_clock_offset(void);
+void ngx_http_torrix_clock_update(void);
+
+/* _limits.c: reads the scopes' limits and spend, then admits */
+ngx_int_t ngx_http_torrix_limits(ngx_http_request_t *r,
+    ngx_http_torrix_ctx_t *ctx);
+
+/* _zone.c */
+ngx_int_t ngx_http_torrix_zone_add(ngx_conf_t *cf, size_t size);
+void ngx_http_torrix_zone_init_process(ngx_cycle_t *cycle);
+ngx_int_t ngx_http_torrix_admit(ngx_http_request_t *r,
+    ngx_http_torrix_ctx_t *ctx);
+void ngx_http_torrix_settle(ngx_http_torrix_ctx_t *ctx, tx_money_t cost,
+    uint64_t tokens);
+void ngx_http_torrix_limit_headers(ngx_http_torrix_ctx_t *ctx);
 
 
 #endif /* NGX_HTTP_TORRIX_MODULE_H */

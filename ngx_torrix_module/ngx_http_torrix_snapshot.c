@@ -48,7 +48,11 @@ static const char  *ngx_http_torrix_db_names[NGX_HTTP_TORRIX_DB_N] = {
     TX_SNAP_DB_KEYS,
     TX_SNAP_DB_PROVIDERS,
     TX_SNAP_DB_SETTINGS,
-    TX_SNAP_DB_PRICES
+    TX_SNAP_DB_PROJECTS,
+    TX_SNAP_DB_ORGS,
+    TX_SNAP_DB_USERS,
+    TX_SNAP_DB_PRICES,
+    TX_SNAP_DB_SPEND
 };
 
 
@@ -273,6 +277,8 @@ ngx_http_torrix_snapshot_tick(ngx_event_t *ev)
     if (ngx_exiting) {
         return;
     }
+
+    ngx_http_torrix_clock_update();
 
     if (s->env == NULL) {
         (void) ngx_http_torrix_snapshot_open(ev->log);

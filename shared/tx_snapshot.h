@@ -164,6 +164,11 @@ size_t tx_spend_key(uint8_t *out, int scope, int kind, uint32_t index,
 #define TX_SET_PROXY_TARGETS  "proxy_targets"  /* '\n'-separated URL
                                                   patterns, tx_url.h */
 #define TX_SET_SAMPLE_RATE    "sample_rate"    /* u64: parts per million */
+#define TX_SET_DEFAULT_MAX_TOKENS "default_max_tokens" /* u64: output tokens
+                                                  assumed when a request has
+                                                  no max_tokens (4096) */
+#define TX_SET_INSTANCE_DAILY_CAP "instance_daily_cap" /* i64 money, 0 none */
+#define TX_SET_INSTANCE_SOFT_CAP  "instance_soft_cap"  /* i64 money, 0 none */
 
 
 /*

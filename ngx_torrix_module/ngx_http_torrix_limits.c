@@ -1,0 +1,266 @@
+/*
+ * ngx_torrix_module: the admission plan.
+ *
+ * From the snapshot (one read txn): the key's rate limits (or its project's
+ * or organization's defaults), every budget that applies to the request
+ * (key daily and monthly, project daily and monthly, organization monthly
+ * with rollover, user weekly, instance daily), what torrix-cp has ingested
+ * against each in the current window, the ingest watermark, and the
+ * request's worst case: input estimated from the body size (bytes / 3: a
+ * token is rarely shorter than three bytes of JSON) plus max_tokens (or the
+ * instance's default_max_tokens), priced with the model's price.  Then
+ * _zone.c admits or refuses under the zone lock.
+ */
+
+#include "ngx_http_torrix_module.h"
+
+
+#define NGX_HTTP_TORRIX_DEFAULT_MAX_TOKENS  4096
+
+
+static void ngx_http_torrix_add_cap(ngx_http_torrix_ctx_t *ctx, MDB_txn *txn,
+    ngx_uint_t scope, ngx_str_t *id, ngx_uint_t kind, tx_money_t cap);
+static tx_money_t ngx_http_torrix_ingested(ngx_http_torrix_ctx_t *ctx,
+    MDB_txn *txn, ngx_uint_t scope, ngx_str_t *id, ngx_uint_t kind,
+    uint32_t index);
+static int64_t ngx_http_torrix_field(const tx_str_t *rec, uint16_t tag);
+
+
+ngx_int_t
+ngx_http_torrix_limits(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
+{
+    int64_t      wm, max_out, v;
+    uint64_t     prj_rpm, prj_tpm, org_rpm, org_tpm, est_in;
+    MDB_txn     *txn;
+    tx_str_t     val;
+    ngx_str_t    none;
+    tx_money_t   cap, prev;
+    tx_price_t   price;
+
+    if (ctx->endpoint == TX_EP_MODELS) {
+        return NGX_OK;
+    }
+
+    txn = ngx_http_torrix_snapshot_begin(r->connection->log);
+    if (txn == NULL) {
+        return ngx_http_torrix_reject(ctx, r->pool,
+                                      NGX_HTTP_SERVICE_UNAVAILABLE,
+                                      "gateway_not_ready",
+                                      "The gateway has no snapshot");
+    }
+
+    ctx->now_s = ngx_http_torrix_time();
+    ctx->windows[0] = tx_window_index(TX_WIN_DAY, ctx->now_s);
+    ctx->windows[1] = tx_window_index(TX_WIN_WEEK, ctx->now_s);
+    ctx->windows[2] = tx_window_index(TX_WIN_MONTH, ctx->now_s);
+
+    wm = 0;
+    if (ngx_http_torrix_snapshot_get(txn, NGX_HTTP_TORRIX_DB_META,
+                                     TX_SNAP_META_WATERMARK,
+                                     sizeof(TX_SNAP_META_WATERMARK) - 1, &val)
+            == TX_OK
+        && val.len == 8)
+    {
+        ngx_memcpy(&wm, val.data, 8);
+    }
+
+    ctx->watermark_s = wm / 1000000;
+
+    prj_rpm = 0;
+    prj_tpm = 0;
+    org_rpm = 0;
+    org_tpm = 0;
+
+    /* key */
+
+    ngx_http_torrix_add_cap(ctx, txn, TX_SCOPE_KEY, &ctx->key_id, TX_WIN_DAY,
+                            ctx->key_daily_cap);
+    ngx_http_torrix_add_cap(ctx, txn, TX_SCOPE_KEY, &ctx->key_id,
+                            TX_WIN_MONTH, ctx->key_monthly_budget);
+
+    /* project */
+
+    if (ctx->project.len
+        && ngx_http_torrix_snapshot_get(txn, NGX_HTTP_TORRIX_DB_PROJECTS,
+                                        ctx->project.data, ctx->project.len,
+                                        &val)
+               == TX_OK)
+    {
+        prj_rpm = ngx_http_torrix_field(&val, TX_PRJ_RPM);
+        prj_tpm = ngx_http_torrix_field(&val, TX_PRJ_TPM);
+
+        ngx_http_torrix_add_cap(ctx, txn, TX_SCOPE_PROJECT, &ctx->project,
+                                TX_WIN_DAY,
+                                ngx_http_torrix_field(&val, TX_PRJ_DAILY_CAP));
+        ngx_http_torrix_add_cap(ctx, txn, TX_SCOPE_PROJECT, &ctx->project,
+                                TX_WIN_MONTH,
+                                ngx_http_torrix_field(&val,
+                                                      TX_PRJ_MONTHLY_CAP));
+    }
+
+    /* organization: monthly cap, plus last month's unused part on rollover */
+
+    if (ctx->org.len
+        && ngx_http_torrix_snapshot_get(txn, NGX_HTTP_TORRIX_DB_ORGS,
+                                        ctx->org.data, ctx->org.len, &val)
+               == TX_OK)
+    {
+        org_rpm = ngx_http_torrix_field(&val, TX_ORG_RPM);
+        org_tpm = ngx_http_torrix_field(&val, TX_ORG_TPM);
+
+        cap = ngx_http_torrix_field(&val, TX_ORG_SPEND_CAP);
+
+        if (cap > 0 && ngx_http_torrix_field(&val, TX_ORG_ROLLOVER)) {
+            prev = ngx_http_torrix_ingested(ctx, txn, TX_SCOPE_ORG, &ctx->org,
+                                            TX_WIN_MONTH, ctx->windows[2] - 1);
+            if (prev < cap) {
+                cap += cap - prev;
+            }
+        }
+
+        ngx_http_torrix_add_cap(ctx, txn, TX_SCOPE_ORG, &ctx->org,
+                                TX_WIN_MONTH, cap);
+    }
+
+    /* user: weekly */
+
+    if (ctx->user.len
+        && ngx_http_torrix_snapshot_get(txn, NGX_HTTP_TORRIX_DB_USERS,
+                                        ctx->user.data, ctx->user.len, &val)
+               == TX_OK)
+    {
+        ngx_http_torrix_add_cap(ctx, txn, TX_SCOPE_USER, &ctx->user,
+                                TX_WIN_WEEK,
+                                ngx_http_torrix_field(&val,
+                                                      TX_USR_WEEKLY_CAP));
+    }
+
+    /* instance: daily hard cap */
+
+    if (ngx_http_torrix_snapshot_get(txn, NGX_HTTP_TORRIX_DB_SETTINGS,
+                                     TX_SET_INSTANCE_DAILY_CAP,
+                                     sizeof(TX_SET_INSTANCE_DAILY_CAP) - 1,
+                                     &val)
+            == TX_OK
+        && val.len == 8)
+    {
+        ngx_memcpy(&v, val.data, 8);
+        ngx_str_null(&none);
+        ngx_http_torrix_add_cap(ctx, txn, TX_SCOPE_INSTANCE, &none,
+                                TX_WIN_DAY, v);
+    }
+
+    /* a key's own rate limits win over its project's, then its org's */
+
+    ctx->rpm = ctx->key_rpm ? ctx->key_rpm : (prj_rpm ? prj_rpm : org_rpm);
+    ctx->tpm = ctx->key_tpm ? ctx->key_tpm : (prj_tpm ? prj_tpm : org_tpm);
+
+    /* the worst case */
+
+    max_out = ctx->max_out;
+
+    if (max_out < 0) {
+        max_out = NGX_HTTP_TORRIX_DEFAULT_MAX_TOKENS;
+
+        if (ngx_http_torrix_snapshot_get(txn, NGX_HTTP_TORRIX_DB_SETTINGS,
+                                         TX_SET_DEFAULT_MAX_TOKENS,
+                                         sizeof(TX_SET_DEFAULT_MAX_TOKENS) - 1,
+                                         &val)
+                == TX_OK
+            && val.len == 8)
+        {
+            ngx_memcpy(&max_out, val.data, 8);
+        }
+    }
+
+    est_in = (ctx->prompt_bytes + 2) / 3;
+    ctx->est_tokens = est_in + (uint64_t) max_out;
+    ctx->est_cost = 0;
+
+    if (ctx->ncaps && ctx->model.len
+        && ctx->provider_kind != TX_PROVIDER_OLLAMA
+        && ngx_http_torrix_snapshot_get(txn, NGX_HTTP_TORRIX_DB_PRICES,
+                                        ctx->model.data, ctx->model.len, &val)
+               == TX_OK
+        && tx_price_decode(val.data, val.len, &price) == TX_OK
+        && !price.free)
+    {
+        if (tx_price_cost(&price, est_in, (uint64_t) max_out, 0, 0,
+                          &ctx->est_cost)
+            != TX_OK)
+        {
+            ctx->est_cost = 0;
+        }
+    }
+
+    ngx_http_torrix_snapshot_end();
+
+    return ngx_http_torrix_admit(r, ctx);
+}
+
+
+static void
+ngx_http_torrix_add_cap(ngx_http_torrix_ctx_t *ctx, MDB_txn *txn,
+    ngx_uint_t scope, ngx_str_t *id, ngx_uint_t kind, tx_money_t cap)
+{
+    uint32_t                index;
+    ngx_http_torrix_cap_t  *c;
+
+    if (cap <= 0 || ctx->ncaps == NGX_HTTP_TORRIX_MAX_CAPS) {
+        return;
+    }
+
+    index = ctx->windows[kind == TX_WIN_DAY ? 0 : (kind == TX_WIN_WEEK ? 1
+                                                                      : 2)];
+
+    c = &ctx->caps[ctx->ncaps++];
+
+    c->scope = scope;
+    c->id = *id;
+    c->kind = kind;
+    c->index = index;
+    c->cap = cap;
+    c->ingested = ngx_http_torrix_ingested(ctx, txn, scope, id, kind, index);
+    c->node = NULL;
+}
+
+
+static tx_money_t
+ngx_http_torrix_ingested(ngx_http_torrix_ctx_t *ctx, MDB_txn *txn,
+    ngx_uint_t scope, ngx_str_t *id, ngx_uint_t kind, uint32_t index)
+{
+    size_t      len;
+    int64_t     v;
+    tx_str_t    val;
+    uint8_t     key[TX_SPEND_KEY_MAX];
+
+    len = tx_spend_key(key, scope, kind, index, id->data, id->len);
+
+    if (ngx_http_torrix_snapshot_get(txn, NGX_HTTP_TORRIX_DB_SPEND, key, len,
+                                     &val)
+            != TX_OK
+        || val.len != 8)
+    {
+        return 0;
+    }
+
+    ngx_memcpy(&v, val.data, 8);
+
+    return v;
+}
+
+
+static int64_t
+ngx_http_torrix_field(const tx_str_t *rec, uint16_t tag)
+{
+    int64_t   v;
+    tx_str_t  val;
+
+    if (tx_rec_find(rec->data, rec->len, tag, &val) != TX_OK
+        || tx_rec_i64(&val, &v) != TX_OK)
+    {
+        return 0;
+    }
+
+    return v;
+}
