@@ -119,6 +119,11 @@ void txcp_api_settings_patch(txcp_req_t *r);
 void txcp_api_runs_list(txcp_req_t *r);
 void txcp_api_runs_get(txcp_req_t *r);
 
+/* spend and usage (rollups) */
+void txcp_api_spend(txcp_req_t *r);
+void txcp_api_spend_scopes(txcp_req_t *r);
+void txcp_api_usage_users(txcp_req_t *r);
+
 /* audit */
 void txcp_api_audit_list(txcp_req_t *r);
 void txcp_api_audit_verify(txcp_req_t *r);

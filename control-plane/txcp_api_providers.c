@@ -9,6 +9,7 @@
 
 #include <sodium.h>
 
+#include "tx_pii.h"
 #include "tx_snapshot.h"
 #include "tx_url.h"
 
@@ -72,6 +73,7 @@ static const txcp_field_t txcp_settings_fields[] =
       NULL, 0, NULL},
      {"sample_rate", TXCP_F_RATE, 0, 0, 0, NULL, 0, NULL},
      {"pii_masking", TXCP_F_BOOL, 0, 0, 0, NULL, 0, NULL},
+     {"pii_rules", TXCP_F_STRMAP, TXCP_FF_NULLABLE, 0, 32, NULL, 0, NULL},
      {"retention_days", TXCP_F_INT, 0, 0, 36500, NULL, 0, NULL},
      {"default_max_tokens", TXCP_F_INT, TXCP_FF_NULLABLE, 0, 100000000, NULL,
       0, NULL},
@@ -699,6 +701,16 @@ txcp_settings_output(MDB_txn *txn)
 
     txcp_settings_read(txn, &st);
     cJSON_AddBoolToObject(out, "pii_masking", st.pii_masking);
+
+    if (cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(rec, "pii_rules"))) {
+        cJSON_AddItemToObject(
+            out, "pii_rules",
+            cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(rec, "pii_rules"),
+                            1));
+
+    } else {
+        cJSON_AddObjectToObject(out, "pii_rules");
+    }
     cJSON_AddNumberToObject(out, "retention_days", (double) st.retention_days);
 
     if (st.default_max_tokens) {
@@ -739,6 +751,40 @@ txcp_api_settings_get(txcp_req_t *r)
 }
 
 
+/* Every custom PII rule must compile (tx_pii.h naming rules). */
+static int
+txcp_settings_pii_check(const cJSON *rec, char *err, size_t errlen)
+{
+    int          rc;
+    const cJSON *rules, *it;
+    tx_pii_t    *pii;
+
+    rules = cJSON_GetObjectItemCaseSensitive(rec, "pii_rules");
+
+    if (!cJSON_IsObject(rules)) {
+        return TX_OK;
+    }
+
+    if (tx_pii_create(&pii, 0, err, errlen) != TX_OK) {
+        return TX_ERROR;
+    }
+
+    rc = TX_OK;
+
+    cJSON_ArrayForEach(it, rules)
+    {
+        rc = tx_pii_add_rule(pii, it->string, it->valuestring, err, errlen);
+        if (rc != TX_OK) {
+            break;
+        }
+    }
+
+    tx_pii_free(pii);
+
+    return rc;
+}
+
+
 void
 txcp_api_settings_patch(txcp_req_t *r)
 {
@@ -770,6 +816,11 @@ txcp_api_settings_patch(txcp_req_t *r)
                          sizeof(err));
     if (rc != 0) {
         txcp_http_error(r, rc, "%s", err);
+        goto done;
+    }
+
+    if (txcp_settings_pii_check(rec, err, sizeof(err)) != TX_OK) {
+        txcp_http_error(r, 400, "pii_rules: %s", err);
         goto done;
     }
 

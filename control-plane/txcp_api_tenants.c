@@ -52,6 +52,7 @@ static const txcp_field_t txcp_org_fields[] =
      TXCP_MONEY("spend_cap_usd"),
      {"rollover", TXCP_F_BOOL, 0, 0, 0, NULL, 0, "false"},
      {"dlp", TXCP_F_BOOL, 0, 0, 0, NULL, 0, "false"},
+     {"pii_masking", TXCP_F_BOOL, 0, 0, 0, NULL, 0, "false"},
      TXCP_RO("created_at"),
      TXCP_RO("updated_at"),
      TXCP_END};
@@ -80,6 +81,7 @@ static const txcp_field_t txcp_project_fields[] =
      {"contact", TXCP_F_STR, 0, 0, 254, NULL, 0, "\"\""},
      {"active", TXCP_F_BOOL, 0, 0, 0, NULL, 0, "true"},
      {"dlp", TXCP_F_BOOL, 0, 0, 0, NULL, 0, "false"},
+     {"pii_masking", TXCP_F_BOOL, 0, 0, 0, NULL, 0, "false"},
      {"rpm", TXCP_F_INT, TXCP_FF_NULLABLE, 0, 1000000000LL, NULL, 0, NULL},
      {"tpm", TXCP_F_INT, TXCP_FF_NULLABLE, 0, 1000000000000LL, NULL, 0, NULL},
      TXCP_MONEY("daily_cap_usd"),

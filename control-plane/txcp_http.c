@@ -77,6 +77,8 @@ static const txcp_route_t txcp_routes[] =
      {"pricing/**", TXCP_PUT, 1, txcp_api_pricing_put},
      {"pricing/**", TXCP_DELETE, 1, txcp_api_pricing_delete},
 
+     {"spend/scopes", TXCP_GET, 1, txcp_api_spend_scopes},
+
      {"runs", TXCP_GET, 1, txcp_api_runs_list},
      {"runs/*", TXCP_GET, 1, txcp_api_runs_get},
 

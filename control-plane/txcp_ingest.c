@@ -14,11 +14,17 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tx_pii.h"
 #include "tx_record.h"
 #include "tx_spool.h"
+#include "tx_window.h"
 
 #include "txcp.h"
+#include "txcp_api.h"
 #include "txcp_ingest.h"
+#include "txcp_json.h"
+#include "txcp_rollup.h"
+#include "txcp_run.h"
 #include "txcp_store.h"
 
 
@@ -28,9 +34,45 @@
                                         considered abandoned */
 
 
+#define TXCP_WATERMARK_IDLE_US 1000000 /* watermark-only publishes */
+#define TXCP_CACHE_SLOTS       256
+#define TXCP_TAGS_BUF          (TXCP_RUN_TAGS_MAX * 520)
+
+
 typedef struct {
     char name[TXCP_SPOOL_NAME_MAX + 1];
 } txcp_spool_name_t;
+
+
+/* Per-pass cache of what enrichment reads from the store, by id. */
+typedef struct txcp_cache_ent_s txcp_cache_ent_t;
+
+struct txcp_cache_ent_s {
+    txcp_cache_ent_t *next;
+    char             *meta; /* keys: '\n'-joined metadata k=v, or NULL */
+    int               pii;  /* orgs, projects: pii_masking */
+    char              id[1];
+};
+
+
+/* State of the ingest passes (one loop thread). */
+typedef struct {
+    txcp_acc_t        rollup;  /* deltas of the open txn */
+    txcp_acc_t        spend;   /* deltas of the open txn */
+    txcp_acc_t        changed; /* spend keys committed this pass */
+    txcp_cache_ent_t *cache[TXCP_CACHE_SLOTS];
+    txcp_settings_t   settings;
+    tx_pii_t         *pii;
+    char             *pii_sig; /* the rules pii was built from */
+    uint8_t          *buf;     /* rewritten record */
+    size_t            cap;
+    char              tags[TXCP_TAGS_BUF];
+    int64_t           now;          /* unix seconds, at pass start */
+    int64_t           published_us; /* last watermark publish */
+} txcp_ingest_ctx_t;
+
+
+static txcp_ingest_ctx_t txcp_ictx;
 
 
 static int
@@ -144,6 +186,524 @@ txcp_ingest_lock(int fd, int *locked)
 }
 
 
+static void
+txcp_cache_reset(void)
+{
+    int               i;
+    txcp_cache_ent_t *e, *next;
+
+    for (i = 0; i < TXCP_CACHE_SLOTS; i++) {
+        for (e = txcp_ictx.cache[i]; e; e = next) {
+            next = e->next;
+            free(e->meta);
+            free(e);
+        }
+
+        txcp_ictx.cache[i] = NULL;
+    }
+}
+
+
+/* The cache entry of (db, id), read from the store on first use. */
+static txcp_cache_ent_t *
+txcp_cache_get(MDB_txn *txn, int db, const tx_str_t *id)
+{
+    size_t            i, n;
+    uint32_t          h;
+    char              sid[TX_ID_MAX_LEN + 2];
+    cJSON            *rec, *md, *it;
+    txcp_cache_ent_t *e;
+
+    if (id->len == 0 || id->len > TX_ID_MAX_LEN) {
+        return NULL;
+    }
+
+    sid[0] = (char) ('0' + db);
+    memcpy(sid + 1, id->data, id->len);
+    sid[id->len + 1] = '\0';
+
+    h = 2166136261u;
+
+    for (i = 0; sid[i]; i++) {
+        h = (h ^ (uint8_t) sid[i]) * 16777619u;
+    }
+
+    for (e = txcp_ictx.cache[h % TXCP_CACHE_SLOTS]; e; e = e->next) {
+        if (strcmp(e->id, sid) == 0) {
+            return e;
+        }
+    }
+
+    e = calloc(1, sizeof(txcp_cache_ent_t) + id->len + 1);
+    if (e == NULL) {
+        return NULL;
+    }
+
+    memcpy(e->id, sid, id->len + 2);
+
+    rec = txcp_store_get(txn, db, sid + 1);
+
+    if (db == TXCP_DB_KEYS) {
+        md = cJSON_GetObjectItemCaseSensitive(rec, "metadata");
+        n = 0;
+
+        cJSON_ArrayForEach(it, md)
+        {
+            if (cJSON_IsString(it)) {
+                n += strlen(it->string) + strlen(it->valuestring) + 2;
+            }
+        }
+
+        if (n && (e->meta = malloc(n + 1)) != NULL) {
+            e->meta[0] = '\0';
+            n = 0;
+
+            cJSON_ArrayForEach(it, md)
+            {
+                if (cJSON_IsString(it)) {
+                    n += sprintf(e->meta + n, "%s%s=%s", n ? "\n" : "",
+                                 it->string, it->valuestring);
+                }
+            }
+        }
+
+    } else {
+        e->pii = txcp_json_bool(rec, "pii_masking", 0);
+    }
+
+    cJSON_Delete(rec);
+
+    e->next = txcp_ictx.cache[h % TXCP_CACHE_SLOTS];
+    txcp_ictx.cache[h % TXCP_CACHE_SLOTS] = e;
+
+    return e;
+}
+
+
+static int
+txcp_is_space(uint8_t c)
+{
+    return c == ' ' || c == '\t';
+}
+
+
+/* Appends "k=v" unless k is already in out[0..*len); 1 added, 0 not. */
+static int
+txcp_tags_append(char *out, size_t *len, int *count, const uint8_t *k,
+                 size_t klen, const uint8_t *v, size_t vlen)
+{
+    size_t      i;
+    const char *p, *end, *nl;
+
+    while (klen && txcp_is_space(*k)) {
+        k++;
+        klen--;
+    }
+
+    while (klen && txcp_is_space(k[klen - 1])) {
+        klen--;
+    }
+
+    while (vlen && txcp_is_space(*v)) {
+        v++;
+        vlen--;
+    }
+
+    while (vlen && txcp_is_space(v[vlen - 1])) {
+        vlen--;
+    }
+
+    if (klen == 0 || klen > 255 || vlen > 255 || *count >= TXCP_RUN_TAGS_MAX) {
+        return 0;
+    }
+
+    for (i = 0; i < klen; i++) {
+        if (k[i] < 0x20 || k[i] == 0x7f) {
+            return 0;
+        }
+    }
+
+    for (i = 0; i < vlen; i++) {
+        if (v[i] < 0x20 || v[i] == 0x7f) {
+            return 0;
+        }
+    }
+
+    p = out;
+    end = out + *len;
+
+    while (p < end) {
+        nl = memchr(p, '\n', end - p);
+        nl = nl ? nl : end;
+
+        if ((size_t) (nl - p) > klen && p[klen] == '='
+            && memcmp(p, k, klen) == 0)
+        {
+            return 0;
+        }
+
+        p = nl + 1;
+    }
+
+    if (*len) {
+        out[(*len)++] = '\n';
+    }
+
+    memcpy(out + *len, k, klen);
+    *len += klen;
+    out[(*len)++] = '=';
+    memcpy(out + *len, v, vlen);
+    *len += vlen;
+
+    (*count)++;
+
+    return 1;
+}
+
+
+/*
+ * Merged tags of a run into txcp_ictx.tags: the x-torrix-tags header
+ * ("k=v,k=v", or already '\n'-separated) first, then the key's metadata.
+ */
+static size_t
+txcp_ingest_tags(MDB_txn *txn, const txcp_run_t *run)
+{
+    int               count;
+    size_t            len;
+    const uint8_t    *p, *end, *sep, *eq;
+    txcp_cache_ent_t *ke;
+
+    len = 0;
+    count = 0;
+
+    for (p = run->tags.data, end = p + run->tags.len; p < end; p = sep + 1) {
+        for (sep = p; sep < end && *sep != ',' && *sep != '\n'; sep++) {
+            /* void */
+        }
+
+        eq = memchr(p, '=', sep - p);
+
+        if (eq) {
+            txcp_tags_append(txcp_ictx.tags, &len, &count, p, eq - p, eq + 1,
+                             sep - eq - 1);
+        }
+    }
+
+    ke = txcp_cache_get(txn, TXCP_DB_KEYS, &run->key);
+
+    if (ke && ke->meta) {
+        p = (const uint8_t *) ke->meta;
+        end = p + strlen(ke->meta);
+
+        for (/* void */; p < end; p = sep + 1) {
+            sep = memchr(p, '\n', end - p);
+            sep = sep ? sep : end;
+            eq = memchr(p, '=', sep - p);
+
+            if (eq) {
+                txcp_tags_append(txcp_ictx.tags, &len, &count, p, eq - p,
+                                 eq + 1, sep - eq - 1);
+            }
+        }
+    }
+
+    return len;
+}
+
+
+static int
+txcp_ingest_pii_on(MDB_txn *txn, const txcp_run_t *run)
+{
+    txcp_cache_ent_t *e;
+
+    if (txcp_ictx.settings.pii_masking) {
+        return 1;
+    }
+
+    e = txcp_cache_get(txn, TXCP_DB_PROJECTS, &run->project);
+
+    if (e && e->pii) {
+        return 1;
+    }
+
+    e = txcp_cache_get(txn, TXCP_DB_ORGS, &run->org);
+
+    return e && e->pii;
+}
+
+
+static int
+txcp_ingest_reserve(size_t need)
+{
+    uint8_t *p;
+
+    if (need <= txcp_ictx.cap) {
+        return TX_OK;
+    }
+
+    p = realloc(txcp_ictx.buf, need);
+    if (p == NULL) {
+        return TX_ERROR;
+    }
+
+    txcp_ictx.buf = p;
+    txcp_ictx.cap = need;
+
+    return TX_OK;
+}
+
+
+/*
+ * The record to store: the spooled one with the merged tags, masked bodies
+ * and, for free models, cost 0 without the unpriced flag.  *out is either
+ * payload or txcp_ictx.buf.  TX_OK or TX_ERROR.
+ */
+static int
+txcp_ingest_rewrite(const uint8_t *payload, size_t plen, txcp_run_t *run,
+                    const tx_str_t *tags, const tx_str_t *req,
+                    const tx_str_t *resp, int zero_cost, const uint8_t **out,
+                    size_t *olen)
+{
+    uint16_t      tag;
+    tx_str_t      v;
+    tx_wbuf_t     wb;
+    tx_rec_iter_t it;
+
+    if (txcp_ingest_reserve(plen + tags->len + 64 + (req ? req->len : 0)
+                            + (resp ? resp->len : 0))
+        != TX_OK)
+    {
+        return TX_ERROR;
+    }
+
+    tx_wbuf_init(&wb, txcp_ictx.buf, txcp_ictx.cap);
+    tx_rec_iter_init(&it, payload, plen);
+
+    while (tx_rec_next(&it, &tag, &v) == TX_OK) {
+        if (tag == TX_RUN_TAGS || (req && tag == TX_RUN_REQ_BODY)
+            || (resp && tag == TX_RUN_RESP_BODY)
+            || (zero_cost && (tag == TX_RUN_COST || tag == TX_RUN_FLAGS)))
+        {
+            continue;
+        }
+
+        tx_rec_put_bytes(&wb, tag, v.data, v.len);
+    }
+
+    if (tags->len) {
+        tx_rec_put_bytes(&wb, TX_RUN_TAGS, tags->data, tags->len);
+    }
+
+    if (req) {
+        tx_rec_put_bytes(&wb, TX_RUN_REQ_BODY, req->data, req->len);
+    }
+
+    if (resp) {
+        tx_rec_put_bytes(&wb, TX_RUN_RESP_BODY, resp->data, resp->len);
+    }
+
+    if (zero_cost) {
+        run->cost = 0;
+        run->flags &= ~(uint64_t) TX_RUNF_UNPRICED;
+        tx_rec_put_i64(&wb, TX_RUN_COST, 0);
+        tx_rec_put_u64(&wb, TX_RUN_FLAGS, run->flags);
+    }
+
+    if (wb.overflow) {
+        return TX_ERROR;
+    }
+
+    *out = wb.start;
+    *olen = wb.pos - wb.start;
+
+    return TX_OK;
+}
+
+
+static int
+txcp_ingest_free_model(const txcp_run_t *run)
+{
+    const tx_str_t *m;
+
+    m = txcp_run_model(run);
+
+    return tx_str_eq(&run->provider, "ollama")
+           || (m->len > 7 && memcmp(m->data, "ollama/", 7) == 0);
+}
+
+
+/*
+ * Enriches and inserts one spooled run, with its index rows, rollups and
+ * spend deltas.  Returns 0 inserted, 1 duplicate, 2 not a run record, or
+ * -1 on a store error (the txn must be aborted).
+ */
+static int
+txcp_ingest_one(MDB_txn *txn, const char *name, const uint8_t *payload,
+                size_t plen)
+{
+    int             rc, zero;
+    size_t          olen;
+    const uint8_t  *rec;
+    char            err[128];
+    tx_str_t        tags, mreq, mresp, *preq, *presp;
+    txcp_run_t      run;
+    tx_pii_result_t rq, rs;
+    MDB_val         k, v;
+
+    if (txcp_run_decode(payload, plen, &run) != TX_OK || run.id == NULL) {
+        return 2;
+    }
+
+    tags.data = (const uint8_t *) txcp_ictx.tags;
+    tags.len = txcp_ingest_tags(txn, &run);
+
+    zero = txcp_ingest_free_model(&run)
+           && (run.cost != 0 || (run.flags & TX_RUNF_UNPRICED));
+
+    preq = NULL;
+    presp = NULL;
+    memset(&rq, 0, sizeof(rq));
+    memset(&rs, 0, sizeof(rs));
+
+    if ((run.req_body.len || run.resp_body.len) && txcp_ictx.pii
+        && txcp_ingest_pii_on(txn, &run))
+    {
+        if (run.req_body.len
+            && tx_pii_mask(txcp_ictx.pii, run.req_body.data, run.req_body.len,
+                           &rq, err, sizeof(err))
+                   == TX_OK)
+        {
+            mreq.data = rq.data;
+            mreq.len = rq.len;
+            preq = &mreq;
+        }
+
+        if (run.resp_body.len
+            && tx_pii_mask(txcp_ictx.pii, run.resp_body.data,
+                           run.resp_body.len, &rs, err, sizeof(err))
+                   == TX_OK)
+        {
+            mresp.data = rs.data;
+            mresp.len = rs.len;
+            presp = &mresp;
+        }
+
+        if ((run.req_body.len && preq == NULL)
+            || (run.resp_body.len && presp == NULL))
+        {
+            /* never store a body that should have been masked */
+            txcp_log(TXCP_LOG_ERROR, "pii masking failed, bodies dropped",
+                     "file=%s err=\"%s\"", name, err);
+            mreq.len = 0;
+            mresp.len = 0;
+            preq = run.req_body.len ? &mreq : NULL;
+            presp = run.resp_body.len ? &mresp : NULL;
+        }
+    }
+
+    rec = payload;
+    olen = plen;
+
+    if ((tags.len || run.tags.len || zero || preq || presp)
+        && txcp_ingest_rewrite(payload, plen, &run, &tags, preq, presp, zero,
+                               &rec, &olen)
+               != TX_OK)
+    {
+        tx_pii_result_free(&rq);
+        tx_pii_result_free(&rs);
+        return 2;
+    }
+
+    tx_pii_result_free(&rq);
+    tx_pii_result_free(&rs);
+
+    run.tags = tags;
+
+    k.mv_data = (void *) run.id;
+    k.mv_size = 16;
+    v.mv_data = (void *) rec;
+    v.mv_size = olen;
+
+    rc = mdb_put(txn, txcp.db[TXCP_DB_RUNS], &k, &v, MDB_NOOVERWRITE);
+
+    if (rc == MDB_KEYEXIST) {
+        return 1;
+    }
+
+    if (rc == 0) {
+        rc = txcp_runs_index(txn, &run, 0);
+    }
+
+    if (rc != 0) {
+        txcp_log(TXCP_LOG_ERROR, "run insert failed", "file=%s err=\"%s\"",
+                 name, mdb_strerror(rc));
+        return -1;
+    }
+
+    if (txcp_rollup_add(&txcp_ictx.rollup, &run) != TX_OK
+        || txcp_spend_add(&txcp_ictx.spend, &run, txcp_ictx.now) != TX_OK)
+    {
+        txcp_log(TXCP_LOG_ERROR, "rollup accumulation failed", "file=%s",
+                 name);
+        return -1;
+    }
+
+    return 0;
+}
+
+
+/* Adds the batch's rollup and spend deltas to the store before commit. */
+static int
+txcp_ingest_flush(MDB_txn *txn)
+{
+    int rc;
+
+    rc = txcp_acc_flush(txn, TXCP_DB_ROLLUPS, &txcp_ictx.rollup, TXCP_RV_N);
+
+    if (rc == 0) {
+        rc = txcp_acc_flush(txn, TXCP_DB_SPEND, &txcp_ictx.spend, 1);
+    }
+
+    if (rc != 0) {
+        txcp_log(TXCP_LOG_ERROR, "rollup write failed", "err=\"%s\"",
+                 mdb_strerror(rc));
+    }
+
+    return rc;
+}
+
+
+/* After a commit: the batch's spend keys join the pass's changed set. */
+static void
+txcp_ingest_committed(void)
+{
+    size_t          i;
+    int64_t         zero;
+    txcp_acc_ent_t *e;
+
+    zero = 0;
+
+    for (i = 0; i < txcp_ictx.spend.cap; i++) {
+        e = &txcp_ictx.spend.ents[i];
+
+        if (e->used) {
+            (void) txcp_acc_add(&txcp_ictx.changed, e->key, e->klen, &zero, 1);
+        }
+    }
+
+    txcp_acc_reset(&txcp_ictx.rollup);
+    txcp_acc_reset(&txcp_ictx.spend);
+}
+
+
+static void
+txcp_ingest_aborted(void)
+{
+    txcp_acc_reset(&txcp_ictx.rollup);
+    txcp_acc_reset(&txcp_ictx.spend);
+}
+
+
 /*
  * Ingests what is readable in one file, in transactions of ingest_batch
  * runs.  Returns 1 when more work remains in it (deadline reached), 0
@@ -159,7 +719,6 @@ txcp_ingest_file(const char *name, int64_t deadline_us)
     const uint8_t *payload;
     char           path[4096];
     struct stat    st;
-    tx_str_t       id;
     MDB_txn       *txn;
     MDB_val        k, v;
 
@@ -236,33 +795,18 @@ txcp_ingest_file(const char *name, int64_t deadline_us)
             if (rc == TX_OK) {
                 n++;
 
-                if (tx_rec_find(payload, plen, TX_RUN_ID, &id) != TX_OK
-                    || id.len != 16) {
-                    torn++;
-                    continue;
-                }
+                rc = txcp_ingest_one(txn, name, payload, plen);
 
-                k.mv_data = (void *) id.data;
-                k.mv_size = 16;
-                v.mv_data = (void *) payload;
-                v.mv_size = plen;
-
-                rc = mdb_put(txn, txcp.db[TXCP_DB_RUNS], &k, &v,
-                             MDB_NOOVERWRITE);
-
-                if (rc == MDB_KEYEXIST) {
-                    dups++;
-                    continue;
-                }
-
-                if (rc != 0) {
-                    txcp_log(TXCP_LOG_ERROR, "run insert failed",
-                             "file=%s err=\"%s\"", name, mdb_strerror(rc));
+                if (rc < 0) {
                     mdb_txn_abort(txn);
+                    txcp_ingest_aborted();
                     goto failed;
                 }
 
-                ingested++;
+                ingested += rc == 0;
+                dups += rc == 1;
+                torn += rc == 2;
+
                 continue;
             }
 
@@ -315,6 +859,12 @@ txcp_ingest_file(const char *name, int64_t deadline_us)
             break;
         }
 
+        if (txcp_ingest_flush(txn) != 0) {
+            mdb_txn_abort(txn);
+            txcp_ingest_aborted();
+            goto failed;
+        }
+
         txcp_put_le64(ob, off);
         k.mv_data = (void *) name;
         k.mv_size = strlen(name);
@@ -327,12 +877,16 @@ txcp_ingest_file(const char *name, int64_t deadline_us)
             txcp_log(TXCP_LOG_ERROR, "spool cursor put failed",
                      "file=%s err=\"%s\"", name, mdb_strerror(rc));
             mdb_txn_abort(txn);
+            txcp_ingest_aborted();
             goto failed;
         }
 
         if (txcp_store_commit(txn) != 0) {
+            txcp_ingest_aborted();
             goto failed;
         }
+
+        txcp_ingest_committed();
 
         txcp.ingest.ingested += ingested;
         txcp.ingest.duplicates += dups;
@@ -418,6 +972,70 @@ failed:
 }
 
 
+/* Settings and the PII detector for this pass. */
+static void
+txcp_ingest_pass_init(void)
+{
+    char     *sig, err[256];
+    cJSON    *rec, *rules, *it;
+    MDB_txn  *txn;
+    tx_pii_t *pii;
+
+    txcp_cache_reset();
+    txcp_ictx.now = txcp_now_us() / 1000000;
+
+    if (txcp_store_begin(1, &txn) != 0) {
+        return;
+    }
+
+    txcp_settings_read(txn, &txcp_ictx.settings);
+
+    rec = txcp_store_get(txn, TXCP_DB_SETTINGS, "settings");
+    mdb_txn_abort(txn);
+
+    rules = cJSON_GetObjectItemCaseSensitive(rec, "pii_rules");
+    sig = cJSON_IsObject(rules) ? cJSON_PrintUnformatted(rules) : strdup("");
+
+    if (sig && txcp_ictx.pii && txcp_ictx.pii_sig
+        && strcmp(sig, txcp_ictx.pii_sig) == 0)
+    {
+        free(sig);
+        cJSON_Delete(rec);
+        return;
+    }
+
+    pii = NULL;
+
+    if (sig == NULL
+        || tx_pii_create(&pii, TX_PII_ALL, err, sizeof(err)) != TX_OK)
+    {
+        txcp_log(TXCP_LOG_ERROR, "pii detector not built", NULL);
+        free(sig);
+        cJSON_Delete(rec);
+        return;
+    }
+
+    cJSON_ArrayForEach(it, rules)
+    {
+        if (cJSON_IsString(it)
+            && tx_pii_add_rule(pii, it->string, it->valuestring, err,
+                               sizeof(err))
+                   != TX_OK)
+        {
+            txcp_log(TXCP_LOG_WARN, "pii rule ignored", "name=%s err=\"%s\"",
+                     it->string, err);
+        }
+    }
+
+    tx_pii_free(txcp_ictx.pii);
+    free(txcp_ictx.pii_sig);
+    txcp_ictx.pii = pii;
+    txcp_ictx.pii_sig = sig;
+
+    cJSON_Delete(rec);
+}
+
+
 void
 txcp_ingest_run(long budget_ms)
 {
@@ -425,8 +1043,12 @@ txcp_ingest_run(long budget_ms)
     struct dirent     *de;
     txcp_spool_name_t *names, *p;
     size_t             n, cap, i, len, sfx;
-    int64_t            deadline;
+    int64_t            deadline, pass_start, wm;
+    int                complete, rc;
     char               path[4096];
+
+    pass_start = txcp_now_us();
+    complete = 1;
 
     snprintf(path, sizeof(path), "%s/spool", txcp.conf.data_dir);
 
@@ -434,6 +1056,8 @@ txcp_ingest_run(long budget_ms)
     if (dir == NULL) {
         return;
     }
+
+    txcp_ingest_pass_init();
 
     names = NULL;
     n = 0;
@@ -454,6 +1078,7 @@ txcp_ingest_run(long budget_ms)
             p = realloc(names, cap * sizeof(txcp_spool_name_t));
 
             if (p == NULL) {
+                complete = 0;
                 break;
             }
 
@@ -466,25 +1091,67 @@ txcp_ingest_run(long budget_ms)
 
     closedir(dir);
 
-    if (n == 0) {
-        free(names);
-        return;
+    if (n) {
+        qsort(names, n, sizeof(txcp_spool_name_t), txcp_spool_cmp);
     }
-
-    qsort(names, n, sizeof(txcp_spool_name_t), txcp_spool_cmp);
 
     deadline = txcp_now_us() + budget_ms * 1000;
 
     for (i = 0; i < n; i++) {
-        if (txcp_ingest_file(names[i].name, deadline) < 0) {
+        rc = txcp_ingest_file(names[i].name, deadline);
+
+        if (rc != 0) {
+            complete = 0;
+        }
+
+        if (rc < 0) {
             txcp_log(TXCP_LOG_WARN, "spool file not ingested", "file=%s",
                      names[i].name);
         }
 
-        if (txcp_now_us() >= deadline) {
+        if (i + 1 < n && txcp_now_us() >= deadline) {
+            complete = 0;
             break;
         }
     }
 
     free(names);
+
+    /*
+     * Spend and the watermark go out together; a pass that stopped early
+     * publishes the spend it committed but keeps the old watermark (an edge
+     * then counts some runs twice for a moment, never zero times).  An
+     * idle instance advances the watermark once a second.
+     */
+
+    wm = complete ? pass_start : -1;
+
+    if (txcp_ictx.changed.n == 0
+        && (wm < 0 || pass_start - txcp_ictx.published_us
+                          < TXCP_WATERMARK_IDLE_US))
+    {
+        return;
+    }
+
+    if (txcp_spend_publish(&txcp_ictx.changed, wm) == TX_OK) {
+        txcp_acc_reset(&txcp_ictx.changed);
+
+        if (wm >= 0) {
+            txcp_ictx.published_us = pass_start;
+        }
+    }
+}
+
+
+void
+txcp_ingest_free(void)
+{
+    txcp_cache_reset();
+    txcp_acc_free(&txcp_ictx.rollup);
+    txcp_acc_free(&txcp_ictx.spend);
+    txcp_acc_free(&txcp_ictx.changed);
+    tx_pii_free(txcp_ictx.pii);
+    free(txcp_ictx.pii_sig);
+    free(txcp_ictx.buf);
+    memset(&txcp_ictx, 0, sizeof(txcp_ictx));
 }

@@ -30,5 +30,8 @@ int txcp_ingest_init(void);
  */
 void txcp_ingest_run(long budget_ms);
 
+/* Frees the ingest state (caches, accumulators, PII detector). */
+void txcp_ingest_free(void);
+
 
 #endif /* TXCP_INGEST_H */

@@ -14,6 +14,8 @@
 #include "txcp_ingest.h"
 #include "txcp_loop.h"
 #include "txcp_publish.h"
+#include "txcp_rollup.h"
+#include "tx_window.h"
 
 
 #define TXCP_LOOP_MAX_WAIT 100 /* ms */
@@ -61,6 +63,7 @@ void
 txcp_loop_run(void)
 {
     int64_t       now, next_ingest, next_sweep, next_readers, wait;
+    uint32_t      day, last_day;
     long          t;
     struct pollfd pfd;
 
@@ -68,6 +71,7 @@ txcp_loop_run(void)
     next_ingest = now;
     next_sweep = now;
     next_readers = now + TXCP_READERS_EVERY;
+    last_day = tx_window_index(TX_WIN_DAY, time(NULL));
 
     while (!txcp.stop) {
         now = txcp_mono_ms();
@@ -116,6 +120,12 @@ txcp_loop_run(void)
 
             if (txcp.resync_needed) {
                 txcp_publish_resync();
+            }
+
+            day = tx_window_index(TX_WIN_DAY, time(NULL));
+
+            if (day != last_day && txcp_spend_prune(time(NULL)) == TX_OK) {
+                last_day = day;
             }
 
             next_sweep = now + TXCP_SWEEP_EVERY;

@@ -26,6 +26,7 @@
 #include "txcp_loop.h"
 #include "txcp_pricing.h"
 #include "txcp_publish.h"
+#include "txcp_rollup.h"
 #include "txcp_store.h"
 
 
@@ -316,7 +317,9 @@ main(int argc, char **argv)
     }
 
     if (txcp_snapshot_open() != TX_OK || txcp_ingest_init() != TX_OK
-        || txcp_pricing_init() != TX_OK || txcp_publish_resync() != TX_OK || txcp_dataplane_chown() != TX_OK
+        || txcp_pricing_init() != TX_OK
+        || txcp_spend_prune(txcp_now_us() / 1000000) != TX_OK
+        || txcp_publish_resync() != TX_OK || txcp_dataplane_chown() != TX_OK
         || txcp_http_start() != TX_OK)
     {
         goto done;
@@ -344,6 +347,7 @@ main(int argc, char **argv)
 done:
 
     txcp_http_stop();
+    txcp_ingest_free();
     txcp_snapshot_close();
     txcp_store_close();
     txcp_providers_free();

@@ -19,6 +19,7 @@
 #include "txcp_json.h"
 #include "txcp_pricing.h"
 #include "txcp_publish.h"
+#include "txcp_rollup.h"
 #include "txcp_store.h"
 
 
@@ -804,6 +805,11 @@ txcp_publish_resync(void)
 
     rc = txcp_resync_tenants(rtxn, txn, TXCP_DB_PRICES, TXCP_PUB_PRICE,
                              TXCP_SDB_PRICES, now);
+    if (rc != 0) {
+        goto failed;
+    }
+
+    rc = txcp_spend_resync(rtxn, txn);
     if (rc != 0) {
         goto failed;
     }

@@ -5,7 +5,9 @@
  *   txcp_tool lookup SNAPDIR SECRET       what the data plane finds for a
  *                                         presented secret
  *   txcp_tool spool SPOOLDIR N [seal|open|torn] [HOLD_SECONDS] [KEY_ID]
+ *                   [PROJECT_ID USER_ID ORG_ID]
  *                                         write N run records like a worker
+ *                                         (every 10th an upstream 500)
  *
  * Build: cc -D_GNU_SOURCE -Ishared -o build/txcp_tool \
  *            control-plane/tools/txcp_tool.c build/libtxshared.a -llmdb -lsodium
@@ -84,7 +86,7 @@ dump_db(MDB_txn *txn, const char *name)
     mdb_cursor_open(txn, dbi, &cur);
 
     while (mdb_cursor_get(cur, &k, &v, MDB_NEXT) == 0) {
-        binkey = strcmp(name, "khash") == 0;
+        binkey = strcmp(name, "khash") == 0 || strcmp(name, "spend") == 0;
         printf("  ");
 
         for (i = 0; i < k.mv_size; i++) {
@@ -96,6 +98,12 @@ dump_db(MDB_txn *txn, const char *name)
         }
 
         printf(" =");
+
+        if (strcmp(name, "spend") == 0 && v.mv_size == 8) {
+            memcpy(&u, v.mv_data, 8);
+            printf(" %lld\n", (long long) u);
+            continue;
+        }
 
         if (strcmp(name, "meta") == 0 || strcmp(name, "settings") == 0) {
             if (v.mv_size == 8 && strcmp((char *) k.mv_data, "hash_key")) {
@@ -137,7 +145,8 @@ cmd_snapdump(const char *dir)
 {
     MDB_txn    *txn;
     const char *dbs[] = {"meta",     "khash",     "keys",     "orgs", "users",
-                         "projects", "providers", "settings", NULL};
+                         "projects", "providers", "settings", "prices",
+                         "spend",    NULL};
     int         i;
 
     snap_open(dir, &txn);
@@ -194,7 +203,7 @@ cmd_lookup(const char *dir, const char *secret)
 
 static int
 cmd_spool(const char *dir, int n, const char *mode, int hold,
-          const char *key_id)
+          const char *key_id, char **ids)
 {
     char      path[4096];
     int       fd, i;
@@ -228,20 +237,40 @@ cmd_spool(const char *dir, int n, const char *mode, int hold,
         tx_rec_put_bytes(&wb, TX_RUN_ID, id, 16);
         tx_rec_put_i64(&wb, TX_RUN_START_US, now + i * 1000);
         tx_rec_put_cstr(&wb, TX_RUN_KEY_ID, key_id);
+
+        if (ids) {
+            tx_rec_put_cstr(&wb, TX_RUN_PROJECT, ids[0]);
+            tx_rec_put_cstr(&wb, TX_RUN_USER, ids[1]);
+            tx_rec_put_cstr(&wb, TX_RUN_ORG, ids[2]);
+        }
+
         tx_rec_put_u64(&wb, TX_RUN_ENDPOINT, TX_EP_CHAT);
         tx_rec_put_cstr(&wb, TX_RUN_MODEL_REQ, "gpt-4o-mini");
         tx_rec_put_cstr(&wb, TX_RUN_MODEL, "gpt-4o-mini-2024-07-18");
         tx_rec_put_cstr(&wb, TX_RUN_PROVIDER, "openai");
-        tx_rec_put_u64(&wb, TX_RUN_STATUS, 200);
-        tx_rec_put_u64(&wb, TX_RUN_UPSTREAM_STATUS, 200);
+        tx_rec_put_u64(&wb, TX_RUN_STATUS, i % 10 == 9 ? 500 : 200);
+        tx_rec_put_u64(&wb, TX_RUN_UPSTREAM_STATUS, i % 10 == 9 ? 500 : 200);
+
+        if (i % 10 == 9) {
+            tx_rec_put_cstr(&wb, TX_RUN_ERROR_TYPE, "upstream_error");
+            tx_rec_put_cstr(&wb, TX_RUN_ERROR, "upstream returned 500");
+            tx_rec_put_cstr(&wb, TX_RUN_RESP_BODY,
+                            "{\"error\":\"boom for ann@example.com\"}");
+        }
+
         tx_rec_put_u64(&wb, TX_RUN_LATENCY_US, 12345);
         tx_rec_put_u64(&wb, TX_RUN_TOKENS_IN, 10 + i);
         tx_rec_put_u64(&wb, TX_RUN_TOKENS_OUT, 20);
         tx_rec_put_i64(&wb, TX_RUN_COST, 1250 + i);
-        tx_rec_put_u64(&wb, TX_RUN_FLAGS, TX_RUNF_SAMPLED | TX_RUNF_STREAM);
-        tx_rec_put_cstr(&wb, TX_RUN_TAGS, "team=a\nenv=ci");
+        tx_rec_put_u64(&wb, TX_RUN_FLAGS,
+                       TX_RUNF_SAMPLED | TX_RUNF_STREAM
+                           | (i % 10 == 9 ? TX_RUNF_ERROR : 0));
+        tx_rec_put_cstr(&wb, TX_RUN_TAGS, "team=a, env = ci,agent=bot");
         tx_rec_put_cstr(&wb, TX_RUN_METHOD, "POST");
-        tx_rec_put_cstr(&wb, TX_RUN_REQ_BODY, "{\"model\":\"gpt-4o-mini\"}");
+        tx_rec_put_cstr(&wb, TX_RUN_REQ_BODY,
+                        "{\"model\":\"gpt-4o-mini\",\n \"messages\":[{\"role\":"
+                        "\"user\",\"content\":\"mail me at ann@example.com, "
+                        "card 4111 1111 1111 1111\"}]}");
         len = wb.pos - wb.start;
 
         if (tx_spool_append(base, cap, &off, rec, len) != TX_OK) {
@@ -291,7 +320,8 @@ main(int argc, char **argv)
     if (argc >= 4 && strcmp(argv[1], "spool") == 0) {
         return cmd_spool(argv[2], atoi(argv[3]), argc > 4 ? argv[4] : "seal",
                          argc > 5 ? atoi(argv[5]) : 0,
-                         argc > 6 ? argv[6] : "key_test");
+                         argc > 6 ? argv[6] : "key_test",
+                         argc > 9 ? argv + 7 : NULL);
     }
 
     fprintf(stderr, "usage: see the comment at the top of txcp_tool.c\n");

@@ -1,0 +1,770 @@
+/*
+ * torrix-cp rollups and spend (see txcp_rollup.h).
+ */
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "tx_snapshot.h"
+#include "tx_window.h"
+
+#include "txcp.h"
+#include "txcp_publish.h"
+#include "txcp_rollup.h"
+#include "txcp_store.h"
+
+
+static const int txcp_spend_kinds[] = {TX_WIN_DAY, TX_WIN_WEEK, TX_WIN_MONTH};
+
+
+static uint32_t
+txcp_acc_hash(const uint8_t *p, size_t n)
+{
+    uint32_t h;
+
+    h = 2166136261u;
+
+    while (n--) {
+        h = (h ^ *p++) * 16777619u;
+    }
+
+    return h ? h : 1;
+}
+
+
+static int
+txcp_acc_grow(txcp_acc_t *acc)
+{
+    size_t          cap, i, j;
+    txcp_acc_ent_t *ents, *e;
+
+    cap = acc->cap ? acc->cap * 2 : 1024;
+
+    ents = calloc(cap, sizeof(txcp_acc_ent_t));
+    if (ents == NULL) {
+        return TX_ERROR;
+    }
+
+    for (i = 0; i < acc->cap; i++) {
+        e = &acc->ents[i];
+
+        if (!e->used) {
+            continue;
+        }
+
+        for (j = e->hash & (cap - 1); ents[j].used; j = (j + 1) & (cap - 1)) {
+            /* void */
+        }
+
+        ents[j] = *e;
+    }
+
+    free(acc->ents);
+    acc->ents = ents;
+    acc->cap = cap;
+
+    return TX_OK;
+}
+
+
+int
+txcp_acc_add(txcp_acc_t *acc, const uint8_t *key, size_t klen,
+             const int64_t *v, size_t nv)
+{
+    size_t          i, j;
+    uint32_t        h;
+    txcp_acc_ent_t *e;
+
+    if (klen == 0 || klen > TXCP_ACC_KEY_MAX || nv > TXCP_RV_N) {
+        return TX_ERROR;
+    }
+
+    if ((acc->n + 1) * 2 > acc->cap && txcp_acc_grow(acc) != TX_OK) {
+        return TX_ERROR;
+    }
+
+    h = txcp_acc_hash(key, klen);
+
+    for (i = h & (acc->cap - 1);; i = (i + 1) & (acc->cap - 1)) {
+        e = &acc->ents[i];
+
+        if (!e->used) {
+            e->used = 1;
+            e->hash = h;
+            e->klen = (uint16_t) klen;
+            memcpy(e->key, key, klen);
+            memset(e->v, 0, sizeof(e->v));
+            acc->n++;
+            break;
+        }
+
+        if (e->hash == h && e->klen == klen && memcmp(e->key, key, klen) == 0) {
+            break;
+        }
+    }
+
+    for (j = 0; j < nv; j++) {
+        e->v[j] += v[j];
+    }
+
+    return TX_OK;
+}
+
+
+void
+txcp_acc_reset(txcp_acc_t *acc)
+{
+    size_t i;
+
+    if (acc->n == 0) {
+        return;
+    }
+
+    for (i = 0; i < acc->cap; i++) {
+        acc->ents[i].used = 0;
+    }
+
+    acc->n = 0;
+}
+
+
+void
+txcp_acc_free(txcp_acc_t *acc)
+{
+    free(acc->ents);
+    acc->ents = NULL;
+    acc->cap = 0;
+    acc->n = 0;
+}
+
+
+int
+txcp_acc_flush(MDB_txn *txn, int db, const txcp_acc_t *acc, size_t nv)
+{
+    int                   rc;
+    size_t                i, j;
+    uint8_t               buf[TXCP_RV_N * 8];
+    const txcp_acc_ent_t *e;
+    MDB_val               k, v;
+
+    for (i = 0; i < acc->cap; i++) {
+        e = &acc->ents[i];
+
+        if (!e->used) {
+            continue;
+        }
+
+        k.mv_data = (void *) e->key;
+        k.mv_size = e->klen;
+
+        rc = mdb_get(txn, txcp.db[db], &k, &v);
+
+        if (rc == 0 && v.mv_size == nv * 8) {
+            memcpy(buf, v.mv_data, nv * 8);
+
+        } else if (rc == 0 || rc == MDB_NOTFOUND) {
+            memset(buf, 0, nv * 8);
+
+        } else {
+            return rc;
+        }
+
+        for (j = 0; j < nv; j++) {
+            txcp_put_le64(buf + j * 8,
+                          txcp_get_le64(buf + j * 8) + (uint64_t) e->v[j]);
+        }
+
+        v.mv_data = buf;
+        v.mv_size = nv * 8;
+
+        rc = mdb_put(txn, txcp.db[db], &k, &v, 0);
+        if (rc != 0) {
+            return rc;
+        }
+    }
+
+    return 0;
+}
+
+
+size_t
+txcp_rollup_key(uint8_t *out, int dim, const uint8_t *id, size_t idlen,
+                int bucket, int64_t start)
+{
+    if (idlen > TXCP_ROLLUP_ID_MAX) {
+        idlen = TXCP_ROLLUP_ID_MAX;
+    }
+
+    out[0] = (uint8_t) dim;
+    out[1] = (uint8_t) idlen;
+
+    if (idlen) {
+        memcpy(out + 2, id, idlen);
+    }
+
+    out[2 + idlen] = (uint8_t) bucket;
+    txcp_put_be64(out + 3 + idlen, (uint64_t) start);
+
+    return 11 + idlen;
+}
+
+
+static int
+txcp_rollup_add_dim(txcp_acc_t *acc, int dim, const uint8_t *id, size_t idlen,
+                    int64_t start_s, const int64_t *v)
+{
+    size_t  n;
+    uint8_t key[TXCP_ACC_KEY_MAX];
+
+    n = txcp_rollup_key(key, dim, id, idlen, TXCP_BUCKET_HOUR,
+                        start_s - start_s % 3600);
+
+    if (txcp_acc_add(acc, key, n, v, TXCP_RV_N) != TX_OK) {
+        return TX_ERROR;
+    }
+
+    n = txcp_rollup_key(key, dim, id, idlen, TXCP_BUCKET_DAY,
+                        start_s - start_s % 86400);
+
+    return txcp_acc_add(acc, key, n, v, TXCP_RV_N);
+}
+
+
+int
+txcp_rollup_add(txcp_acc_t *acc, const txcp_run_t *run)
+{
+    int             i, rc;
+    int64_t         v[TXCP_RV_N], s;
+    const uint8_t  *p, *end, *nl;
+    const tx_str_t *model;
+
+    static const struct {
+        int    dim;
+        size_t off;
+    } dims[] = {
+        {TXCP_DIM_KEY, offsetof(txcp_run_t, key)},
+        {TXCP_DIM_PROJECT, offsetof(txcp_run_t, project)},
+        {TXCP_DIM_USER, offsetof(txcp_run_t, user)},
+        {TXCP_DIM_ORG, offsetof(txcp_run_t, org)},
+        {TXCP_DIM_PROVIDER, offsetof(txcp_run_t, provider)},
+    };
+
+    s = run->start_us > 0 ? run->start_us / 1000000 : 0;
+
+    v[TXCP_RV_REQUESTS] = 1;
+    v[TXCP_RV_ERRORS] = txcp_run_is_error(run);
+    v[TXCP_RV_TOKENS_IN] = (int64_t) run->tokens_in;
+    v[TXCP_RV_TOKENS_OUT] = (int64_t) run->tokens_out;
+    v[TXCP_RV_CACHE_READ] = (int64_t) run->cache_read;
+    v[TXCP_RV_CACHE_WRITE] = (int64_t) run->cache_write;
+    v[TXCP_RV_REASONING] = (int64_t) run->reasoning;
+    v[TXCP_RV_COST] = run->cost;
+    v[TXCP_RV_LATENCY_US] = (int64_t) run->latency_us;
+
+    rc = txcp_rollup_add_dim(acc, TXCP_DIM_INSTANCE, NULL, 0, s, v);
+
+    for (i = 0; rc == TX_OK && i < (int) (sizeof(dims) / sizeof(dims[0]));
+         i++)
+    {
+        const tx_str_t *id = (const tx_str_t *) ((const char *) run
+                                                 + dims[i].off);
+
+        if (id->len) {
+            rc = txcp_rollup_add_dim(acc, dims[i].dim, id->data, id->len, s,
+                                     v);
+        }
+    }
+
+    model = txcp_run_model(run);
+
+    if (rc == TX_OK && model->len) {
+        rc = txcp_rollup_add_dim(acc, TXCP_DIM_MODEL, model->data, model->len,
+                                 s, v);
+    }
+
+    p = run->tags.data;
+    end = p + run->tags.len;
+
+    while (rc == TX_OK && p < end) {
+        nl = memchr(p, '\n', end - p);
+        nl = nl ? nl : end;
+
+        if (nl > p) {
+            rc = txcp_rollup_add_dim(acc, TXCP_DIM_TAG, p, nl - p, s, v);
+        }
+
+        p = nl + 1;
+    }
+
+    return rc;
+}
+
+
+int
+txcp_spend_add(txcp_acc_t *acc, const txcp_run_t *run, int64_t now)
+{
+    int             i, j;
+    size_t          n;
+    int64_t         s, v;
+    uint32_t        idx, cur;
+    uint8_t         key[TX_SPEND_KEY_MAX];
+    const tx_str_t *id;
+
+    const struct {
+        int             scope;
+        const tx_str_t *id;
+    } scopes[] = {
+        {TX_SCOPE_INSTANCE, NULL},      {TX_SCOPE_ORG, &run->org},
+        {TX_SCOPE_PROJECT, &run->project}, {TX_SCOPE_USER, &run->user},
+        {TX_SCOPE_KEY, &run->key},
+    };
+
+    if (run->cost == 0) {
+        return TX_OK;
+    }
+
+    s = run->start_us > 0 ? run->start_us / 1000000 : 0;
+    v = run->cost;
+
+    for (j = 0; j < 3; j++) {
+        idx = tx_window_index(txcp_spend_kinds[j], s);
+        cur = tx_window_index(txcp_spend_kinds[j], now);
+
+        if (idx + 1 < cur) {
+            continue;
+        }
+
+        for (i = 0; i < 5; i++) {
+            id = scopes[i].id;
+
+            if (id && id->len == 0) {
+                continue;
+            }
+
+            n = tx_spend_key(key, scopes[i].scope, txcp_spend_kinds[j], idx,
+                             id ? id->data : NULL, id ? id->len : 0);
+
+            if (txcp_acc_add(acc, key, n, &v, 1) != TX_OK) {
+                return TX_ERROR;
+            }
+        }
+    }
+
+    return TX_OK;
+}
+
+
+int
+txcp_spend_publish(const txcp_acc_t *changed, int64_t watermark_us)
+{
+    int                   rc;
+    size_t                i;
+    uint8_t               wm[8];
+    const txcp_acc_ent_t *e;
+    MDB_txn              *rtxn, *txn;
+    MDB_val               k, v, sv;
+
+    rtxn = NULL;
+    txn = NULL;
+
+    rc = mdb_txn_begin(txcp.store, NULL, MDB_RDONLY, &rtxn);
+    if (rc != 0) {
+        goto failed;
+    }
+
+    rc = mdb_txn_begin(txcp.snap, NULL, 0, &txn);
+    if (rc != 0) {
+        goto failed;
+    }
+
+    for (i = 0; i < changed->cap; i++) {
+        e = &changed->ents[i];
+
+        if (!e->used) {
+            continue;
+        }
+
+        k.mv_data = (void *) e->key;
+        k.mv_size = e->klen;
+
+        rc = mdb_get(rtxn, txcp.db[TXCP_DB_SPEND], &k, &v);
+
+        if (rc == MDB_NOTFOUND) {
+            rc = mdb_del(txn, txcp.sdb[TXCP_SDB_SPEND], &k, NULL);
+            rc = rc == MDB_NOTFOUND ? 0 : rc;
+
+        } else if (rc == 0) {
+            sv = v;
+            rc = mdb_put(txn, txcp.sdb[TXCP_SDB_SPEND], &k, &sv, 0);
+        }
+
+        if (rc != 0) {
+            goto failed;
+        }
+    }
+
+    if (watermark_us >= 0) {
+        txcp_put_le64(wm, (uint64_t) watermark_us);
+        k.mv_data = TX_SNAP_META_WATERMARK;
+        k.mv_size = strlen(TX_SNAP_META_WATERMARK);
+        v.mv_data = wm;
+        v.mv_size = 8;
+
+        rc = mdb_put(txn, txcp.sdb[TXCP_SDB_META], &k, &v, 0);
+        if (rc != 0) {
+            goto failed;
+        }
+    }
+
+    rc = txcp_publish_meta(txn);
+    if (rc != 0) {
+        goto failed;
+    }
+
+    rc = mdb_txn_commit(txn);
+    txn = NULL;
+
+    if (rc != 0) {
+        goto failed;
+    }
+
+    mdb_txn_abort(rtxn);
+
+    return TX_OK;
+
+failed:
+
+    txcp_log(TXCP_LOG_ERROR, "spend publish failed", "err=\"%s\"",
+             mdb_strerror(rc));
+
+    if (txn) {
+        mdb_txn_abort(txn);
+    }
+
+    if (rtxn) {
+        mdb_txn_abort(rtxn);
+    }
+
+    txcp.resync_needed = 1;
+
+    return TX_ERROR;
+}
+
+
+/* Deletes the windows older than the previous one from dbi. */
+static int
+txcp_spend_prune_db(MDB_txn *txn, MDB_dbi dbi, int64_t now, size_t *deleted)
+{
+    int         rc, scope, j;
+    uint32_t    cur, idx;
+    uint8_t     from[6];
+    const uint8_t *kp;
+    MDB_val     k, v;
+    MDB_cursor *c;
+
+    rc = mdb_cursor_open(txn, dbi, &c);
+    if (rc != 0) {
+        return rc;
+    }
+
+    for (scope = TX_SCOPE_INSTANCE; scope <= TX_SCOPE_KEY; scope++) {
+        for (j = 0; j < 3; j++) {
+            cur = tx_window_index(txcp_spend_kinds[j], now);
+
+            if (cur < 2) {
+                continue;
+            }
+
+            tx_spend_key(from, scope, txcp_spend_kinds[j], 0, NULL, 0);
+
+            for (;;) {
+                k.mv_data = from;
+                k.mv_size = 6;
+
+                rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+                if (rc != 0) {
+                    break;
+                }
+
+                kp = k.mv_data;
+
+                if (k.mv_size < 6 || kp[0] != scope
+                    || kp[1] != txcp_spend_kinds[j])
+                {
+                    break;
+                }
+
+                idx = (uint32_t) kp[2] << 24 | (uint32_t) kp[3] << 16
+                      | (uint32_t) kp[4] << 8 | kp[5];
+
+                if (idx + 1 >= cur) {
+                    break;
+                }
+
+                rc = mdb_cursor_del(c, 0);
+                if (rc != 0) {
+                    break;
+                }
+
+                (*deleted)++;
+            }
+
+            if (rc != 0 && rc != MDB_NOTFOUND) {
+                mdb_cursor_close(c);
+                return rc;
+            }
+        }
+    }
+
+    mdb_cursor_close(c);
+
+    return 0;
+}
+
+
+int
+txcp_spend_prune(int64_t now)
+{
+    int      rc;
+    size_t   n, ns;
+    MDB_txn *txn;
+
+    n = 0;
+    ns = 0;
+
+    rc = mdb_txn_begin(txcp.store, NULL, 0, &txn);
+    if (rc != 0) {
+        goto failed;
+    }
+
+    rc = txcp_spend_prune_db(txn, txcp.db[TXCP_DB_SPEND], now, &n);
+
+    if (rc != 0 || (rc = mdb_txn_commit(txn)) != 0) {
+        if (rc != 0 && txn) {
+            mdb_txn_abort(txn);
+        }
+
+        goto failed;
+    }
+
+    rc = mdb_txn_begin(txcp.snap, NULL, 0, &txn);
+    if (rc != 0) {
+        goto failed;
+    }
+
+    rc = txcp_spend_prune_db(txn, txcp.sdb[TXCP_SDB_SPEND], now, &ns);
+
+    if (rc == 0 && ns) {
+        rc = txcp_publish_meta(txn);
+    }
+
+    if (rc != 0) {
+        mdb_txn_abort(txn);
+        goto failed;
+    }
+
+    rc = mdb_txn_commit(txn);
+    if (rc != 0) {
+        goto failed;
+    }
+
+    if (n || ns) {
+        txcp_log(TXCP_LOG_INFO, "spend windows pruned", "store=%zu snapshot=%zu",
+                 n, ns);
+    }
+
+    return TX_OK;
+
+failed:
+
+    txcp_log(TXCP_LOG_ERROR, "spend prune failed", "err=\"%s\"",
+             mdb_strerror(rc));
+
+    return TX_ERROR;
+}
+
+
+int
+txcp_spend_resync(MDB_txn *rtxn, MDB_txn *txn)
+{
+    int         rc;
+    MDB_val     k, v, sv;
+    MDB_cursor *c;
+
+    rc = mdb_cursor_open(rtxn, txcp.db[TXCP_DB_SPEND], &c);
+    if (rc != 0) {
+        return rc;
+    }
+
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT))
+    {
+        if (mdb_get(txn, txcp.sdb[TXCP_SDB_SPEND], &k, &sv) == 0
+            && sv.mv_size == v.mv_size
+            && memcmp(sv.mv_data, v.mv_data, v.mv_size) == 0)
+        {
+            continue;
+        }
+
+        rc = mdb_put(txn, txcp.sdb[TXCP_SDB_SPEND], &k, &v, 0);
+        if (rc != 0) {
+            break;
+        }
+    }
+
+    mdb_cursor_close(c);
+
+    if (rc != MDB_NOTFOUND) {
+        return rc;
+    }
+
+    rc = mdb_cursor_open(txn, txcp.sdb[TXCP_SDB_SPEND], &c);
+    if (rc != 0) {
+        return rc;
+    }
+
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT))
+    {
+        if (mdb_get(rtxn, txcp.db[TXCP_DB_SPEND], &k, &sv) == 0) {
+            continue;
+        }
+
+        rc = mdb_cursor_del(c, 0);
+        if (rc != 0) {
+            break;
+        }
+    }
+
+    mdb_cursor_close(c);
+
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+
+/* Adds the buckets of kind `bucket` with start in [from, to) to v. */
+static int
+txcp_rollup_scan(MDB_cursor *cur, int dim, const uint8_t *id, size_t idlen,
+                 int bucket, int64_t from, int64_t to, int64_t *v)
+{
+    int      rc, j;
+    size_t   n;
+    uint8_t  key[TXCP_ACC_KEY_MAX];
+    int64_t  start;
+    MDB_val  k, d;
+
+    if (from >= to) {
+        return 0;
+    }
+
+    n = txcp_rollup_key(key, dim, id, idlen, bucket, from);
+    k.mv_data = key;
+    k.mv_size = n;
+
+    for (rc = mdb_cursor_get(cur, &k, &d, MDB_SET_RANGE); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &d, MDB_NEXT))
+    {
+        if (k.mv_size != n || memcmp(k.mv_data, key, n - 8) != 0) {
+            break;
+        }
+
+        start = (int64_t) txcp_get_be64((uint8_t *) k.mv_data + n - 8);
+
+        if (start >= to) {
+            break;
+        }
+
+        if (d.mv_size != TXCP_RV_N * 8) {
+            continue;
+        }
+
+        for (j = 0; j < TXCP_RV_N; j++) {
+            v[j] += (int64_t) txcp_get_le64((uint8_t *) d.mv_data + j * 8);
+        }
+    }
+
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+
+int
+txcp_rollup_sum(MDB_cursor *cur, int dim, const uint8_t *id, size_t idlen,
+                int64_t since, int64_t until, int64_t *v)
+{
+    int     rc;
+    int64_t h0, h1, d0, d1;
+
+    memset(v, 0, TXCP_RV_N * sizeof(int64_t));
+
+    if (idlen > TXCP_ROLLUP_ID_MAX) {
+        idlen = TXCP_ROLLUP_ID_MAX;
+    }
+
+    h0 = since - since % 3600;
+    h1 = until % 3600 ? until - until % 3600 + 3600 : until;
+    d0 = h0 % 86400 ? h0 - h0 % 86400 + 86400 : h0;
+    d1 = h1 - h1 % 86400;
+
+    if (d0 >= d1) {
+        return txcp_rollup_scan(cur, dim, id, idlen, TXCP_BUCKET_HOUR, h0, h1,
+                                v);
+    }
+
+    rc = txcp_rollup_scan(cur, dim, id, idlen, TXCP_BUCKET_DAY, d0, d1, v);
+
+    if (rc == 0) {
+        rc = txcp_rollup_scan(cur, dim, id, idlen, TXCP_BUCKET_HOUR, h0, d0, v);
+    }
+
+    if (rc == 0) {
+        rc = txcp_rollup_scan(cur, dim, id, idlen, TXCP_BUCKET_HOUR, d1, h1, v);
+    }
+
+    return rc;
+}
+
+
+int
+txcp_rollup_series(MDB_cursor *cur, int dim, const uint8_t *id, size_t idlen,
+                   int64_t today, int n, int64_t *series)
+{
+    int      rc, i;
+    size_t   kn;
+    uint8_t  key[TXCP_ACC_KEY_MAX];
+    int64_t  first, start;
+    MDB_val  k, d;
+
+    memset(series, 0, n * sizeof(int64_t));
+
+    if (idlen > TXCP_ROLLUP_ID_MAX) {
+        idlen = TXCP_ROLLUP_ID_MAX;
+    }
+
+    first = today - today % 86400 - (int64_t) (n - 1) * 86400;
+
+    kn = txcp_rollup_key(key, dim, id, idlen, TXCP_BUCKET_DAY, first);
+    k.mv_data = key;
+    k.mv_size = kn;
+
+    for (rc = mdb_cursor_get(cur, &k, &d, MDB_SET_RANGE); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &d, MDB_NEXT))
+    {
+        if (k.mv_size != kn || memcmp(k.mv_data, key, kn - 8) != 0) {
+            break;
+        }
+
+        start = (int64_t) txcp_get_be64((uint8_t *) k.mv_data + kn - 8);
+        i = (int) ((start - first) / 86400);
+
+        if (i >= n) {
+            break;
+        }
+
+        if (i >= 0 && d.mv_size == TXCP_RV_N * 8) {
+            series[i] += (int64_t) txcp_get_le64((uint8_t *) d.mv_data
+                                                 + TXCP_RV_COST * 8);
+        }
+    }
+
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}

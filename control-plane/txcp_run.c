@@ -1,0 +1,245 @@
+/*
+ * torrix-cp run records (see txcp_run.h).
+ */
+
+#include <string.h>
+
+#include "tx_record.h"
+
+#include "txcp_run.h"
+
+
+int
+txcp_run_decode(const void *rec, size_t len, txcp_run_t *run)
+{
+    int           rc;
+    uint16_t      tag;
+    uint64_t      u;
+    int64_t       i;
+    tx_str_t      v;
+    tx_rec_iter_t it;
+
+    memset(run, 0, sizeof(txcp_run_t));
+
+    tx_rec_iter_init(&it, rec, len);
+
+    while ((rc = tx_rec_next(&it, &tag, &v)) == TX_OK) {
+        u = 0;
+        i = 0;
+
+        if (v.len == 8) {
+            (void) tx_rec_u64(&v, &u);
+            (void) tx_rec_i64(&v, &i);
+        }
+
+        switch (tag) {
+        case TX_RUN_ID:
+            run->id = v.len == 16 ? v.data : NULL;
+            break;
+        case TX_RUN_START_US:
+            run->start_us = i;
+            break;
+        case TX_RUN_KEY_ID:
+            run->key = v;
+            break;
+        case TX_RUN_PROJECT:
+            run->project = v;
+            break;
+        case TX_RUN_ORG:
+            run->org = v;
+            break;
+        case TX_RUN_USER:
+            run->user = v;
+            break;
+        case TX_RUN_ENDPOINT:
+            run->endpoint = u;
+            break;
+        case TX_RUN_MODEL_REQ:
+            run->model_req = v;
+            break;
+        case TX_RUN_MODEL:
+            run->model = v;
+            break;
+        case TX_RUN_PROVIDER:
+            run->provider = v;
+            break;
+        case TX_RUN_STATUS:
+            run->status = u;
+            break;
+        case TX_RUN_LATENCY_US:
+            run->latency_us = u;
+            break;
+        case TX_RUN_TOKENS_IN:
+            run->tokens_in = u;
+            break;
+        case TX_RUN_TOKENS_OUT:
+            run->tokens_out = u;
+            break;
+        case TX_RUN_TOKENS_CACHE_READ:
+            run->cache_read = u;
+            break;
+        case TX_RUN_TOKENS_CACHE_WRITE:
+            run->cache_write = u;
+            break;
+        case TX_RUN_TOKENS_REASONING:
+            run->reasoning = u;
+            break;
+        case TX_RUN_COST:
+            run->cost = i;
+            break;
+        case TX_RUN_FLAGS:
+            run->flags = u;
+            break;
+        case TX_RUN_NAME:
+            run->name = v;
+            break;
+        case TX_RUN_END_USER:
+            run->end_user = v;
+            break;
+        case TX_RUN_TAGS:
+            run->tags = v;
+            break;
+        case TX_RUN_ERROR_TYPE:
+            run->error_type = v;
+            break;
+        case TX_RUN_ERROR:
+            run->error = v;
+            break;
+        case TX_RUN_REQ_BODY:
+            run->req_body = v;
+            break;
+        case TX_RUN_RESP_BODY:
+            run->resp_body = v;
+            break;
+        }
+    }
+
+    return rc == TX_DONE ? TX_OK : TX_ERROR;
+}
+
+
+int
+txcp_run_is_error(const txcp_run_t *run)
+{
+    if (run->flags & (TX_RUNF_ERROR | TX_RUNF_REJECTED)) {
+        return 1;
+    }
+
+    return run->status >= 400 && !(run->flags & TX_RUNF_CANCELLED);
+}
+
+
+const tx_str_t *
+txcp_run_model(const txcp_run_t *run)
+{
+    return run->model.len ? &run->model : &run->model_req;
+}
+
+
+int
+txcp_tags_get(const tx_str_t *tags, const char *name, tx_str_t *val)
+{
+    size_t         n;
+    const uint8_t *p, *end, *nl;
+
+    n = strlen(name);
+    p = tags->data;
+    end = p + tags->len;
+
+    while (p < end) {
+        nl = memchr(p, '\n', end - p);
+        nl = nl ? nl : end;
+
+        if ((size_t) (nl - p) > n && p[n] == '=' && memcmp(p, name, n) == 0) {
+            val->data = p + n + 1;
+            val->len = nl - p - n - 1;
+            return TX_OK;
+        }
+
+        p = nl + 1;
+    }
+
+    return TX_DECLINED;
+}
+
+
+size_t
+txcp_runs_idx_key(uint8_t *out, int dim, const uint8_t *id, size_t idlen,
+                  const uint8_t *run_id)
+{
+    if (idlen > 255) {
+        idlen = 255;
+    }
+
+    out[0] = (uint8_t) dim;
+    out[1] = (uint8_t) idlen;
+
+    if (idlen) {
+        memcpy(out + 2, id, idlen);
+    }
+
+    if (run_id) {
+        memcpy(out + 2 + idlen, run_id, 16);
+        return 18 + idlen;
+    }
+
+    return 2 + idlen;
+}
+
+
+int
+txcp_runs_index(MDB_txn *txn, const txcp_run_t *run, int del)
+{
+    int             i, rc;
+    uint8_t         key[TXCP_IDX_KEY_MAX];
+    const tx_str_t *id;
+    tx_str_t        none;
+    MDB_val         k, v;
+
+    const struct {
+        int             dim;
+        const tx_str_t *id;
+    } idx[] = {
+        {TXCP_IDX_KEY, &run->key},
+        {TXCP_IDX_PROJECT, &run->project},
+        {TXCP_IDX_USER, &run->user},
+        {TXCP_IDX_ERROR, &none},
+    };
+
+    if (run->id == NULL) {
+        return 0;
+    }
+
+    none.len = 0;
+    none.data = NULL;
+
+    for (i = 0; i < 4; i++) {
+        id = idx[i].id;
+
+        if (idx[i].dim == TXCP_IDX_ERROR ? !txcp_run_is_error(run)
+                                         : id->len == 0)
+        {
+            continue;
+        }
+
+        k.mv_data = key;
+        k.mv_size = txcp_runs_idx_key(key, idx[i].dim, id->data, id->len,
+                                      run->id);
+
+        if (del) {
+            rc = mdb_del(txn, txcp.db[TXCP_DB_RUNS_IDX], &k, NULL);
+            rc = rc == MDB_NOTFOUND ? 0 : rc;
+
+        } else {
+            v.mv_data = "";
+            v.mv_size = 0;
+            rc = mdb_put(txn, txcp.db[TXCP_DB_RUNS_IDX], &k, &v, 0);
+        }
+
+        if (rc != 0) {
+            return rc;
+        }
+    }
+
+    return 0;
+}

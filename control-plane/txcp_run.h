@@ -1,0 +1,101 @@
+/*
+ * torrix-cp run records: a decoded view of one TLV run record (tx_spool.h
+ * TX_RUN_*), as stored in the store's "runs" database.
+ *
+ * Stored form: the record the module spooled, except that at ingest
+ * TX_RUN_TAGS becomes the merged '\n'-separated "k=v" list (request tags
+ * first, then the key's metadata; at most TXCP_RUN_TAGS_MAX), bodies are
+ * PII-masked when masking applies, and Ollama runs carry cost 0.
+ */
+
+#ifndef TXCP_RUN_H
+#define TXCP_RUN_H
+
+
+#include "tx_spool.h"
+
+#include "txcp.h"
+
+
+#define TXCP_RUN_TAGS_MAX 32
+
+
+/* Borrowed strings: valid while the record's bytes are. */
+typedef struct {
+    const uint8_t *id; /* 16 bytes, NULL when absent */
+    int64_t        start_us;
+    tx_str_t       key;
+    tx_str_t       project;
+    tx_str_t       org;
+    tx_str_t       user;
+    tx_str_t       model_req;
+    tx_str_t       model;
+    tx_str_t       provider;
+    tx_str_t       name;
+    tx_str_t       end_user;
+    tx_str_t       tags;
+    tx_str_t       error_type;
+    tx_str_t       error;
+    tx_str_t       req_body;
+    tx_str_t       resp_body;
+    uint64_t       endpoint;
+    uint64_t       status;
+    uint64_t       latency_us;
+    uint64_t       tokens_in;
+    uint64_t       tokens_out;
+    uint64_t       cache_read;
+    uint64_t       cache_write;
+    uint64_t       reasoning;
+    uint64_t       flags;
+    tx_money_t     cost;
+} txcp_run_t;
+
+
+/*
+ * Decodes a record into *run (missing fields zero / empty).  TX_OK, or
+ * TX_ERROR when the record is corrupt.
+ */
+int txcp_run_decode(const void *rec, size_t len, txcp_run_t *run);
+
+/*
+ * 1 when the run counts as an error: the error or rejected flag, or an
+ * HTTP status >= 400 on a run that was not cancelled by its client.
+ */
+int txcp_run_is_error(const txcp_run_t *run);
+
+/* The served model, else the requested one. */
+const tx_str_t *txcp_run_model(const txcp_run_t *run);
+
+/*
+ * runs_idx (store db): secondary indexes of runs, value empty:
+ *
+ *   dim (1: TXCP_IDX_*) | id length (1) | id | run id (16)
+ *
+ * so the runs of one key, project or user (and every error run) are one
+ * range, in run id (time) order.
+ */
+#define TXCP_IDX_KEY     'k'
+#define TXCP_IDX_PROJECT 'p'
+#define TXCP_IDX_USER    'u'
+#define TXCP_IDX_ERROR   'x' /* id empty */
+
+#define TXCP_IDX_KEY_MAX (2 + 255 + 16)
+
+/* Builds an index key into out (TXCP_IDX_KEY_MAX bytes); its length. */
+size_t txcp_runs_idx_key(uint8_t *out, int dim, const uint8_t *id,
+                         size_t idlen, const uint8_t *run_id);
+
+/*
+ * Adds (del = 0) or removes (del = 1) every index row of a run inside txn.
+ * Returns 0 or an LMDB rc (a missing row on delete is not an error).
+ */
+int txcp_runs_index(MDB_txn *txn, const txcp_run_t *run, int del);
+
+/*
+ * Finds tag `name` in a '\n'-separated "k=v" list; TX_OK with *val set, or
+ * TX_DECLINED.
+ */
+int txcp_tags_get(const tx_str_t *tags, const char *name, tx_str_t *val);
+
+
+#endif /* TXCP_RUN_H */
