@@ -53,7 +53,10 @@ ngx_http_torrix_request_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
     if (ctx->too_large || ctx->body_bytes > (off_t) tlcf->max_body_size) {
         ctx->too_large = 1;
 
-        /* drop the data but let reading run to its end */
+        /*
+         * drop the data but let reading run to its end; the save filter is
+         * still called so it can flush what it holds from before the limit
+         */
         for (cl = in; cl; cl = cl->next) {
             cl->buf->pos = cl->buf->last;
             cl->buf->file_pos = cl->buf->file_last;
@@ -63,7 +66,7 @@ ngx_http_torrix_request_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
             }
         }
 
-        return NGX_OK;
+        return ngx_http_next_request_body_filter(r, NULL);
     }
 
     return ngx_http_next_request_body_filter(r, in);
