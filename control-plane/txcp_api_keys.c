@@ -571,7 +571,11 @@ txcp_api_keys_rotate(txcp_req_t *r)
     secret = NULL;
     diff = cJSON_CreateObject();
     grace = TXCP_GRACE_DEFAULT;
-    now = txcp_now_us() / 1000000;
+    /*
+     * whole seconds, rounded up: the data plane compares its clock's second
+     * with not_after, so the old secret works for at least grace seconds
+     */
+    now = (txcp_now_us() + 999999) / 1000000;
 
     memset(&item, 0, sizeof(item));
     item.kind = TXCP_PUB_KEY;
