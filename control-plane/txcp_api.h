@@ -118,6 +118,9 @@ void txcp_api_settings_patch(txcp_req_t *r);
 /* runs */
 void txcp_api_runs_list(txcp_req_t *r);
 void txcp_api_runs_get(txcp_req_t *r);
+void txcp_api_logs(txcp_req_t *r);
+void txcp_api_errors(txcp_req_t *r);
+void txcp_api_user_activity_csv(txcp_req_t *r);
 
 /* spend and usage (rollups) */
 void txcp_api_spend(txcp_req_t *r);

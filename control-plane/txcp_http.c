@@ -54,6 +54,7 @@ static const txcp_route_t txcp_routes[] =
      {"users", TXCP_POST, 1, txcp_api_tenant_create},
      {"users", TXCP_GET, 1, txcp_api_tenant_list},
      {"users/*", TXCP_GET, 1, txcp_api_tenant_get},
+     {"users/*/activity.csv", TXCP_GET, 1, txcp_api_user_activity_csv},
      {"users/*", TXCP_PATCH, 1, txcp_api_tenant_patch},
      {"users/*", TXCP_DELETE, 1, txcp_api_tenant_delete},
 
@@ -81,6 +82,8 @@ static const txcp_route_t txcp_routes[] =
 
      {"runs", TXCP_GET, 1, txcp_api_runs_list},
      {"runs/*", TXCP_GET, 1, txcp_api_runs_get},
+     {"logs", TXCP_GET, 1, txcp_api_logs},
+     {"errors", TXCP_GET, 1, txcp_api_errors},
 
      {"audit/verify", TXCP_GET, 1, txcp_api_audit_verify},
      {"audit", TXCP_GET, 1, txcp_api_audit_list},
@@ -104,6 +107,20 @@ txcp_http_reply(txcp_req_t *r, int status, cJSON *resp)
 
     r->status = status;
     r->resp = resp ? resp : cJSON_CreateObject();
+}
+
+
+void
+txcp_http_reply_raw(txcp_req_t *r, int status, struct MHD_Response *resp)
+{
+    if (r->raw) {
+        MHD_destroy_response(r->raw);
+    }
+
+    cJSON_Delete(r->resp);
+    r->resp = NULL;
+    r->raw = resp;
+    r->status = status;
 }
 
 
@@ -415,7 +432,7 @@ txcp_http_dispatch(txcp_req_t *r, const char *url)
 
     rt->handler(r);
 
-    if (r->resp == NULL) {
+    if (r->resp == NULL && r->raw == NULL) {
         txcp_http_error(r, 500, "internal error");
     }
 }
@@ -427,6 +444,22 @@ txcp_http_queue(txcp_req_t *r)
     char                *text;
     struct MHD_Response *resp;
     enum MHD_Result      ret;
+
+    if (r->raw) {
+        ret = MHD_queue_response(r->conn, (unsigned int) r->status, r->raw);
+        MHD_destroy_response(r->raw);
+        r->raw = NULL;
+        r->replied = 1;
+
+        txcp_log(TXCP_LOG_INFO, "request",
+                 "method=%s path=%s status=%d actor=%s ms=%.2f stream=1",
+                 txcp_method_names[r->method], r->path, r->status,
+                 r->actor[0] ? r->actor : "-",
+                 (double) (txcp_now_us() - r->start_us) / 1000.0);
+
+        return ret;
+    }
+
     text = r->resp ? cJSON_PrintUnformatted(r->resp) : NULL;
 
     if (text == NULL) {
@@ -614,6 +647,11 @@ txcp_http_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 
     free(r->body);
     cJSON_Delete(r->resp);
+
+    if (r->raw) {
+        MHD_destroy_response(r->raw);
+    }
+
     free(r);
 
     *con_cls = NULL;

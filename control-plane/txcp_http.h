@@ -11,6 +11,9 @@
 #include "txcp.h"
 
 
+struct MHD_Response;
+
+
 #define TXCP_GET    1
 #define TXCP_POST   2
 #define TXCP_PUT    3
@@ -38,6 +41,7 @@ typedef struct {
     char                   actor[TX_ID_MAX_LEN + 1];
     int                    status;
     cJSON                 *resp;
+    struct MHD_Response   *raw; /* a non-JSON reply (streamed), or NULL */
     int64_t                start_us;
 } txcp_req_t;
 
@@ -62,6 +66,12 @@ void txcp_http_run(void);
  * reply replaces an earlier one.
  */
 void txcp_http_reply(txcp_req_t *r, int status, cJSON *resp);
+
+/*
+ * Sets a non-JSON reply (e.g. MHD_create_response_from_callback); the
+ * request owns resp from then on.  Replaces any JSON reply.
+ */
+void txcp_http_reply_raw(txcp_req_t *r, int status, struct MHD_Response *resp);
 
 /* Sets {"error":{"type":...,"message":...}} with the status' type. */
 void txcp_http_error(txcp_req_t *r, int status, const char *fmt, ...)

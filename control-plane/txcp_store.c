@@ -13,6 +13,7 @@
 #include <sodium.h>
 
 #include "txcp.h"
+#include "txcp_run.h"
 #include "txcp_store.h"
 #include "txcp_audit.h"
 
@@ -398,6 +399,38 @@ txcp_store_write_admin_key(const char *secret, char *path, size_t len)
 }
 
 
+static int
+txcp_store_index_runs(MDB_txn *txn)
+{
+    int         rc;
+    txcp_run_t  run;
+    MDB_val     k, v;
+    MDB_cursor *cur;
+
+    rc = mdb_cursor_open(txn, txcp.db[TXCP_DB_RUNS], &cur);
+    if (rc != 0) {
+        return TX_ERROR;
+    }
+
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+    {
+        if (txcp_run_decode(v.mv_data, v.mv_size, &run) != TX_OK) {
+            continue;
+        }
+
+        rc = txcp_runs_index(txn, &run, 0);
+        if (rc != 0) {
+            break;
+        }
+    }
+
+    mdb_cursor_close(cur);
+
+    return rc == MDB_NOTFOUND ? TX_OK : TX_ERROR;
+}
+
+
 int
 txcp_store_migrate(MDB_txn *txn, uint64_t from, uint64_t to)
 {
@@ -412,7 +445,14 @@ txcp_store_migrate(MDB_txn *txn, uint64_t from, uint64_t to)
             break;
 
         case 1:
-            /* prices, spend, rollups, runs_idx: new databases */
+            /*
+             * prices, spend, rollups, runs_idx are new databases; index the
+             * runs already stored (rollups start empty: they are never
+             * rebuilt from raw runs)
+             */
+            if (txcp_store_index_runs(txn) != TX_OK) {
+                return TX_ERROR;
+            }
             break;
 
         default:
