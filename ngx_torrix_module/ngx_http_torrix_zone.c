@@ -97,7 +97,8 @@ static void ngx_http_torrix_refill(ngx_http_torrix_node_t *lr, uint64_t rpm,
     uint64_t tpm, int64_t now_ms);
 
 
-static ngx_shm_zone_t  *ngx_http_torrix_shm_zone;
+static ngx_shm_zone_t          *ngx_http_torrix_shm_zone;
+static ngx_http_torrix_zone_t   ngx_http_torrix_zone;
 
 static const u_char  ngx_http_torrix_kinds[3] = {
     TX_WIN_DAY, TX_WIN_WEEK, TX_WIN_MONTH
@@ -138,10 +139,8 @@ ngx_http_torrix_zone_init(ngx_shm_zone_t *shm_zone, void *data)
     size_t                   len;
     ngx_http_torrix_zone_t  *z;
 
-    z = ngx_pcalloc(ngx_cycle->pool, sizeof(ngx_http_torrix_zone_t));
-    if (z == NULL) {
-        return NGX_ERROR;
-    }
+    /* one zone per process image: static, so no cycle's pool owns it */
+    z = &ngx_http_torrix_zone;
 
     if (ozone) {
         /* a reload: keep the counters */
@@ -234,10 +233,39 @@ ngx_http_torrix_rbtree_insert_value(ngx_rbtree_node_t *temp,
 void
 ngx_http_torrix_zone_init_process(ngx_cycle_t *cycle)
 {
-    ngx_uint_t               slot;
+    ngx_uint_t               i, slot;
     ngx_queue_t             *q;
+    ngx_shm_zone_t          *shm_zone;
+    ngx_list_part_t         *part;
     ngx_http_torrix_zone_t  *z;
     ngx_http_torrix_node_t  *lr;
+
+    /*
+     * find the zone in the cycle this worker runs (the pointer kept while
+     * parsing may belong to a configuration that failed to load)
+     */
+    ngx_http_torrix_shm_zone = NULL;
+
+    part = &cycle->shared_memory.part;
+    shm_zone = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            shm_zone = part->elts;
+            i = 0;
+        }
+
+        if (shm_zone[i].tag == &ngx_http_torrix_module) {
+            ngx_http_torrix_shm_zone = &shm_zone[i];
+            break;
+        }
+    }
 
     if (ngx_http_torrix_shm_zone == NULL) {
         return;
