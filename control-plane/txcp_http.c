@@ -78,7 +78,9 @@ static const txcp_route_t txcp_routes[] =
      {"pricing/**", TXCP_PUT, 1, txcp_api_pricing_put},
      {"pricing/**", TXCP_DELETE, 1, txcp_api_pricing_delete},
 
+     {"spend", TXCP_GET, 1, txcp_api_spend},
      {"spend/scopes", TXCP_GET, 1, txcp_api_spend_scopes},
+     {"usage/users", TXCP_GET, 1, txcp_api_usage_users},
 
      {"runs", TXCP_GET, 1, txcp_api_runs_list},
      {"runs/*", TXCP_GET, 1, txcp_api_runs_get},
