@@ -14,6 +14,7 @@
 #include "txcp_ingest.h"
 #include "txcp_loop.h"
 #include "txcp_publish.h"
+#include "txcp_retention.h"
 #include "txcp_rollup.h"
 #include "tx_window.h"
 
@@ -121,6 +122,8 @@ txcp_loop_run(void)
             if (txcp.resync_needed) {
                 txcp_publish_resync();
             }
+
+            (void) txcp_retention_step((int64_t) time(NULL));
 
             day = tx_window_index(TX_WIN_DAY, time(NULL));
 

@@ -7,7 +7,9 @@
  *   txcp_tool spool SPOOLDIR N [seal|open|torn] [HOLD_SECONDS] [KEY_ID]
  *                   [PROJECT_ID USER_ID ORG_ID]
  *                                         write N run records like a worker
- *                                         (every 10th an upstream 500)
+ *                                         (every 10th an upstream 500;
+ *                                         env TXCP_TOOL_AGO=SECONDS dates
+ *                                         them back)
  *
  * Build: cc -D_GNU_SOURCE -Ishared -o build/txcp_tool \
  *            control-plane/tools/txcp_tool.c build/libtxshared.a -llmdb -lsodium
@@ -214,6 +216,11 @@ cmd_spool(const char *dir, int n, const char *mode, int hold,
 
     now = now_us();
     cap = 1024 * 1024;
+
+    if (getenv("TXCP_TOOL_AGO")) {
+        /* runs that started that many seconds ago (retention tests) */
+        now -= (int64_t) atoll(getenv("TXCP_TOOL_AGO")) * 1000000;
+    }
 
     snprintf(path, sizeof(path), "%s/%016llx-%d.txs", dir,
              (unsigned long long) now, (int) getpid());
