@@ -55,6 +55,17 @@ ngx_http_torrix_filter_init(ngx_conf_t *cf)
 
 
 int64_t
+ngx_http_torrix_real_us(void)
+{
+    struct timespec  ts;
+
+    (void) clock_gettime(CLOCK_REALTIME, &ts);
+
+    return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+
+int64_t
 ngx_http_torrix_now_us(void)
 {
     struct timespec  ts;

@@ -64,7 +64,7 @@ ngx_http_torrix_limits(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
         ngx_memcpy(&wm, val.data, 8);
     }
 
-    ctx->watermark_s = wm / 1000000;
+    ctx->watermark_us = wm;
 
     prj_rpm = 0;
     prj_tpm = 0;

@@ -115,9 +115,6 @@ ngx_http_torrix_log_handler(ngx_http_request_t *r)
 
     ngx_http_torrix_put_usage(r, ctx, &wb, &flags, &cost, &tokens);
 
-    /* every end of an admitted request releases its reservation here */
-    ngx_http_torrix_settle(ctx, cost, tokens);
-
     if (ctx->est_cost) {
         tx_rec_put_i64(&wb, TX_RUN_RESERVED, ctx->est_cost);
     }
@@ -168,6 +165,7 @@ ngx_http_torrix_log_handler(ngx_http_request_t *r)
     if (wb.overflow) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "torrix: run record too large");
+        ngx_http_torrix_settle(ctx, cost, tokens);
         return NGX_OK;
     }
 
@@ -178,6 +176,13 @@ ngx_http_torrix_log_handler(ngx_http_request_t *r)
         ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
                       "torrix: run %s not spooled", ctx->run_id_hex);
     }
+
+    /*
+     * every end of an admitted request releases its reservation here, after
+     * the frame is in the spool: a run settled before torrix-cp's ingest
+     * watermark is then always in the spend the snapshot publishes
+     */
+    ngx_http_torrix_settle(ctx, cost, tokens);
 
     return NGX_OK;
 }

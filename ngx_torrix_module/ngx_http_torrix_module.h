@@ -148,7 +148,7 @@ typedef struct {
     int64_t               max_out;          /* from the body, -1 none */
     time_t                now_s;
     uint32_t              windows[3];       /* day, week, month indexes */
-    int64_t               watermark_s;
+    int64_t               watermark_us;
     uint64_t              rpm;
     uint64_t              tpm;
     uint64_t              key_rpm;
@@ -200,7 +200,8 @@ ngx_int_t ngx_http_torrix_body_set(ngx_http_request_t *r, ngx_str_t *parts,
 
 /* _filter.c */
 ngx_int_t ngx_http_torrix_filter_init(ngx_conf_t *cf);
-int64_t ngx_http_torrix_now_us(void);
+int64_t ngx_http_torrix_now_us(void);     /* the gateway's clock */
+int64_t ngx_http_torrix_real_us(void);    /* the host's, never shifted */
 
 /* _response.c */
 ngx_int_t ngx_http_torrix_send_error(ngx_http_request_t *r,

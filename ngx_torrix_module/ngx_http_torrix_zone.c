@@ -10,14 +10,16 @@
  *     worker that dies cannot pin a phantom spend: its successor (same slot)
  *     clears the slot in init_process;
  *   - the money settled by this edge per window (day, week, month) in
- *     one-second buckets, so that with the snapshot's ingest watermark W
+ *     10 ms buckets of settle time (taken after the run's spool frame is
+ *     written), so that with the snapshot's ingest watermark W
  *
  *       spend(scope, window) = ingested(snapshot, window)
  *                            + settled here at or after W (same window)
  *                            + reserved in flight
  *
- *     counts every run exactly once: runs settled before W are in the
- *     snapshot's figure, runs settled since are not.  Buckets that age out
+ *     counts every run once: runs settled before W are in the snapshot's
+ *     figure, runs settled since are not; a run settled in W's own 10 ms
+ *     tick counts twice for the moment (over, never under).  Buckets that age out
  *     of the ring while still at or after W are folded into one overflow
  *     amount kept until W passes its newest second, so the sum can only be
  *     over, never under.
@@ -31,12 +33,13 @@
 
 
 #define NGX_HTTP_TORRIX_SLOTS    64
-#define NGX_HTTP_TORRIX_BUCKETS  16
+#define NGX_HTTP_TORRIX_BUCKETS  32
+#define NGX_HTTP_TORRIX_TICK_US  10000     /* settled-bucket width: 10 ms */
 #define NGX_HTTP_TORRIX_IDLE_MS  (10 * 60 * 1000)
 
 
 typedef struct {
-    int64_t      sec;
+    int64_t      tick;         /* settle time / NGX_HTTP_TORRIX_TICK_US */
     tx_money_t   amount;
 } ngx_http_torrix_bucket_t;
 
@@ -45,7 +48,7 @@ typedef struct {
     uint32_t                  index;
     uint32_t                  pad;
     tx_money_t                overflow;
-    int64_t                   overflow_sec;
+    int64_t                   overflow_tick;
     ngx_http_torrix_bucket_t  b[NGX_HTTP_TORRIX_BUCKETS];
 } ngx_http_torrix_settled_t;
 
@@ -90,9 +93,9 @@ static ngx_http_torrix_node_t *ngx_http_torrix_node(
     ngx_uint_t create);
 static void ngx_http_torrix_expire(ngx_http_torrix_zone_t *z, ngx_uint_t n);
 static tx_money_t ngx_http_torrix_local(ngx_http_torrix_node_t *lr,
-    ngx_uint_t kind, uint32_t index, int64_t watermark_s);
+    ngx_uint_t kind, uint32_t index, int64_t wm_tick);
 static void ngx_http_torrix_settle_add(ngx_http_torrix_node_t *lr,
-    ngx_uint_t kind, uint32_t index, int64_t sec, tx_money_t amount);
+    ngx_uint_t kind, uint32_t index, int64_t tick, tx_money_t amount);
 static void ngx_http_torrix_refill(ngx_http_torrix_node_t *lr, uint64_t rpm,
     uint64_t tpm, int64_t now_ms);
 
@@ -423,7 +426,7 @@ ngx_http_torrix_expire(ngx_http_torrix_zone_t *z, ngx_uint_t n)
 
 static tx_money_t
 ngx_http_torrix_local(ngx_http_torrix_node_t *lr, ngx_uint_t kind,
-    uint32_t index, int64_t watermark_s)
+    uint32_t index, int64_t wm_tick)
 {
     tx_money_t                  sum;
     ngx_uint_t                  i;
@@ -438,17 +441,17 @@ ngx_http_torrix_local(ngx_http_torrix_node_t *lr, ngx_uint_t kind,
     sum = 0;
 
     for (i = 0; i < NGX_HTTP_TORRIX_BUCKETS; i++) {
-        if (st->b[i].sec && st->b[i].sec >= watermark_s) {
+        if (st->b[i].tick && st->b[i].tick >= wm_tick) {
             sum += st->b[i].amount;
         }
     }
 
-    if (st->overflow_sec >= watermark_s) {
+    if (st->overflow_tick >= wm_tick) {
         sum += st->overflow;
 
     } else {
         st->overflow = 0;
-        st->overflow_sec = 0;
+        st->overflow_tick = 0;
     }
 
     return sum;
@@ -457,7 +460,7 @@ ngx_http_torrix_local(ngx_http_torrix_node_t *lr, ngx_uint_t kind,
 
 static void
 ngx_http_torrix_settle_add(ngx_http_torrix_node_t *lr, ngx_uint_t kind,
-    uint32_t index, int64_t sec, tx_money_t amount)
+    uint32_t index, int64_t tick, tx_money_t amount)
 {
     ngx_http_torrix_bucket_t   *b;
     ngx_http_torrix_settled_t  *st;
@@ -474,16 +477,16 @@ ngx_http_torrix_settle_add(ngx_http_torrix_node_t *lr, ngx_uint_t kind,
         st->index = index;
     }
 
-    b = &st->b[sec % NGX_HTTP_TORRIX_BUCKETS];
+    b = &st->b[tick % NGX_HTTP_TORRIX_BUCKETS];
 
-    if (b->sec != sec) {
-        if (b->sec) {
-            /* the slot's previous second ages out: fold it, never drop it */
+    if (b->tick != tick) {
+        if (b->tick) {
+            /* the slot's previous tick ages out: fold it, never drop it */
             st->overflow += b->amount;
-            st->overflow_sec = ngx_max(st->overflow_sec, b->sec);
+            st->overflow_tick = ngx_max(st->overflow_tick, b->tick);
         }
 
-        b->sec = sec;
+        b->tick = tick;
         b->amount = 0;
     }
 
@@ -641,7 +644,8 @@ ngx_http_torrix_admit(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
 
         spent = cap->ingested
                 + ngx_http_torrix_local(lr, cap->kind, cap->index,
-                                        ctx->watermark_s)
+                                        ctx->watermark_us
+                                            / NGX_HTTP_TORRIX_TICK_US)
                 + reserved;
 
         if (spent >= cap->cap || spent + ctx->est_cost > cap->cap) {
@@ -733,7 +737,7 @@ void
 ngx_http_torrix_settle(ngx_http_torrix_ctx_t *ctx, tx_money_t cost,
     uint64_t tokens)
 {
-    int64_t                  sec;
+    int64_t                  tick;
     ngx_uint_t               i, k;
     ngx_http_torrix_zone_t  *z;
     ngx_http_torrix_node_t  *lr;
@@ -745,7 +749,8 @@ ngx_http_torrix_settle(ngx_http_torrix_ctx_t *ctx, tx_money_t cost,
     ctx->reserved = 0;
 
     z = ngx_http_torrix_shm_zone->data;
-    sec = ngx_http_torrix_now_us() / 1000000;
+    /* torrix-cp's clock: the watermark is real time, never the test clock */
+    tick = ngx_http_torrix_real_us() / NGX_HTTP_TORRIX_TICK_US;
 
     ngx_shmtx_lock(&z->shpool->mutex);
 
@@ -765,7 +770,7 @@ ngx_http_torrix_settle(ngx_http_torrix_ctx_t *ctx, tx_money_t cost,
         if (cost > 0) {
             for (k = 0; k < 3; k++) {
                 ngx_http_torrix_settle_add(lr, ngx_http_torrix_kinds[k],
-                                           ctx->windows[k], sec, cost);
+                                           ctx->windows[k], tick, cost);
             }
         }
     }
