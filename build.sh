@@ -7,6 +7,8 @@
 #   ./build.sh test --asan  only the sanitizer pass; --plain only the plain one
 #   ./build.sh build        install deps and build
 #   ./build.sh fuzz [SECS]  build and run the libFuzzer harnesses
+#   ./build.sh bench [--duration S] [--quick]
+#                           side-by-side benchmark: mock, plain nginx, Torrix
 #
 # Environment: TORRIX_PORT (8088), TORRIX_CP_PORT (8089), TORRIX_DATA
 # (./data), and the providers' own OPENAI_API_KEY, OPENAI_BASE_URL,
@@ -232,5 +234,6 @@ case "${1:-}" in
     test)  shift; cmd_test "$@" ;;
     build) shift; deps; build plain ;;
     fuzz)  shift; cmd_fuzz "$@" ;;
-    *) echo "usage: $0 run|test [--asan|--plain]|build|fuzz [SECONDS]" >&2; exit 2 ;;
+    bench) shift; deps; build plain; /usr/bin/python3 bench/bench.py "$@" ;;
+    *) echo "usage: $0 run|test [--asan|--plain]|build|fuzz [SECONDS]|bench" >&2; exit 2 ;;
 esac

@@ -1,0 +1,385 @@
+#!/usr/bin/python3
+"""Torrix benchmark: side by side in one run, same mock upstream, same body.
+
+Setups (all on loopback, one nginx worker each, started and stopped here):
+  direct  wrk -> mock upstream (nginx returning a fixed chat.completion)
+  plain   wrk -> nginx proxy_pass (upstream keepalive) -> mock
+  torrix  wrk -> nginx + ngx_torrix_module, everything on -> mock, with
+          torrix-cp ingesting the spool at the same time
+
+Prints requests/s at two concurrencies, p50/p99 latency, CPU time per
+request of the gateway worker, the torrix/plain ratio, and the SSE check
+(added time to first byte, frames delayed or not).  Writes the same figures
+as JSON lines to bench-out/results.jsonl.  Every run is bounded in time.
+
+    ./build.sh bench [--duration SECONDS] [--quick]
+"""
+
+import argparse
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "t"))
+
+import torrix  # noqa: E402  (the test harness: ports, cp start, API client)
+from mock_upstream import MockUpstream  # noqa: E402
+
+NGINX = "/usr/sbin/nginx"
+BUILD = Path(os.environ.get("TORRIX_BUILD", REPO / "build"))
+MODULE = BUILD / "nginx" / "ngx_http_torrix_module.so"
+
+CHAT_RESPONSE = json.dumps({
+    "id": "chatcmpl-bench", "object": "chat.completion", "created": 1,
+    "model": "gpt-4o-mini-2024-07-18",
+    "choices": [{"index": 0, "finish_reason": "stop",
+                 "message": {"role": "assistant",
+                             "content": "Benchmarks are measured, not "
+                                        "guessed."}}],
+    "usage": {"prompt_tokens": 250, "completion_tokens": 12,
+              "total_tokens": 262,
+              "prompt_tokens_details": {"cached_tokens": 0},
+              "completion_tokens_details": {"reasoning_tokens": 0}}},
+    separators=(",", ":"))
+
+
+def request_body():
+    """A ~1 KB chat request."""
+    text = ("Summarise the following paragraph in one sentence. " * 18)
+    return json.dumps({"model": "gpt-4o-mini", "max_tokens": 256,
+                       "messages": [{"role": "system",
+                                     "content": "You are terse."},
+                                    {"role": "user", "content": text}]},
+                      separators=(",", ":"))
+
+
+def common_http(tmp):
+    return ("    access_log off;\n"
+            "    client_body_temp_path %(t)s/body;\n"
+            "    proxy_temp_path %(t)s/proxy;\n"
+            "    fastcgi_temp_path %(t)s/fastcgi;\n"
+            "    uwsgi_temp_path %(t)s/uwsgi;\n"
+            "    scgi_temp_path %(t)s/scgi;\n" % {"t": tmp})
+
+
+def nginx_conf(tmp, name, http_body, module=False):
+    user = "user root;\n" if os.geteuid() == 0 else ""
+    load = "load_module %s;\n" % MODULE if module else ""
+    return (load + user +
+            "worker_processes 1;\n"
+            "pid %(t)s/%(n)s.pid;\n"
+            "error_log %(t)s/%(n)s.error.log warn;\n"
+            "events { worker_connections 4096; }\n"
+            "http {\n" % {"t": tmp, "n": name}
+            + common_http(tmp) + http_body + "}\n")
+
+
+class Nginx:
+    def __init__(self, tmp, name, conf):
+        self.tmp, self.name = tmp, name
+        self.conf = tmp / (name + ".conf")
+        self.conf.write_text(conf)
+
+    def start(self, port):
+        subprocess.run([NGINX, "-p", str(self.tmp), "-c", str(self.conf),
+                        "-e", str(self.tmp / (self.name + ".error.log"))],
+                       check=True)
+        torrix.wait_until(lambda: torrix.port_open(port), 10,
+                          what="%s on %d" % (self.name, port))
+
+    def pid(self):
+        return int((self.tmp / (self.name + ".pid")).read_text())
+
+    def workers(self):
+        return torrix.children(self.pid())
+
+    def stop(self):
+        try:
+            pid = self.pid()
+        except (OSError, ValueError):
+            return
+        os.kill(pid, signal.SIGQUIT)
+        torrix.wait_until(lambda: not torrix.pid_alive(pid), 10,
+                          what="nginx exit")
+
+
+def cpu_ticks(pids):
+    total = 0
+    for pid in pids:
+        try:
+            f = Path("/proc/%d/stat" % pid).read_text().rsplit(")", 1)[1]
+            parts = f.split()
+            total += int(parts[11]) + int(parts[12])
+        except OSError:
+            pass
+    return total
+
+
+def rss_kb(pid):
+    for line in Path("/proc/%d/status" % pid).read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def parse_latency(text, pct):
+    m = re.search(r"^\s+%s%%\s+([\d.]+)(us|ms|s)\s*$" % pct, text, re.M)
+    if not m:
+        return None
+    v, unit = float(m.group(1)), m.group(2)
+    return v / 1000.0 if unit == "us" else (v * 1000.0 if unit == "s" else v)
+
+
+def wrk(url, lua, conns, duration, pids):
+    hz = os.sysconf("SC_CLK_TCK")
+    before = cpu_ticks(pids)
+    out = subprocess.run(["wrk", "-t1", "-c%d" % conns, "-d%ds" % duration,
+                          "--timeout", "5s", "--latency", "-s", str(lua),
+                          url], capture_output=True, text=True,
+                         timeout=duration + 30).stdout
+    after = cpu_ticks(pids)
+    m = re.search(r"(\d+) requests in", out)
+    reqs = int(m.group(1)) if m else 0
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    socket_err = re.search(r"Socket errors: (.*)", out)
+    return {
+        "rps": rps, "requests": reqs,
+        "p50_ms": parse_latency(out, 50), "p99_ms": parse_latency(out, 99),
+        "cpu_us_per_req": ((after - before) / hz * 1e6 / reqs)
+        if reqs else None,
+        "non_2xx": int(errors.group(1)) if errors else 0,
+        "socket_errors": socket_err.group(1) if socket_err else "",
+    }
+
+
+def write_lua(tmp, key):
+    lua = tmp / "post.lua"
+    body = request_body().replace("\\", "\\\\").replace('"', '\\"')
+    lua.write_text(
+        'wrk.method = "POST"\n'
+        'wrk.body = "%s"\n'
+        'wrk.headers["Content-Type"] = "application/json"\n'
+        'wrk.headers["Authorization"] = "Bearer %s"\n' % (body, key))
+    return lua
+
+
+def sse_check(stack, key, mock_port):
+    """Time to first byte and frame timing, direct vs through Torrix."""
+    import requests
+    body = {"model": "gpt-4o-mini", "stream": True,
+            "messages": [{"role": "user", "content": "hi"}]}
+    hdr = {"x-mock-chunks": "5", "x-mock-frame-delay-ms": "50",
+           "Content-Type": "application/json"}
+
+    def run(url, auth):
+        h = dict(hdr)
+        h["Authorization"] = "Bearer " + auth
+        t0 = time.monotonic()
+        times = []
+        with requests.post(url, data=json.dumps(body), headers=h,
+                           stream=True, timeout=10) as r:
+            buf = b""
+            for data in r.iter_content(chunk_size=None):
+                now = time.monotonic() - t0
+                buf += data
+                while b"\n\n" in buf:
+                    _, buf = buf.split(b"\n\n", 1)
+                    times.append(now)
+        return times
+
+    direct, via = [], []
+    for _ in range(5):
+        direct.append(run("http://127.0.0.1:%d/v1/chat/completions"
+                          % mock_port, "x"))
+        via.append(run(stack.url + "/v1/chat/completions", key))
+    ttfb_direct = sorted(t[0] for t in direct)[2]
+    ttfb_via = sorted(t[0] for t in via)[2]
+    # a frame is "delayed" when it arrives > 20 ms after the upstream sent
+    # it, i.e. later than in the direct run by more than that
+    n = min(len(direct[2]), len(via[2]))
+    lag = max(via[2][i] - direct[2][i] for i in range(n))
+    return {"ttfb_direct_ms": ttfb_direct * 1000,
+            "ttfb_torrix_ms": ttfb_via * 1000,
+            "added_ttfb_ms": (ttfb_via - ttfb_direct) * 1000,
+            "max_frame_lag_ms": lag * 1000,
+            "frames_delayed": lag > 0.020,
+            "frames": len(via[2])}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--duration", type=int, default=8)
+    ap.add_argument("--conns", default="16,64")
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args()
+    if args.quick:
+        args.duration = 3
+    conns = [int(c) for c in args.conns.split(",")]
+
+    out_dir = REPO / "bench-out"
+    out_dir.mkdir(exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="torrix-bench-"))
+    for d in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        (tmp / d).mkdir()
+
+    p_mock, p_plain = torrix.free_port(), torrix.free_port()
+    mock_conf = nginx_conf(tmp, "mock", (
+        "    server {\n"
+        "        listen 127.0.0.1:%d backlog=4096;\n"
+        "        keepalive_requests 100000;\n"
+        "        location / {\n"
+        "            default_type application/json;\n"
+        "            return 200 '%s';\n"
+        "        }\n"
+        "    }\n") % (p_mock, CHAT_RESPONSE))
+    plain_conf = nginx_conf(tmp, "plain", (
+        "    upstream mock_up { server 127.0.0.1:%d; keepalive 64; }\n"
+        "    server {\n"
+        "        listen 127.0.0.1:%d backlog=4096;\n"
+        "        keepalive_requests 100000;\n"
+        "        location /v1/ {\n"
+        "            proxy_pass http://mock_up;\n"
+        "            proxy_http_version 1.1;\n"
+        "            proxy_set_header Connection \"\";\n"
+        "            proxy_buffering off;\n"
+        "        }\n"
+        "    }\n") % (p_mock, p_plain))
+
+    class Upstream:
+        """What the harness needs to know of the (nginx) mock upstream."""
+        port = p_mock
+        url = "http://127.0.0.1:%d" % p_mock
+
+    mock = Nginx(tmp, "mock", mock_conf)
+    plain = Nginx(tmp, "plain", plain_conf)
+    sse_mock = MockUpstream()
+    sse_mock.start()
+
+    # torrix-cp through the test harness (data dir, admin key, API client);
+    # nginx + module configured here: one worker, keepalive to the mock
+    stack = torrix.Stack(tmp / "torrix", Upstream)
+    (tmp / "torrix").mkdir()
+    p_torrix = stack.port
+    torrix_conf = nginx_conf(tmp, "torrix", (
+        "    torrix_snapshot %(d)s/snapshot;\n"
+        "    torrix_spool %(d)s/spool size=8m rotate=10s;\n"
+        "    upstream mock_up { server 127.0.0.1:%(m)d; keepalive 64; }\n"
+        "    server {\n"
+        "        listen 127.0.0.1:%(p)d backlog=4096;\n"
+        "        keepalive_requests 100000;\n"
+        "        location /v1/ {\n"
+        "            torrix on;\n"
+        "            include %(r)s/conf/torrix_proxy.conf;\n"
+        "        }\n"
+        "    }\n") % {"d": stack.data, "m": p_mock, "p": p_torrix,
+                     "r": REPO}, module=True)
+    gw = Nginx(tmp, "torrix", torrix_conf)
+    results = []
+    try:
+        mock.start(p_mock)
+        plain.start(p_plain)
+        stack.start_cp()
+        gw.start(p_torrix)
+        api = stack.api
+        org = api.create("orgs", name="bench", spend_cap_usd=1e6)
+        prj = api.create("projects", slug="bench", name="bench",
+                         org_id=org["id"], daily_cap_usd=1e6)
+        key = api.create_key(project_id=prj["id"],
+                             allowed_models=["gpt-4o*", "claude-*"],
+                             rpm=10 ** 9, tpm=10 ** 12,
+                             daily_cap_usd=1e6, monthly_budget_usd=1e6)
+        api.ok("PATCH", "/settings", {"sample_rate": 0.01})
+        lua = write_lua(tmp, key["key"])
+
+        # warm up every path once
+        for url in ("http://127.0.0.1:%d/v1/chat/completions" % p_mock,
+                    "http://127.0.0.1:%d/v1/chat/completions" % p_plain,
+                    stack.url + "/v1/chat/completions"):
+            r = torrix.http("POST", url, data=request_body(),
+                            headers={"Authorization": "Bearer " + key["key"],
+                                     "Content-Type": "application/json"})
+            assert r.status_code == 200, (url, r.status_code, r.text)
+
+        setups = [
+            ("direct", "http://127.0.0.1:%d/v1/chat/completions" % p_mock,
+             mock.workers()),
+            ("plain", "http://127.0.0.1:%d/v1/chat/completions" % p_plain,
+             plain.workers()),
+            ("torrix", stack.url + "/v1/chat/completions", gw.workers()),
+        ]
+        for c in conns:
+            for name, url, pids in setups:
+                r = wrk(url, lua, c, args.duration, pids)
+                r.update({"setup": name, "conns": c})
+                results.append(r)
+                print("  %-7s c=%-3d %9.0f req/s  p50 %6.3f ms  p99 %6.3f ms"
+                      "  cpu %5.1f us/req  non2xx %d"
+                      % (name, c, r["rps"], r["p50_ms"] or 0,
+                         r["p99_ms"] or 0, r["cpu_us_per_req"] or 0,
+                         r["non_2xx"]), flush=True)
+
+        time.sleep(1.0)
+        health = api.ok("GET", "/health")
+        cp_cpu = cpu_ticks([stack.cp_proc.pid]) / os.sysconf("SC_CLK_TCK")
+
+        # SSE through the same gateway, against the mock that paces frames
+        api.ok("PUT", "/providers/openai", {"base_url": sse_mock.url + "/v1"})
+        time.sleep(0.5)
+        sse = sse_check(stack, key["key"], sse_mock.port)
+        rss = [rss_kb(p) for p in gw.workers()]
+    finally:
+        gw.stop()
+        stack.close()
+        plain.stop()
+        mock.stop()
+        sse_mock.stop()
+
+    print()
+    print("| setup | conns | req/s | p50 ms | p99 ms | CPU us/req |"
+          " vs plain |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for c in conns:
+        base = next(r for r in results
+                    if r["setup"] == "plain" and r["conns"] == c)
+        for r in results:
+            if r["conns"] != c:
+                continue
+            r["ratio_vs_plain"] = r["rps"] / base["rps"]
+            r["added_p50_us"] = ((r["p50_ms"] or 0) - (base["p50_ms"] or 0)) \
+                * 1000
+            print("| %s | %d | %.0f | %.3f | %.3f | %.1f | %.2fx |"
+                  % (r["setup"], c, r["rps"], r["p50_ms"] or 0,
+                     r["p99_ms"] or 0, r["cpu_us_per_req"] or 0,
+                     r["ratio_vs_plain"]))
+    print()
+    print("SSE: time to first byte %.2f ms direct, %.2f ms through Torrix "
+          "(+%.2f ms); max frame lag %.2f ms; frames delayed: %s"
+          % (sse["ttfb_direct_ms"], sse["ttfb_torrix_ms"],
+             sse["added_ttfb_ms"], sse["max_frame_lag_ms"],
+             "yes" if sse["frames_delayed"] else "no"))
+    print("torrix-cp ingested alongside: %s, %.1f s CPU in all; "
+          "gateway worker RSS %s kB"
+          % (json.dumps(health.get("ingest")), cp_cpu, rss))
+
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    with open(out_dir / "results.jsonl", "a") as f:
+        for r in results:
+            r["time"] = stamp
+            f.write(json.dumps(r) + "\n")
+        f.write(json.dumps({"time": stamp, "sse": sse,
+                            "ingest": health.get("ingest"),
+                            "worker_rss_kb": rss}) + "\n")
+    print("results appended to %s" % (out_dir / "results.jsonl"))
+
+
+if __name__ == "__main__":
+    main()
