@@ -13,7 +13,7 @@
  *
  * Layout: a TX_SPOOL_HDR_LEN header, then frames from that offset:
  *
- *     uint32 len | uint32 crc32(payload) | payload | zero pad to 8 bytes
+ *     uint32 len | uint32 crc32c(payload) | payload | zero pad to 8 bytes
  *
  * (little endian).  The writer stores payload and crc first and `len` last
  * (release store), so a reader that sees len != 0 sees the whole frame.
@@ -96,6 +96,10 @@ void tx_spool_seal(uint8_t *base, size_t cap, size_t off);
 int tx_spool_read(const uint8_t *base, size_t size, size_t *off,
     const uint8_t **payload, size_t *len);
 
+/*
+ * CRC-32C (Castagnoli) of data, continuing crc (0 to start): the SSE4.2
+ * instruction when the CPU has it, the same result from a table otherwise.
+ */
 uint32_t tx_crc32(uint32_t crc, const void *data, size_t len);
 
 

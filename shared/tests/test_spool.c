@@ -24,10 +24,17 @@ typedef union {
 static void
 test_crc32(void **state)
 {
-    assert_int_equal(tx_crc32(0, "123456789", 9), 0xcbf43926u);
+    uint8_t  zeros[32], ones[32];
+
+    /* CRC-32C check value and RFC 3720 (iSCSI) B.4 vectors */
+    assert_int_equal(tx_crc32(0, "123456789", 9), 0xe3069283u);
     assert_int_equal(tx_crc32(0, "", 0), 0);
+    memset(zeros, 0, sizeof(zeros));
+    memset(ones, 0xff, sizeof(ones));
+    assert_int_equal(tx_crc32(0, zeros, 32), 0x8a9136aau);
+    assert_int_equal(tx_crc32(0, ones, 32), 0x62a8ab43u);
     /* incremental == one shot */
-    assert_int_equal(tx_crc32(tx_crc32(0, "1234", 4), "56789", 5), 0xcbf43926u);
+    assert_int_equal(tx_crc32(tx_crc32(0, "1234", 4), "56789", 5), 0xe3069283u);
 }
 
 
