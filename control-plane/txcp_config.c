@@ -65,8 +65,9 @@ static const txcp_option_t txcp_options[] = {
      "how often the spool directory is scanned for new run records"},
 
     {"ingest_batch", TXCP_OPT_INT, offsetof(txcp_conf_t, ingest_batch), 1,
-     100000, "1000", NULL,
-     "run records per store write transaction during ingest"},
+     100000, "10000", NULL,
+     "run records per store write transaction during ingest (a batch also "
+     "ends at the 50 ms budget of an ingest pass)"},
 
     {"dataplane_user", TXCP_OPT_STRING, offsetof(txcp_conf_t, dataplane_user),
      0, 64, "", NULL,

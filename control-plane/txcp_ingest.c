@@ -788,7 +788,11 @@ txcp_ingest_file(const char *name, int64_t deadline_us)
         torn = 0;
         retried = 0;
 
-        while (n < (size_t) txcp.conf.ingest_batch) {
+        /* a batch also ends at the pass deadline: HTTP waits for no more */
+
+        while (n < (size_t) txcp.conf.ingest_batch
+               && ((n & 255) != 255 || txcp_now_us() < deadline_us))
+        {
             prev = off;
             rc = tx_spool_read(base, fsize, &off, &payload, &plen);
 
@@ -899,7 +903,9 @@ txcp_ingest_file(const char *name, int64_t deadline_us)
                      (unsigned long long) dups, (unsigned long long) torn, off);
         }
 
-        if (finished || n < (size_t) txcp.conf.ingest_batch) {
+        if (finished || (n < (size_t) txcp.conf.ingest_batch
+                         && txcp_now_us() < deadline_us))
+        {
             break;
         }
 
@@ -1036,7 +1042,7 @@ txcp_ingest_pass_init(void)
 }
 
 
-void
+int
 txcp_ingest_run(long budget_ms)
 {
     DIR               *dir;
@@ -1044,9 +1050,10 @@ txcp_ingest_run(long budget_ms)
     txcp_spool_name_t *names, *p;
     size_t             n, cap, i, len, sfx;
     int64_t            deadline, pass_start, wm;
-    int                complete, rc;
+    int                complete, rc, more;
     char               path[4096];
 
+    more = 0;
     pass_start = txcp_now_us();
     complete = 1;
 
@@ -1054,7 +1061,7 @@ txcp_ingest_run(long budget_ms)
 
     dir = opendir(path);
     if (dir == NULL) {
-        return;
+        return 0;
     }
 
     txcp_ingest_pass_init();
@@ -1104,6 +1111,10 @@ txcp_ingest_run(long budget_ms)
             complete = 0;
         }
 
+        if (rc > 0) {
+            more = 1;
+        }
+
         if (rc < 0) {
             txcp_log(TXCP_LOG_WARN, "spool file not ingested", "file=%s",
                      names[i].name);
@@ -1111,6 +1122,7 @@ txcp_ingest_run(long budget_ms)
 
         if (i + 1 < n && txcp_now_us() >= deadline) {
             complete = 0;
+            more = 1;
             break;
         }
     }
@@ -1130,7 +1142,7 @@ txcp_ingest_run(long budget_ms)
         && (wm < 0 || pass_start - txcp_ictx.published_us
                           < TXCP_WATERMARK_IDLE_US))
     {
-        return;
+        return more;
     }
 
     if (txcp_spend_publish(&txcp_ictx.changed, wm) == TX_OK) {
@@ -1140,6 +1152,8 @@ txcp_ingest_run(long budget_ms)
             txcp_ictx.published_us = pass_start;
         }
     }
+
+    return more;
 }
 
 

@@ -26,9 +26,12 @@ int txcp_ingest_init(void);
 
 /*
  * One ingest pass over the spool directory, bounded to about `budget_ms`
- * of work; counters in txcp.ingest.
+ * of work; counters in txcp.ingest.  At its end the spend it changed is
+ * published, with meta "ingest_watermark" = the pass' start time when it
+ * read every spool file to its end.  Returns 1 when it stopped at the
+ * budget with work left (the loop runs the next pass at once), else 0.
  */
-void txcp_ingest_run(long budget_ms);
+int txcp_ingest_run(long budget_ms);
 
 /* Frees the ingest state (caches, accumulators, PII detector). */
 void txcp_ingest_free(void);

@@ -112,8 +112,11 @@ txcp_loop_run(void)
         now = txcp_mono_ms();
 
         if (now >= next_ingest) {
-            txcp_ingest_run(TXCP_INGEST_BUDGET);
-            next_ingest = txcp_mono_ms() + txcp.conf.ingest_interval_ms;
+            /* a backlog is drained pass after pass, HTTP served between */
+
+            next_ingest = txcp_ingest_run(TXCP_INGEST_BUDGET)
+                              ? txcp_mono_ms()
+                              : txcp_mono_ms() + txcp.conf.ingest_interval_ms;
         }
 
         if (now >= next_sweep) {

@@ -15,12 +15,12 @@ j() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 req() { curl -s -w '\n%{http_code}' -H "$H" "$@"; }
 expect() {   # expect CODE curl-args...
     code=$1; shift
-    out=$(req "$@"); got=$(echo "$out" | tail -1)
+    out=$(req "$@"); got=$(printf '%s\n' "$out" | tail -1)
     if [ "$got" != "$code" ]; then
-        echo "FAIL want $code got $got: $* -> $(echo "$out" | head -1)" >&2
+        echo "FAIL want $code got $got: $* -> $(printf '%s\n' "$out" | head -1)" >&2
         fail=1
     fi
-    echo "$out" | head -1
+    printf '%s\n' "$out" | head -1
 }
 ORG=$(expect 201 -d '{"name":"Acme","spend_cap_usd":10}' $B/orgs | j 'd["id"]')
 PRJ=$(expect 201 -d "{\"slug\":\"app-1\",\"org_id\":\"$ORG\"}" $B/projects | j 'd["id"]')
@@ -50,6 +50,42 @@ expect 409 -X DELETE $B/orgs/$ORG >/dev/null
 expect 200 -X DELETE $B/projects/$PRJ >/dev/null
 expect 200 -X PUT -d '{"api_key":"sk-xyz"}' $B/providers/openai >/dev/null
 expect 200 -X PATCH -d '{"sample_rate":0.5}' $B/settings >/dev/null
+# issue 3: pricing, enrichment, rollups, spend, runs filters, exports
+F=/work/shared/data/model_prices_and_context_window.json
+[ -f "$F" ] || F=$(dirname "$0")/../../../shared/data/model_prices_and_context_window.json
+[ "$(expect 200 $B/pricing/gpt-4o | j 'd["source"], d["input_per_mtok_usd"]')" = "default 2.5" ] || { echo "FAIL default price"; fail=1; }
+if [ -f "$F" ]; then
+    [ "$(expect 200 --data-binary @"$F" $B/pricing/import | j 'd["imported"] > 100 and d["errors"] == []')" = True ] || { echo "FAIL import"; fail=1; }
+    [ "$(expect 200 $B/pricing/gpt-4o | j 'd["source"]')" = catalog ] || { echo "FAIL catalog layer"; fail=1; }
+    "$CP" pricing import "$F" --data "$D/data" >/dev/null || { echo "FAIL cli import"; fail=1; }
+fi
+expect 200 -X PUT -d '{"input_per_mtok_usd":1,"output_per_mtok_usd":2}' $B/pricing/my-model >/dev/null
+expect 400 -X PUT -d '{"input_per_mtok_usd":1}' $B/pricing/my-model >/dev/null
+[ "$(expect 200 "$B/pricing?q=my-mod" | j 'd["data"][0]["source"]')" = custom ] || { echo "FAIL custom"; fail=1; }
+expect 200 -X DELETE $B/pricing/my-model >/dev/null
+expect 404 -X DELETE $B/pricing/my-model >/dev/null
+[ "$(expect 200 $B/pricing/ollama/llama3 | j 'd["free"]')" = True ] || { echo "FAIL ollama free"; fail=1; }
+"$T" snapdump "$D/data/snapshot" | grep -q "^  gpt-4o-mini =" || { echo "FAIL prices not in snapshot"; fail=1; }
+expect 200 -X PATCH -d '{"retention_days":30,"default_max_tokens":4096,"pii_rules":{"employee":"E[0-9]{6}"}}' $B/settings >/dev/null
+expect 400 -X PATCH -d '{"pii_rules":{"bad":"(["}}' $B/settings >/dev/null
+PRJ2=$(expect 201 -d "{\"slug\":\"app-2\",\"org_id\":\"$ORG\",\"pii_masking\":true}" $B/projects | j 'd["id"]')
+K2=$(expect 201 -d "{\"name\":\"m\",\"project_id\":\"$PRJ2\",\"user_id\":\"$USR\",\"metadata\":{\"team\":\"meta\",\"cc\":\"7\"}}" $B/keys | j 'd["id"]')
+"$T" spool "$D/data/spool" 30 seal 0 "$K2" "$PRJ2" "$USR" "$ORG" >/dev/null
+sleep 0.5
+[ "$(expect 200 "$B/runs?key_id=$K2&limit=1000" | j 'len(d["data"])')" = 30 ] || { echo "FAIL runs by key"; fail=1; }
+[ "$(expect 200 "$B/runs?key_id=$K2&status=error" | j 'len(d["data"])')" = 3 ] || { echo "FAIL runs errors"; fail=1; }
+[ "$(expect 200 "$B/runs?project_id=$PRJ2&tag=cc=7&limit=1" | j 'd["data"][0]["tags"]')" = "{'team': 'a', 'env': 'ci', 'agent': 'bot', 'cc': '7'}" ] || { echo "FAIL merged tags"; fail=1; }
+R2=$(expect 200 "$B/runs?key_id=$K2&limit=1" | j 'd["data"][0]["id"]')
+[ "$(expect 200 $B/runs/$R2 | j '"[EMAIL_1]" in d["request_body"] and "ann@" not in d["response_body"]')" = True ] || { echo "FAIL pii"; fail=1; }
+[ "$(expect 200 "$B/spend/scopes?scope=key&id=$K2" | j 'd["day"]["cost_usd"], d["ingest_watermark"] is not None')" = "0.00037935 True" ] || { echo "FAIL spend scope"; fail=1; }
+[ "$(expect 200 "$B/spend?by=key" | j '[x["requests"] for x in d["data"] if x["id"]=="'$K2'"][0], len(d["data"][0]["series"])')" = "30 30" ] || { echo "FAIL spend by key"; fail=1; }
+expect 200 "$B/spend?by=tag" >/dev/null
+expect 400 "$B/spend?by=nope" >/dev/null
+[ "$(expect 200 $B/usage/users | j 'd["data"][0]["requests"]')" = 30 ] || { echo "FAIL usage users"; fail=1; }
+[ "$(expect 200 "$B/errors?key_id=$K2" | j 'len(d["data"]), d["data"][0]["source"], d["data"][0]["agent"]')" = "3 provider bot" ] || { echo "FAIL errors"; fail=1; }
+expect 200 "$B/logs?user_id=$USR&limit=5" >/dev/null
+[ "$(curl -s -H "$H" $B/users/$USR/activity.csv | python3 -c 'import csv,sys; r=list(csv.reader(sys.stdin)); print(len(r), r[0][0], "[EMAIL_1]" in r[1][8])')" = "31 time True" ] || { echo "FAIL csv"; fail=1; }
+expect 404 $B/users/usr_nope/activity.csv >/dev/null
 "$T" spool "$D/data/spool" 50 seal >/dev/null
 "$T" spool "$D/data/spool" 20 torn >/dev/null
 sleep 0.5
