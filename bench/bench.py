@@ -220,6 +220,10 @@ def main():
     ap.add_argument("--duration", type=int, default=8)
     ap.add_argument("--conns", default="16,64")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--only", default="",
+                    help="comma-separated setups to run (direct,plain,torrix)")
+    ap.add_argument("--perf", action="store_true",
+                    help="perf record the Torrix worker (bench-out/perf.data)")
     args = ap.parse_args()
     if args.quick:
         args.duration = 3
@@ -316,9 +320,22 @@ def main():
              plain.workers()),
             ("torrix", stack.url + "/v1/chat/completions", gw.workers()),
         ]
+        only = set(filter(None, args.only.split(",")))
+        if only:
+            setups = [s for s in setups if s[0] in only or s[0] == "plain"]
         for c in conns:
             for name, url, pids in setups:
+                prof = None
+                if args.perf and name in ("torrix", "plain"):
+                    prof = subprocess.Popen(
+                        ["perf", "record", "-e", "cpu-clock", "-g", "-o",
+                         str(out_dir / ("perf-%s.data" % name)), "-p",
+                         ",".join(map(str, pids))],
+                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 r = wrk(url, lua, c, args.duration, pids)
+                if prof:
+                    prof.send_signal(signal.SIGINT)
+                    prof.wait(30)
                 r.update({"setup": name, "conns": c})
                 results.append(r)
                 print("  %-7s c=%-3d %9.0f req/s  p50 %6.3f ms  p99 %6.3f ms"

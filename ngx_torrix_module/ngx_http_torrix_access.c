@@ -194,6 +194,9 @@ ngx_http_torrix_body_handler(ngx_http_request_t *r)
         ctx->status = NGX_OK;
     }
 
+    /* never keep a read txn across event-loop iterations */
+    ngx_http_torrix_snapshot_end();
+
     r->write_event_handler = ngx_http_core_run_phases;
     ngx_http_core_run_phases(r);
 }
@@ -644,7 +647,7 @@ ngx_http_torrix_route(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
         return ctx->status;
     }
 
-    ngx_http_torrix_snapshot_end();
+    /* the txn stays open for the limits plan, which ends it */
 
     if (tx_url_parse(base.data, base.len, &u) != TX_OK) {
         return ngx_http_torrix_reject(ctx, r->pool, NGX_HTTP_BAD_GATEWAY,
@@ -771,8 +774,6 @@ ngx_http_torrix_route_proxy(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
                                       "\"x-target-url\" is not in this "
                                       "instance's target allowlist");
     }
-
-    ngx_http_torrix_snapshot_end();
 
     ctx->upstream_uri.len = (u.path.len ? u.path.len : 1)
                             + (u.query.len ? u.query.len + 1 : 0);

@@ -11,6 +11,9 @@
 #define NGX_HTTP_TORRIX_HDR_MAX    256
 
 
+static uint8_t  ngx_http_torrix_run_buf[NGX_HTTP_TORRIX_RUN_FIXED];
+
+
 static void ngx_http_torrix_put_header(ngx_http_request_t *r, tx_wbuf_t *wb,
     uint16_t tag, const char *name, size_t len);
 static void ngx_http_torrix_put_str(tx_wbuf_t *wb, uint16_t tag,
@@ -90,9 +93,16 @@ ngx_http_torrix_log_handler(ngx_http_request_t *r)
 
     size = NGX_HTTP_TORRIX_RUN_FIXED + 2 * body_max;
 
-    buf = ngx_pnalloc(r->pool, size);
-    if (buf == NULL) {
-        return NGX_ERROR;
+    if (body_max == 0) {
+        /* the common case: no body, no allocation (the handler is
+         * synchronous, one record at a time per worker) */
+        buf = ngx_http_torrix_run_buf;
+
+    } else {
+        buf = ngx_pnalloc(r->pool, size);
+        if (buf == NULL) {
+            return NGX_ERROR;
+        }
     }
 
     tx_wbuf_init(&wb, buf, size);

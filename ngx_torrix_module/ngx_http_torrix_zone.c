@@ -630,9 +630,23 @@ ngx_http_torrix_admit(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
     for (i = 0; i < ctx->ncaps; i++) {
         cap = &ctx->caps[i];
 
-        lr = ngx_http_torrix_node(z, cap->scope, &cap->id, 1);
+        /* caps of one scope (a key's daily and monthly) share its node */
+        lr = NULL;
+
+        if (i > 0 && ctx->caps[i - 1].scope == cap->scope
+            && ctx->caps[i - 1].id.data == cap->id.data)
+        {
+            lr = ctx->caps[i - 1].node;
+
+        } else if (key && cap->scope == TX_SCOPE_KEY) {
+            lr = key;
+        }
+
         if (lr == NULL) {
-            goto full;
+            lr = ngx_http_torrix_node(z, cap->scope, &cap->id, 1);
+            if (lr == NULL) {
+                goto full;
+            }
         }
 
         cap->node = lr;
