@@ -27,15 +27,15 @@
 
 
 typedef struct {
-    char     user[256];
-    size_t   ulen;
-    uint8_t  last[16];
-    int      has_last;
-    int      done;
-    char    *buf;
-    size_t   len;
-    size_t   off;
-    size_t   cap;
+    char    user[256];
+    size_t  ulen;
+    uint8_t last[16];
+    int     has_last;
+    int     done;
+    char   *buf;
+    size_t  len;
+    size_t  off;
+    size_t  cap;
 } txcp_csv_t;
 
 
@@ -158,8 +158,7 @@ txcp_csv_line(txcp_csv_t *st, const uint8_t *id, const txcp_run_t *run)
     }
 
     if (txcp_csv_cstr(st, tx_money_format(run->cost, buf, sizeof(buf)))
-        != TX_OK)
-    {
+        != TX_OK) {
         return TX_ERROR;
     }
 

@@ -75,8 +75,8 @@ static const txcp_field_t txcp_settings_fields[] =
      {"pii_masking", TXCP_F_BOOL, 0, 0, 0, NULL, 0, NULL},
      {"pii_rules", TXCP_F_STRMAP, TXCP_FF_NULLABLE, 0, 32, NULL, 0, NULL},
      {"retention_days", TXCP_F_INT, 0, 0, 36500, NULL, 0, NULL},
-     {"default_max_tokens", TXCP_F_INT, TXCP_FF_NULLABLE, 0, 100000000, NULL,
-      0, NULL},
+     {"default_max_tokens", TXCP_F_INT, TXCP_FF_NULLABLE, 0, 100000000, NULL, 0,
+      NULL},
      {NULL, 0, 0, 0, 0, NULL, 0, NULL}};
 
 
@@ -648,8 +648,8 @@ txcp_settings_read(MDB_txn *txn, txcp_settings_t *st)
     st->sample_ppm =
         (uint64_t) txcp_json_int(rec, "sample_rate", TXCP_SAMPLE_DEFAULT);
     st->pii_masking = txcp_json_bool(rec, "pii_masking", 0);
-    st->retention_days = txcp_json_int(rec, "retention_days",
-                                       TXCP_RETENTION_DEFAULT);
+    st->retention_days =
+        txcp_json_int(rec, "retention_days", TXCP_RETENTION_DEFAULT);
     st->default_max_tokens =
         (uint64_t) txcp_json_int(rec, "default_max_tokens", 0);
 

@@ -595,8 +595,7 @@ txcp_runq_match(const txcp_runq_t *q, const txcp_run_t *run)
         k[eq - q->tag] = '\0';
 
         if (txcp_tags_get(&run->tags, k, &v) != TX_OK
-            || !txcp_str_is(&v, eq + 1))
-        {
+            || !txcp_str_is(&v, eq + 1)) {
             return 0;
         }
     }
@@ -632,15 +631,15 @@ static int
 txcp_runq_walk(MDB_txn *txn, const txcp_runq_t *q, txcp_runq_pt cb, void *arg,
                uint8_t *last, int *more)
 {
-    int           rc, stop;
-    size_t        plen, scanned;
-    uint8_t       key[TXCP_IDX_KEY_MAX], bound[16], zero[10];
+    int            rc, stop;
+    size_t         plen, scanned;
+    uint8_t        key[TXCP_IDX_KEY_MAX], bound[16], zero[10];
     const uint8_t *id;
-    int64_t       ms;
-    txcp_run_t    run;
-    MDB_cursor   *cur;
-    MDB_val       k, v, rk, rv;
-    MDB_cursor_op step;
+    int64_t        ms;
+    txcp_run_t     run;
+    MDB_cursor    *cur;
+    MDB_val        k, v, rk, rv;
+    MDB_cursor_op  step;
 
     *more = 0;
     memset(zero, 0, sizeof(zero));
@@ -667,8 +666,9 @@ txcp_runq_walk(MDB_txn *txn, const txcp_runq_t *q, txcp_runq_pt cb, void *arg,
         tx_run_id_make(bound, q->since_ms, zero);
 
     } else {
-        tx_run_id_make(bound, q->until_ms == INT64_MAX ? 0xffffffffffffLL
-                                                       : q->until_ms,
+        tx_run_id_make(bound,
+                       q->until_ms == INT64_MAX ? 0xffffffffffffLL
+                                                : q->until_ms,
                        zero);
     }
 
@@ -797,8 +797,7 @@ txcp_log_json(const uint8_t *id, const txcp_run_t *run)
     cJSON_AddItemToObject(o, "cost_usd", txcp_json_money_value(run->cost));
     cJSON_AddNumberToObject(o, "status", (double) run->status);
     cJSON_AddNumberToObject(o, "latency_ms", (double) run->latency_us / 1000);
-    cJSON_AddBoolToObject(o, "unpriced",
-                          (run->flags & TX_RUNF_UNPRICED) != 0);
+    cJSON_AddBoolToObject(o, "unpriced", (run->flags & TX_RUNF_UNPRICED) != 0);
 
     return o;
 }
@@ -817,9 +816,9 @@ txcp_error_json(const uint8_t *id, const txcp_run_t *run)
     cJSON_AddStringToObject(o, "time",
                             txcp_time_format(run->start_us, 3, ts, sizeof(ts)));
     cJSON_AddStringToObject(o, "run_id", hex);
-    cJSON_AddStringToObject(o, "source", (run->flags & TX_RUNF_REJECTED)
-                                             ? "gateway"
-                                             : "provider");
+    cJSON_AddStringToObject(o, "source",
+                            (run->flags & TX_RUNF_REJECTED) ? "gateway"
+                                                            : "provider");
     txcp_run_strv(o, "type", &run->error_type);
     cJSON_AddNumberToObject(o, "status", (double) run->status);
     txcp_run_strv(o, "model", txcp_run_model(run));

@@ -46,7 +46,8 @@ txcp_api_spend_scopes(txcp_req_t *r)
     static const struct {
         const char *name;
         int         kind;
-    } wins[] = {{"day", TX_WIN_DAY}, {"week", TX_WIN_WEEK},
+    } wins[] = {{"day", TX_WIN_DAY},
+                {"week", TX_WIN_WEEK},
                 {"month", TX_WIN_MONTH}};
 
     name = txcp_http_arg(r, "scope");
@@ -98,17 +99,17 @@ txcp_api_spend_scopes(txcp_req_t *r)
 
         w = cJSON_AddObjectToObject(out, wins[i].name);
         cJSON_AddNumberToObject(w, "index", idx);
-        cJSON_AddStringToObject(
-            w, "start",
-            txcp_time_format(tx_window_start(wins[i].kind, idx) * 1000000, 0,
-                             ts, sizeof(ts)));
+        cJSON_AddStringToObject(w, "start",
+                                txcp_time_format(tx_window_start(wins[i].kind,
+                                                                 idx)
+                                                     * 1000000,
+                                                 0, ts, sizeof(ts)));
 
         if (mdb_get(txn, txcp.sdb[TXCP_SDB_SPEND], &k, &v) == 0
-            && v.mv_size == 8)
-        {
-            cJSON_AddItemToObject(
-                w, "cost_usd",
-                txcp_json_money_value((tx_money_t) txcp_get_le64(v.mv_data)));
+            && v.mv_size == 8) {
+            cJSON_AddItemToObject(w, "cost_usd",
+                                  txcp_json_money_value(
+                                      (tx_money_t) txcp_get_le64(v.mv_data)));
 
         } else {
             cJSON_AddItemToObject(w, "cost_usd", txcp_json_money_value(0));
@@ -149,10 +150,10 @@ static const struct {
     const char *name;
     int         dim;
 } txcp_bys[] = {
-    {"key", TXCP_DIM_KEY},         {"tag", TXCP_DIM_TAG},
+    {"key", TXCP_DIM_KEY},           {"tag", TXCP_DIM_TAG},
     {"provider", TXCP_DIM_PROVIDER}, {"model", TXCP_DIM_MODEL},
-    {"project", TXCP_DIM_PROJECT}, {"user", TXCP_DIM_USER},
-    {"org", TXCP_DIM_ORG},         {NULL, 0},
+    {"project", TXCP_DIM_PROJECT},   {"user", TXCP_DIM_USER},
+    {"org", TXCP_DIM_ORG},           {NULL, 0},
 };
 
 
@@ -234,13 +235,13 @@ static int
 txcp_slices(MDB_txn *txn, int dim, int64_t since, int64_t until,
             txcp_slice_t **out, size_t *n)
 {
-    int           rc;
-    size_t        cap, idlen;
-    uint8_t       key[TXCP_ACC_KEY_MAX];
+    int            rc;
+    size_t         cap, idlen;
+    uint8_t        key[TXCP_ACC_KEY_MAX];
     const uint8_t *kp;
-    txcp_slice_t *s, *p;
-    MDB_cursor   *walk, *sum;
-    MDB_val       k, v;
+    txcp_slice_t  *s, *p;
+    MDB_cursor    *walk, *sum;
+    MDB_val        k, v;
 
     *out = NULL;
     *n = 0;
@@ -269,7 +270,8 @@ txcp_slices(MDB_txn *txn, int dim, int64_t since, int64_t until,
     {
         kp = k.mv_data;
 
-        if (k.mv_size < 11 || kp[0] != dim || k.mv_size != 11 + (size_t) kp[1]) {
+        if (k.mv_size < 11 || kp[0] != dim || k.mv_size != 11 + (size_t) kp[1])
+        {
             break;
         }
 
@@ -335,7 +337,8 @@ txcp_slice_json(cJSON *o, const int64_t *v)
 
     req = (double) v[TXCP_RV_REQUESTS];
 
-    cJSON_AddItemToObject(o, "cost_usd", txcp_json_money_value(v[TXCP_RV_COST]));
+    cJSON_AddItemToObject(o, "cost_usd",
+                          txcp_json_money_value(v[TXCP_RV_COST]));
     cJSON_AddNumberToObject(o, "requests", req);
     cJSON_AddNumberToObject(o, "errors", (double) v[TXCP_RV_ERRORS]);
     cJSON_AddNumberToObject(o, "tokens_in", (double) v[TXCP_RV_TOKENS_IN]);
@@ -404,8 +407,7 @@ txcp_api_spend(txcp_req_t *r)
     }
 
     if (txcp_http_limit(r, &limit) != 0
-        || txcp_range_args(r, &since, &until) != 0)
-    {
+        || txcp_range_args(r, &since, &until) != 0) {
         return;
     }
 
@@ -479,8 +481,7 @@ txcp_api_usage_users(txcp_req_t *r)
     MDB_txn      *txn;
 
     if (txcp_http_limit(r, &limit) != 0
-        || txcp_range_args(r, &since, &until) != 0)
-    {
+        || txcp_range_args(r, &since, &until) != 0) {
         return;
     }
 

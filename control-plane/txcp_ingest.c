@@ -337,8 +337,7 @@ txcp_tags_append(char *out, size_t *len, int *count, const uint8_t *k,
         nl = nl ? nl : end;
 
         if ((size_t) (nl - p) > klen && p[klen] == '='
-            && memcmp(p, k, klen) == 0)
-        {
+            && memcmp(p, k, klen) == 0) {
             return 0;
         }
 
@@ -579,8 +578,8 @@ txcp_ingest_one(MDB_txn *txn, const char *name, const uint8_t *payload,
         }
 
         if (run.resp_body.len
-            && tx_pii_mask(txcp_ictx.pii, run.resp_body.data,
-                           run.resp_body.len, &rs, err, sizeof(err))
+            && tx_pii_mask(txcp_ictx.pii, run.resp_body.data, run.resp_body.len,
+                           &rs, err, sizeof(err))
                    == TX_OK)
         {
             mresp.data = rs.data;
@@ -589,8 +588,7 @@ txcp_ingest_one(MDB_txn *txn, const char *name, const uint8_t *payload,
         }
 
         if ((run.req_body.len && preq == NULL)
-            || (run.resp_body.len && presp == NULL))
-        {
+            || (run.resp_body.len && presp == NULL)) {
             /* never store a body that should have been masked */
             txcp_log(TXCP_LOG_ERROR, "pii masking failed, bodies dropped",
                      "file=%s err=\"%s\"", name, err);
@@ -643,8 +641,7 @@ txcp_ingest_one(MDB_txn *txn, const char *name, const uint8_t *payload,
     if (txcp_rollup_add(&txcp_ictx.rollup, &run) != TX_OK
         || txcp_spend_add(&txcp_ictx.spend, &run, txcp_ictx.now) != TX_OK)
     {
-        txcp_log(TXCP_LOG_ERROR, "rollup accumulation failed", "file=%s",
-                 name);
+        txcp_log(TXCP_LOG_ERROR, "rollup accumulation failed", "file=%s", name);
         return -1;
     }
 
@@ -896,6 +893,11 @@ txcp_ingest_file(const char *name, int64_t deadline_us)
         txcp.ingest.duplicates += dups;
         txcp.ingest.torn += torn;
 
+        if (torn) {
+            txcp_log(TXCP_LOG_WARN, "spool frames skipped (bad crc or record)",
+                     "file=%s count=%llu", name, (unsigned long long) torn);
+        }
+
         if (ingested || dups || torn) {
             txcp_log(TXCP_LOG_DEBUG, "ingested",
                      "file=%s runs=%llu duplicates=%llu torn=%llu off=%zu",
@@ -903,8 +905,9 @@ txcp_ingest_file(const char *name, int64_t deadline_us)
                      (unsigned long long) dups, (unsigned long long) torn, off);
         }
 
-        if (finished || (n < (size_t) txcp.conf.ingest_batch
-                         && txcp_now_us() < deadline_us))
+        if (finished
+            || (n < (size_t) txcp.conf.ingest_batch
+                && txcp_now_us() < deadline_us))
         {
             break;
         }
@@ -1013,8 +1016,7 @@ txcp_ingest_pass_init(void)
     pii = NULL;
 
     if (sig == NULL
-        || tx_pii_create(&pii, TX_PII_ALL, err, sizeof(err)) != TX_OK)
-    {
+        || tx_pii_create(&pii, TX_PII_ALL, err, sizeof(err)) != TX_OK) {
         txcp_log(TXCP_LOG_ERROR, "pii detector not built", NULL);
         free(sig);
         cJSON_Delete(rec);
@@ -1139,8 +1141,8 @@ txcp_ingest_run(long budget_ms)
     wm = complete ? pass_start : -1;
 
     if (txcp_ictx.changed.n == 0
-        && (wm < 0 || pass_start - txcp_ictx.published_us
-                          < TXCP_WATERMARK_IDLE_US))
+        && (wm < 0
+            || pass_start - txcp_ictx.published_us < TXCP_WATERMARK_IDLE_US))
     {
         return more;
     }

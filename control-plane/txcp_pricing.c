@@ -29,26 +29,27 @@
     }
 
 
-static const txcp_field_t txcp_price_fields[] = {
-    TXCP_PRICE_MONEY("input_per_mtok_usd"),
-    TXCP_PRICE_MONEY("output_per_mtok_usd"),
-    TXCP_PRICE_MONEY("cache_read_per_mtok_usd"),
-    TXCP_PRICE_MONEY("cache_write_per_mtok_usd"),
-    {"tier_threshold", TXCP_F_INT, TXCP_FF_NULLABLE, 0, 1000000000000LL, NULL,
-     0, NULL},
-    TXCP_PRICE_MONEY("input_above_per_mtok_usd"),
-    TXCP_PRICE_MONEY("output_above_per_mtok_usd"),
-    TXCP_PRICE_MONEY("cache_read_above_per_mtok_usd"),
-    TXCP_PRICE_MONEY("cache_write_above_per_mtok_usd"),
-    {"provider", TXCP_F_STR, 0, 0, 64, NULL, 0, NULL},
-    {"free", TXCP_F_BOOL, 0, 0, 0, NULL, 0, "false"},
-    {NULL, 0, 0, 0, 0, NULL, 0, NULL}};
+static const txcp_field_t txcp_price_fields[] =
+    {TXCP_PRICE_MONEY("input_per_mtok_usd"),
+     TXCP_PRICE_MONEY("output_per_mtok_usd"),
+     TXCP_PRICE_MONEY("cache_read_per_mtok_usd"),
+     TXCP_PRICE_MONEY("cache_write_per_mtok_usd"),
+     {"tier_threshold", TXCP_F_INT, TXCP_FF_NULLABLE, 0, 1000000000000LL, NULL,
+      0, NULL},
+     TXCP_PRICE_MONEY("input_above_per_mtok_usd"),
+     TXCP_PRICE_MONEY("output_above_per_mtok_usd"),
+     TXCP_PRICE_MONEY("cache_read_above_per_mtok_usd"),
+     TXCP_PRICE_MONEY("cache_write_above_per_mtok_usd"),
+     {"provider", TXCP_F_STR, 0, 0, 64, NULL, 0, NULL},
+     {"free", TXCP_F_BOOL, 0, 0, 0, NULL, 0, "false"},
+     {NULL, 0, 0, 0, 0, NULL, 0, NULL}};
 
 
 /* layer names by precedence, highest first, and their TX_PRICE_SRC_* */
 static const char *const txcp_layers[] = {"custom", "catalog", "default"};
-static const uint64_t    txcp_layer_src[] = {
-    TX_PRICE_SRC_CUSTOM, TX_PRICE_SRC_CATALOG, TX_PRICE_SRC_DEFAULT};
+static const uint64_t    txcp_layer_src[] = {TX_PRICE_SRC_CUSTOM,
+                                             TX_PRICE_SRC_CATALOG,
+                                             TX_PRICE_SRC_DEFAULT};
 
 
 static int
@@ -153,7 +154,7 @@ txcp_pricing_effective(const cJSON *rec, const char *model, tx_price_t *p,
 }
 
 
-/* API form of a layer, or of the effective price when `eff` */
+/* API form of a model: the effective price, its source and every layer */
 static cJSON *
 txcp_price_output(const cJSON *rec, const char *model)
 {
@@ -322,10 +323,10 @@ txcp_price_set_layer(MDB_txn *txn, const char *model, const char *name,
 int
 txcp_pricing_init(void)
 {
-    int                         rc, n, found;
-    size_t                      i, ndrop;
-    char                        now[40], model[TXCP_MODEL_MAX + 1];
-    char (*drop)[TXCP_MODEL_MAX + 1], (*p)[TXCP_MODEL_MAX + 1];
+    int    rc, n, found;
+    size_t i, ndrop;
+    char   now[40], model[TXCP_MODEL_MAX + 1];
+    char(*drop)[TXCP_MODEL_MAX + 1], (*p)[TXCP_MODEL_MAX + 1];
     cJSON                      *diff;
     MDB_txn                    *txn;
     MDB_val                     k, v;
@@ -615,8 +616,7 @@ txcp_import_entry(const char *model, const cJSON *e, cJSON **layer, char *err,
                               "cache_read_above_per_mtok_usd", err, errlen)
                 == TX_ERROR
             || txcp_import_field(l, e, "cache_creation_input_token_cost", tier,
-                                 "cache_write_above_per_mtok_usd", err,
-                                 errlen)
+                                 "cache_write_above_per_mtok_usd", err, errlen)
                    == TX_ERROR)
         {
             goto failed;
@@ -1074,8 +1074,7 @@ txcp_read_file(const char *path, size_t *len)
     buf = malloc((size_t) st.st_size + 1);
 
     if (buf == NULL
-        || fread(buf, 1, (size_t) st.st_size, f) != (size_t) st.st_size)
-    {
+        || fread(buf, 1, (size_t) st.st_size, f) != (size_t) st.st_size) {
         free(buf);
         fclose(f);
         return NULL;
@@ -1100,9 +1099,8 @@ txcp_pricing_cli(int argc, char **argv)
     cJSON      *out;
 
     if (argc < 4 || strcmp(argv[2], "import") != 0) {
-        fprintf(stderr,
-                "usage: torrix-cp pricing import FILE --data DIR "
-                "[--config FILE]\n");
+        fprintf(stderr, "usage: torrix-cp pricing import FILE --data DIR "
+                        "[--config FILE]\n");
         return 2;
     }
 

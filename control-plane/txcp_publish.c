@@ -24,8 +24,8 @@
 
 
 static const char *const txcp_sdb_names[TXCP_SDB_N] =
-    {TX_SNAP_DB_META,      TX_SNAP_DB_KHASH,   TX_SNAP_DB_KEYS,
-     TX_SNAP_DB_PROJECTS,  TX_SNAP_DB_ORGS,    TX_SNAP_DB_USERS,
+    {TX_SNAP_DB_META,      TX_SNAP_DB_KHASH,    TX_SNAP_DB_KEYS,
+     TX_SNAP_DB_PROJECTS,  TX_SNAP_DB_ORGS,     TX_SNAP_DB_USERS,
      TX_SNAP_DB_PROVIDERS, TX_SNAP_DB_SETTINGS, TX_SNAP_DB_PRICES,
      TX_SNAP_DB_SPEND};
 
@@ -392,7 +392,8 @@ txcp_pub_settings(MDB_txn *rtxn, MDB_txn *txn)
     txcp_settings_read(rtxn, &st);
 
     if (st.default_max_tokens == 0) {
-        return txcp_snap_del(txn, TXCP_SDB_SETTINGS, TXCP_SET_DEFAULT_MAX_TOKENS,
+        return txcp_snap_del(txn, TXCP_SDB_SETTINGS,
+                             TXCP_SET_DEFAULT_MAX_TOKENS,
                              strlen(TXCP_SET_DEFAULT_MAX_TOKENS));
     }
 

@@ -58,11 +58,11 @@ txcp_retention_step(int64_t now)
         }
 
         id = k.mv_data;
-        ms = k.mv_size == 16 ? (int64_t) id[0] << 40 | (int64_t) id[1] << 32
-                                   | (int64_t) id[2] << 24
-                                   | (int64_t) id[3] << 16
-                                   | (int64_t) id[4] << 8 | id[5]
-                             : 0;
+        ms = k.mv_size == 16
+                 ? (int64_t) id[0] << 40 | (int64_t) id[1] << 32
+                       | (int64_t) id[2] << 24 | (int64_t) id[3] << 16
+                       | (int64_t) id[4] << 8 | id[5]
+                 : 0;
 
         if (ms >= cutoff_ms) {
             break;
@@ -101,8 +101,8 @@ txcp_retention_step(int64_t now)
         return -1;
     }
 
-    txcp_log(TXCP_LOG_INFO, "retention: runs deleted", "count=%ld days=%lld",
-             n, (long long) st.retention_days);
+    txcp_log(TXCP_LOG_INFO, "retention: runs deleted", "count=%ld days=%lld", n,
+             (long long) st.retention_days);
 
     return n;
 }

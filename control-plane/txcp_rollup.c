@@ -68,8 +68,8 @@ txcp_acc_grow(txcp_acc_t *acc)
 
 
 int
-txcp_acc_add(txcp_acc_t *acc, const uint8_t *key, size_t klen,
-             const int64_t *v, size_t nv)
+txcp_acc_add(txcp_acc_t *acc, const uint8_t *key, size_t klen, const int64_t *v,
+             size_t nv)
 {
     size_t          i, j;
     uint32_t        h;
@@ -263,15 +263,13 @@ txcp_rollup_add(txcp_acc_t *acc, const txcp_run_t *run)
 
     rc = txcp_rollup_add_dim(acc, TXCP_DIM_INSTANCE, NULL, 0, s, v);
 
-    for (i = 0; rc == TX_OK && i < (int) (sizeof(dims) / sizeof(dims[0]));
-         i++)
+    for (i = 0; rc == TX_OK && i < (int) (sizeof(dims) / sizeof(dims[0])); i++)
     {
-        const tx_str_t *id = (const tx_str_t *) ((const char *) run
-                                                 + dims[i].off);
+        const tx_str_t *id =
+            (const tx_str_t *) ((const char *) run + dims[i].off);
 
         if (id->len) {
-            rc = txcp_rollup_add_dim(acc, dims[i].dim, id->data, id->len, s,
-                                     v);
+            rc = txcp_rollup_add_dim(acc, dims[i].dim, id->data, id->len, s, v);
         }
     }
 
@@ -314,7 +312,7 @@ txcp_spend_add(txcp_acc_t *acc, const txcp_run_t *run, int64_t now)
         int             scope;
         const tx_str_t *id;
     } scopes[] = {
-        {TX_SCOPE_INSTANCE, NULL},      {TX_SCOPE_ORG, &run->org},
+        {TX_SCOPE_INSTANCE, NULL},         {TX_SCOPE_ORG, &run->org},
         {TX_SCOPE_PROJECT, &run->project}, {TX_SCOPE_USER, &run->user},
         {TX_SCOPE_KEY, &run->key},
     };
@@ -455,12 +453,12 @@ failed:
 static int
 txcp_spend_prune_db(MDB_txn *txn, MDB_dbi dbi, int64_t now, size_t *deleted)
 {
-    int         rc, scope, j;
-    uint32_t    cur, idx;
-    uint8_t     from[6];
+    int            rc, scope, j;
+    uint32_t       cur, idx;
+    uint8_t        from[6];
     const uint8_t *kp;
-    MDB_val     k, v;
-    MDB_cursor *c;
+    MDB_val        k, v;
+    MDB_cursor    *c;
 
     rc = mdb_cursor_open(txn, dbi, &c);
     if (rc != 0) {
@@ -489,8 +487,7 @@ txcp_spend_prune_db(MDB_txn *txn, MDB_dbi dbi, int64_t now, size_t *deleted)
                 kp = k.mv_data;
 
                 if (k.mv_size < 6 || kp[0] != scope
-                    || kp[1] != txcp_spend_kinds[j])
-                {
+                    || kp[1] != txcp_spend_kinds[j]) {
                     break;
                 }
 
@@ -569,8 +566,8 @@ txcp_spend_prune(int64_t now)
     }
 
     if (n || ns) {
-        txcp_log(TXCP_LOG_INFO, "spend windows pruned", "store=%zu snapshot=%zu",
-                 n, ns);
+        txcp_log(TXCP_LOG_INFO, "spend windows pruned",
+                 "store=%zu snapshot=%zu", n, ns);
     }
 
     return TX_OK;
@@ -647,11 +644,11 @@ static int
 txcp_rollup_scan(MDB_cursor *cur, int dim, const uint8_t *id, size_t idlen,
                  int bucket, int64_t from, int64_t to, int64_t *v)
 {
-    int      rc, j;
-    size_t   n;
-    uint8_t  key[TXCP_ACC_KEY_MAX];
-    int64_t  start;
-    MDB_val  k, d;
+    int     rc, j;
+    size_t  n;
+    uint8_t key[TXCP_ACC_KEY_MAX];
+    int64_t start;
+    MDB_val k, d;
 
     if (from >= to) {
         return 0;
@@ -728,11 +725,11 @@ int
 txcp_rollup_series(MDB_cursor *cur, int dim, const uint8_t *id, size_t idlen,
                    int64_t today, int n, int64_t *series)
 {
-    int      rc, i;
-    size_t   kn;
-    uint8_t  key[TXCP_ACC_KEY_MAX];
-    int64_t  first, start;
-    MDB_val  k, d;
+    int     rc, i;
+    size_t  kn;
+    uint8_t key[TXCP_ACC_KEY_MAX];
+    int64_t first, start;
+    MDB_val k, d;
 
     memset(series, 0, n * sizeof(int64_t));
 

@@ -217,14 +217,13 @@ txcp_runs_index(MDB_txn *txn, const txcp_run_t *run, int del)
         id = idx[i].id;
 
         if (idx[i].dim == TXCP_IDX_ERROR ? !txcp_run_is_error(run)
-                                         : id->len == 0)
-        {
+                                         : id->len == 0) {
             continue;
         }
 
         k.mv_data = key;
-        k.mv_size = txcp_runs_idx_key(key, idx[i].dim, id->data, id->len,
-                                      run->id);
+        k.mv_size =
+            txcp_runs_idx_key(key, idx[i].dim, id->data, id->len, run->id);
 
         if (del) {
             rc = mdb_del(txn, txcp.db[TXCP_DB_RUNS_IDX], &k, NULL);

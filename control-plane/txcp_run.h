@@ -82,8 +82,8 @@ const tx_str_t *txcp_run_model(const txcp_run_t *run);
 #define TXCP_IDX_KEY_MAX (2 + 255 + 16)
 
 /* Builds an index key into out (TXCP_IDX_KEY_MAX bytes); its length. */
-size_t txcp_runs_idx_key(uint8_t *out, int dim, const uint8_t *id,
-                         size_t idlen, const uint8_t *run_id);
+size_t txcp_runs_idx_key(uint8_t *out, int dim, const uint8_t *id, size_t idlen,
+                         const uint8_t *run_id);
 
 /*
  * Adds (del = 0) or removes (del = 1) every index row of a run inside txn.

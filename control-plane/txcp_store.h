@@ -10,12 +10,20 @@
  *                 never leave the daemon
  *   admins        32-byte keyed hash of an admin secret -> JSON
  *   audit         8-byte big-endian seq -> JSON audit record
- *   runs          16-byte run id -> TLV run record (tx_spool.h)
+ *   runs          16-byte run id -> TLV run record (tx_spool.h, enriched
+ *                 at ingest: txcp_run.h)
  *   spool_cursor  spool file name -> uint64 LE offset of the next frame
  *   settings      "settings" -> JSON object
  *   slugs         project slug -> project id (unique index)
  *   timers        8-byte BE unix seconds | 1 byte kind | key id -> ""
  *                 (expiry and rotation-grace deadlines, swept in order)
+ *   prices        model name -> JSON price layers (txcp_pricing.h)
+ *   spend         tx_spend_key -> int64 LE money (txcp_rollup.h)
+ *   rollups       dim | id | bucket -> TXCP_RV_N int64 LE (txcp_rollup.h)
+ *   runs_idx      dim | id | run id -> "" (txcp_run.h)
+ *
+ * Schema 2 added prices, spend, rollups and runs_idx (the migration indexes
+ * the runs already stored; rollups are only built at ingest).
  */
 
 #ifndef TXCP_STORE_H

@@ -14,7 +14,8 @@
  *
  * Runs: 1000 keys, 100 projects, 500 users, 10 orgs, 12 models of 2
  * providers, 3 tags each (team, agent, env), 5% errors, 10% sampled with a
- * small body, start times spread over the last 30 days in order.
+ * small body, start times spread over the last 29 days in order (all kept by the
+ * default 30-day retention).
  *
  * Build (from the repository root, after make):
  *   cc -O2 -D_GNU_SOURCE -Ishared -o build/bench_ingest \
@@ -46,11 +47,18 @@
 #define SPOOL_CAP (64 * 1024 * 1024)
 
 
-static const char *models[] = {
-    "gpt-4o",          "gpt-4o-mini",       "gpt-4.1",
-    "gpt-4.1-mini",    "o3",                "o4-mini",
-    "gpt-5",           "gpt-5-mini",        "claude-sonnet-4-5",
-    "claude-opus-4-1", "claude-haiku-4-5",  "claude-3-5-haiku-latest"};
+static const char *models[] = {"gpt-4o",
+                               "gpt-4o-mini",
+                               "gpt-4.1",
+                               "gpt-4.1-mini",
+                               "o3",
+                               "o4-mini",
+                               "gpt-5",
+                               "gpt-5-mini",
+                               "claude-sonnet-4-5",
+                               "claude-opus-4-1",
+                               "claude-haiku-4-5",
+                               "claude-3-5-haiku-latest"};
 
 
 static int64_t
@@ -99,7 +107,7 @@ write_spool(const char *dir, long n)
     tx_wbuf_t wb;
 
     s = 0x9e3779b97f4a7c15ULL;
-    span = 30LL * 86400 * 1000000;
+    span = 29LL * 86400 * 1000000; /* inside the 30-day retention */
     t0 = now_us() - span;
     base = NULL;
     fd = -1;
@@ -119,8 +127,8 @@ write_spool(const char *dir, long n)
                 return -1;
             }
 
-            base = mmap(NULL, SPOOL_CAP, PROT_READ | PROT_WRITE, MAP_SHARED,
-                        fd, 0);
+            base = mmap(NULL, SPOOL_CAP, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
+                        0);
             if (base == MAP_FAILED) {
                 perror("mmap");
                 return -1;

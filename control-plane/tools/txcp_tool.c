@@ -146,9 +146,9 @@ static int
 cmd_snapdump(const char *dir)
 {
     MDB_txn    *txn;
-    const char *dbs[] = {"meta",     "khash",     "keys",     "orgs", "users",
-                         "projects", "providers", "settings", "prices",
-                         "spend",    NULL};
+    const char *dbs[] = {"meta",   "khash",    "keys",      "orgs",
+                         "users",  "projects", "providers", "settings",
+                         "prices", "spend",    NULL};
     int         i;
 
     snap_open(dir, &txn);
