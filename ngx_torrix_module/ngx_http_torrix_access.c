@@ -33,8 +33,6 @@ static ngx_int_t ngx_http_torrix_route(ngx_http_request_t *r,
     ngx_http_torrix_ctx_t *ctx);
 static ngx_int_t ngx_http_torrix_route_proxy(ngx_http_request_t *r,
     ngx_http_torrix_ctx_t *ctx);
-static ngx_int_t ngx_http_torrix_set_upstream(ngx_http_request_t *r,
-    ngx_http_torrix_ctx_t *ctx, tx_url_t *u);
 static ngx_int_t ngx_http_torrix_models(ngx_http_request_t *r,
     ngx_http_torrix_ctx_t *ctx);
 static ngx_int_t ngx_http_torrix_copy(ngx_pool_t *pool, ngx_str_t *dst,
@@ -249,9 +247,9 @@ ngx_http_torrix_endpoint(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
 static ngx_int_t
 ngx_http_torrix_check_key(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
 {
-    int                  rc;
     time_t               now;
     uint8_t              hash[TX_KEY_HASH_LEN];
+    const uint8_t       *hash_key;
     MDB_txn             *txn;
     tx_str_t             secret, val;
     ngx_table_elt_t     *h;
@@ -309,11 +307,9 @@ ngx_http_torrix_check_key(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
                                       "is torrix-cp running?");
     }
 
-    rc = ngx_http_torrix_snapshot_get(txn, NGX_HTTP_TORRIX_DB_META,
-                                      TX_SNAP_META_HASH_KEY,
-                                      sizeof(TX_SNAP_META_HASH_KEY) - 1, &val);
-    if (rc != TX_OK || val.len != TX_KEY_HASHKEY_LEN
-        || tx_key_hash(val.data, secret.data, secret.len, hash) != TX_OK)
+    hash_key = ngx_http_torrix_cache_hash_key(txn);
+    if (hash_key == NULL
+        || tx_key_hash(hash_key, secret.data, secret.len, hash) != TX_OK)
     {
         ngx_http_torrix_snapshot_end();
         return ngx_http_torrix_reject(ctx, r->pool,
@@ -591,13 +587,10 @@ ngx_http_torrix_inject_usage(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx,
 static ngx_int_t
 ngx_http_torrix_route(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
 {
-    u_char             *p;
-    size_t              skip;
-    MDB_txn            *txn;
-    tx_url_t            u;
-    tx_str_t            val, path;
-    ngx_str_t           base, key;
-    tx_provider_rec_t   prv;
+    u_char                      *p;
+    size_t                       skip;
+    MDB_txn                     *txn;
+    ngx_http_torrix_provider_t  *prv;
 
     if (ctx->endpoint == TX_EP_PROXY) {
         return ngx_http_torrix_route_proxy(r, ctx);
@@ -618,14 +611,8 @@ ngx_http_torrix_route(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
                                       "The gateway has no snapshot");
     }
 
-    if (ngx_http_torrix_snapshot_get(txn, NGX_HTTP_TORRIX_DB_PROVIDERS,
-                                     ctx->provider.data, ctx->provider.len,
-                                     &val)
-            != TX_OK
-        || tx_provider_rec_decode(val.data, val.len, &prv) != TX_OK
-        || prv.base_url.len == 0)
-    {
-        ngx_http_torrix_snapshot_end();
+    prv = ngx_http_torrix_cache_provider(txn, &ctx->provider);
+    if (prv == NULL) {
         return ngx_http_torrix_reject(ctx, r->pool,
                                       NGX_HTTP_SERVICE_UNAVAILABLE,
                                       "provider_not_configured",
@@ -633,41 +620,27 @@ ngx_http_torrix_route(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
                                       &ctx->provider);
     }
 
-    if (ngx_http_torrix_copy(r->pool, &base, &prv.base_url) != NGX_OK
-        || ngx_http_torrix_copy(r->pool, &key, &prv.api_key) != NGX_OK)
-    {
-        ngx_http_torrix_snapshot_end();
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    ctx->provider_kind = prv.kind;
-
-    if (ngx_http_torrix_sample(r, ctx, txn) != NGX_OK) {
-        ngx_http_torrix_snapshot_end();
-        return ctx->status;
-    }
-
-    /* the txn stays open for the limits plan, which ends it */
-
-    if (tx_url_parse(base.data, base.len, &u) != TX_OK) {
+    if (prv->bad_url) {
         return ngx_http_torrix_reject(ctx, r->pool, NGX_HTTP_BAD_GATEWAY,
                                       "provider_misconfigured",
                                       "Provider \"%V\" has an invalid base URL",
                                       &ctx->provider);
     }
 
+    ctx->provider_kind = prv->kind;
+
+    if (ngx_http_torrix_sample(r, ctx, txn) != NGX_OK) {
+        return ctx->status;
+    }
+
+    /* the txn stays open for the limits plan; the memo's strings are
+     * copied: the request may outlive this snapshot generation */
+
     /*
      * OpenAI-style base URLs include the version ("https://api.openai.com/v1"),
      * Anthropic's do not ("https://api.anthropic.com"): the upstream path is
      * the base path followed by the endpoint without or with its "/v1".
      */
-    path.data = u.path.data;
-    path.len = u.path.len;
-
-    while (path.len && path.data[path.len - 1] == '/') {
-        path.len--;
-    }
-
     skip = 0;
     for (p = r->uri.data + r->uri.len - 4; p >= r->uri.data; p--) {
         if (ngx_strncmp(p, "/v1/", 4) == 0) {
@@ -676,18 +649,22 @@ ngx_http_torrix_route(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
         }
     }
 
-    if (prv.kind != TX_PROVIDER_ANTHROPIC) {
+    if (prv->kind != TX_PROVIDER_ANTHROPIC) {
         skip += 3;
     }
 
-    ctx->upstream_uri.len = path.len + (r->uri.len - skip)
+    ctx->upstream_uri.len = prv->path.len + (r->uri.len - skip)
                             + (r->args.len ? r->args.len + 1 : 0);
-    ctx->upstream_uri.data = ngx_pnalloc(r->pool, ctx->upstream_uri.len);
-    if (ctx->upstream_uri.data == NULL) {
+
+    p = ngx_pnalloc(r->pool, ctx->upstream_uri.len + prv->upstream.len
+                             + prv->host.len + prv->authorization.len
+                             + prv->api_key.len);
+    if (p == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    p = ngx_cpymem(ctx->upstream_uri.data, path.data, path.len);
+    ctx->upstream_uri.data = p;
+    p = ngx_cpymem(p, prv->path.data, prv->path.len);
     p = ngx_cpymem(p, r->uri.data + skip, r->uri.len - skip);
 
     if (r->args.len) {
@@ -695,23 +672,23 @@ ngx_http_torrix_route(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
         p = ngx_cpymem(p, r->args.data, r->args.len);
     }
 
-    if (key.len) {
-        if (prv.kind == TX_PROVIDER_ANTHROPIC) {
-            ctx->upstream_api_key = key;
+    ctx->upstream.data = p;
+    ctx->upstream.len = prv->upstream.len;
+    p = ngx_cpymem(p, prv->upstream.data, prv->upstream.len);
 
-        } else {
-            ctx->upstream_authorization.len = sizeof("Bearer ") - 1 + key.len;
-            ctx->upstream_authorization.data =
-                ngx_pnalloc(r->pool, ctx->upstream_authorization.len);
-            if (ctx->upstream_authorization.data == NULL) {
-                return NGX_HTTP_INTERNAL_SERVER_ERROR;
-            }
+    ctx->upstream_host.data = p;
+    ctx->upstream_host.len = prv->host.len;
+    p = ngx_cpymem(p, prv->host.data, prv->host.len);
 
-            ngx_sprintf(ctx->upstream_authorization.data, "Bearer %V", &key);
-        }
-    }
+    ctx->upstream_authorization.data = p;
+    ctx->upstream_authorization.len = prv->authorization.len;
+    p = ngx_cpymem(p, prv->authorization.data, prv->authorization.len);
 
-    return ngx_http_torrix_set_upstream(r, ctx, &u);
+    ctx->upstream_api_key.data = p;
+    ctx->upstream_api_key.len = prv->api_key.len;
+    ngx_memcpy(p, prv->api_key.data, prv->api_key.len);
+
+    return NGX_OK;
 }
 
 
@@ -722,7 +699,7 @@ ngx_http_torrix_route_proxy(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
     MDB_txn          *txn;
     tx_url_t          u;
     tx_str_t          targets;
-    ngx_str_t         target;
+    ngx_str_t         target, *t;
     ngx_table_elt_t  *h;
 
     ngx_str_set(&ctx->provider, "proxy");
@@ -752,23 +729,19 @@ ngx_http_torrix_route_proxy(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
                                       "The gateway has no snapshot");
     }
 
-    if (ngx_http_torrix_snapshot_get(txn, NGX_HTTP_TORRIX_DB_SETTINGS,
-                                     TX_SET_PROXY_TARGETS,
-                                     sizeof(TX_SET_PROXY_TARGETS) - 1,
-                                     &targets)
-        != TX_OK)
-    {
-        targets.data = (const uint8_t *) tx_url_default_targets;
-        targets.len = ngx_strlen(tx_url_default_targets);
-    }
-
     if (ngx_http_torrix_sample(r, ctx, txn) != NGX_OK) {
-        ngx_http_torrix_snapshot_end();
         return ctx->status;
     }
 
+    t = ngx_http_torrix_cache_proxy_targets(txn);
+    if (t == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    targets.data = t->data;
+    targets.len = t->len;
+
     if (!tx_url_allowed(&u, &targets)) {
-        ngx_http_torrix_snapshot_end();
         return ngx_http_torrix_reject(ctx, r->pool, NGX_HTTP_FORBIDDEN,
                                       "target_not_allowed",
                                       "\"x-target-url\" is not in this "
@@ -801,17 +774,20 @@ ngx_http_torrix_route_proxy(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
         ctx->upstream_authorization = h->value;
     }
 
-    return ngx_http_torrix_set_upstream(r, ctx, &u);
+    if (ngx_http_torrix_upstream_name(r->pool, &u, &ctx->upstream,
+                                      &ctx->upstream_host)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 
-/*
- * Sets $torrix_upstream to the upstream{} block serving the URL's host:port
- * when there is one (its keepalive pool is used), else to the host itself.
- */
-static ngx_int_t
-ngx_http_torrix_set_upstream(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx,
-    tx_url_t *u)
+ngx_int_t
+ngx_http_torrix_upstream_name(ngx_pool_t *pool, tx_url_t *u,
+    ngx_str_t *upstream, ngx_str_t *host)
 {
     u_char                          *p, buf[NGX_SOCKADDR_STRLEN + 8];
     size_t                           len;
@@ -820,11 +796,11 @@ ngx_http_torrix_set_upstream(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx,
     ngx_http_torrix_main_conf_t     *tmcf;
     ngx_http_torrix_upstream_map_t  *m;
 
-    tmcf = ngx_http_get_module_main_conf(r, ngx_http_torrix_module);
+    tmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                               ngx_http_torrix_module);
 
     if (u->host.len > NGX_SOCKADDR_STRLEN) {
-        return ngx_http_torrix_reject(ctx, r->pool, NGX_HTTP_BAD_REQUEST,
-                                      "invalid_target", "Host name too long");
+        return NGX_ERROR;
     }
 
     if (ngx_strlchr((u_char *) u->host.data,
@@ -852,18 +828,19 @@ ngx_http_torrix_set_upstream(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx,
         }
     }
 
-    ctx->upstream.len = (u->https ? sizeof("https://") : sizeof("http://"))
-                        - 1 + name.len;
-    ctx->upstream.data = ngx_pnalloc(r->pool, ctx->upstream.len);
-    if (ctx->upstream.data == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    upstream->len = (u->https ? sizeof("https://") : sizeof("http://")) - 1
+                    + name.len;
+    upstream->data = ngx_pnalloc(pool, upstream->len + u->hostport.len);
+    if (upstream->data == NULL) {
+        return NGX_ERROR;
     }
 
-    ngx_sprintf(ctx->upstream.data, "%s%V", u->https ? "https://" : "http://",
-                &name);
+    p = ngx_sprintf(upstream->data, "%s%V", u->https ? "https://" : "http://",
+                    &name);
 
-    ctx->upstream_host.len = u->hostport.len;
-    ctx->upstream_host.data = (u_char *) u->hostport.data;
+    host->data = p;
+    host->len = u->hostport.len;
+    ngx_memcpy(p, u->hostport.data, u->hostport.len);
 
     return NGX_OK;
 }
@@ -983,7 +960,6 @@ ngx_http_torrix_sample(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx,
     u_char           *p, *end;
     uint32_t          rnd;
     uint64_t          ppm, scale;
-    tx_str_t          val;
     ngx_table_elt_t  *h;
 
     ppm = 0;
@@ -1019,14 +995,8 @@ ngx_http_torrix_sample(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx,
             goto invalid;
         }
 
-    } else if (ngx_http_torrix_snapshot_get(txn, NGX_HTTP_TORRIX_DB_SETTINGS,
-                                            TX_SET_SAMPLE_RATE,
-                                            sizeof(TX_SET_SAMPLE_RATE) - 1,
-                                            &val)
-                   == TX_OK
-               && val.len == 8)
-    {
-        ngx_memcpy(&ppm, val.data, 8);
+    } else {
+        ppm = ngx_http_torrix_cache_setting(txn, NGX_HTTP_TORRIX_SET_SAMPLE);
     }
 
     if (ppm >= 1000000) {

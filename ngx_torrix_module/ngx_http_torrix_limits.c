@@ -15,9 +15,6 @@
 #include "ngx_http_torrix_module.h"
 
 
-#define NGX_HTTP_TORRIX_DEFAULT_MAX_TOKENS  4096
-
-
 static void ngx_http_torrix_add_cap(ngx_http_torrix_ctx_t *ctx, MDB_txn *txn,
     ngx_uint_t scope, ngx_str_t *id, ngx_uint_t kind, tx_money_t cap);
 static tx_money_t ngx_http_torrix_ingested(ngx_http_torrix_ctx_t *ctx,
@@ -29,13 +26,13 @@ static int64_t ngx_http_torrix_field(const tx_str_t *rec, uint16_t tag);
 ngx_int_t
 ngx_http_torrix_limits(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
 {
-    int64_t      wm, max_out, v;
+    int64_t      max_out, v;
     uint64_t     prj_rpm, prj_tpm, org_rpm, org_tpm, est_in;
     MDB_txn     *txn;
     tx_str_t     val;
     ngx_str_t    none;
     tx_money_t   cap, prev;
-    tx_price_t   price;
+    const tx_price_t  *price;
 
     if (ctx->endpoint == TX_EP_MODELS) {
         return NGX_OK;
@@ -54,17 +51,7 @@ ngx_http_torrix_limits(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
     ctx->windows[1] = tx_window_index(TX_WIN_WEEK, ctx->now_s);
     ctx->windows[2] = tx_window_index(TX_WIN_MONTH, ctx->now_s);
 
-    wm = 0;
-    if (ngx_http_torrix_snapshot_get(txn, NGX_HTTP_TORRIX_DB_META,
-                                     TX_SNAP_META_WATERMARK,
-                                     sizeof(TX_SNAP_META_WATERMARK) - 1, &val)
-            == TX_OK
-        && val.len == 8)
-    {
-        ngx_memcpy(&wm, val.data, 8);
-    }
-
-    ctx->watermark_us = wm;
+    ctx->watermark_us = ngx_http_torrix_cache_watermark(txn);
 
     prj_rpm = 0;
     prj_tpm = 0;
@@ -137,14 +124,9 @@ ngx_http_torrix_limits(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
 
     /* instance: daily hard cap */
 
-    if (ngx_http_torrix_snapshot_get(txn, NGX_HTTP_TORRIX_DB_SETTINGS,
-                                     TX_SET_INSTANCE_DAILY_CAP,
-                                     sizeof(TX_SET_INSTANCE_DAILY_CAP) - 1,
-                                     &val)
-            == TX_OK
-        && val.len == 8)
-    {
-        ngx_memcpy(&v, val.data, 8);
+    v = ngx_http_torrix_cache_setting(txn, NGX_HTTP_TORRIX_SET_INSTANCE_CAP);
+
+    if (v > 0) {
         ngx_str_null(&none);
         ngx_http_torrix_add_cap(ctx, txn, TX_SCOPE_INSTANCE, &none,
                                 TX_WIN_DAY, v);
@@ -160,17 +142,8 @@ ngx_http_torrix_limits(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
     max_out = ctx->max_out;
 
     if (max_out < 0) {
-        max_out = NGX_HTTP_TORRIX_DEFAULT_MAX_TOKENS;
-
-        if (ngx_http_torrix_snapshot_get(txn, NGX_HTTP_TORRIX_DB_SETTINGS,
-                                         TX_SET_DEFAULT_MAX_TOKENS,
-                                         sizeof(TX_SET_DEFAULT_MAX_TOKENS) - 1,
-                                         &val)
-                == TX_OK
-            && val.len == 8)
-        {
-            ngx_memcpy(&max_out, val.data, 8);
-        }
+        max_out = ngx_http_torrix_cache_setting(
+            txn, NGX_HTTP_TORRIX_SET_DEFAULT_MAX_TOKENS);
     }
 
     est_in = (ctx->prompt_bytes + 2) / 3;
@@ -178,16 +151,15 @@ ngx_http_torrix_limits(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
     ctx->est_cost = 0;
 
     if (ctx->ncaps && ctx->model.len
-        && ctx->provider_kind != TX_PROVIDER_OLLAMA
-        && ngx_http_torrix_snapshot_get(txn, NGX_HTTP_TORRIX_DB_PRICES,
-                                        ctx->model.data, ctx->model.len, &val)
-               == TX_OK
-        && tx_price_decode(val.data, val.len, &price) == TX_OK
-        && !price.free)
+        && ctx->provider_kind != TX_PROVIDER_OLLAMA)
     {
-        if (tx_price_cost(&price, est_in, (uint64_t) max_out, 0, 0,
-                          &ctx->est_cost)
-            != TX_OK)
+        price = ngx_http_torrix_cache_price(txn, ctx->model.data,
+                                            ctx->model.len);
+
+        if (price && !price->free
+            && tx_price_cost(price, est_in, (uint64_t) max_out, 0, 0,
+                             &ctx->est_cost)
+                   != TX_OK)
         {
             ctx->est_cost = 0;
         }

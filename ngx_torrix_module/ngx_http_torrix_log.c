@@ -227,10 +227,9 @@ static void
 ngx_http_torrix_put_usage(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx,
     tx_wbuf_t *wb, uint64_t *flags, tx_money_t *costp, uint64_t *tokens)
 {
-    MDB_txn     *txn;
-    tx_str_t     val;
-    ngx_str_t    model;
-    tx_price_t   price;
+    MDB_txn           *txn;
+    ngx_str_t          model;
+    const tx_price_t  *price;
     tx_usage_t   u;
     tx_money_t   cost;
     ngx_uint_t   found;
@@ -293,27 +292,23 @@ ngx_http_torrix_put_usage(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx,
     txn = ngx_http_torrix_snapshot_begin(r->connection->log);
 
     if (txn) {
-        if ((model.len
-             && ngx_http_torrix_snapshot_get(txn, NGX_HTTP_TORRIX_DB_PRICES,
-                                             model.data, model.len, &val)
-                    == TX_OK)
-            || (ctx->model.len
-                && ngx_http_torrix_snapshot_get(txn,
-                                                NGX_HTTP_TORRIX_DB_PRICES,
-                                                ctx->model.data,
-                                                ctx->model.len, &val)
+        price = ngx_http_torrix_cache_price(txn, model.data, model.len);
+
+        if (price == NULL && ctx->model.len) {
+            price = ngx_http_torrix_cache_price(txn, ctx->model.data,
+                                                ctx->model.len);
+        }
+
+        if (price
+            && (price->free
+                || tx_price_cost(price, u.input, u.output, u.cache_read,
+                                 u.cache_write, &cost)
                        == TX_OK))
         {
-            if (tx_price_decode(val.data, val.len, &price) == TX_OK
-                && (price.free
-                    || tx_price_cost(&price, u.input, u.output, u.cache_read,
-                                     u.cache_write, &cost)
-                           == TX_OK))
-            {
-                found = 1;
-                if (price.free) {
-                    cost = 0;
-                }
+            found = 1;
+
+            if (price->free) {
+                cost = 0;
             }
         }
 

@@ -216,6 +216,48 @@ ngx_int_t ngx_http_torrix_send_json(ngx_http_request_t *r, ngx_uint_t status,
 u_char *ngx_http_torrix_json_escape(u_char *dst, const u_char *src,
     size_t len);
 
+/* _cache.c: per-worker memo of snapshot values, one generation long */
+typedef enum {
+    NGX_HTTP_TORRIX_SET_SAMPLE = 0,
+    NGX_HTTP_TORRIX_SET_DEFAULT_MAX_TOKENS,
+    NGX_HTTP_TORRIX_SET_INSTANCE_CAP,
+    NGX_HTTP_TORRIX_SET_INSTANCE_SOFT,
+    NGX_HTTP_TORRIX_SET_N
+} ngx_http_torrix_setting_e;
+
+typedef struct {
+    ngx_str_t     name;
+    ngx_uint_t    kind;           /* TX_PROVIDER_* */
+    ngx_str_t     base_url;
+    ngx_str_t     upstream;       /* "https://upstream_block" or host */
+    ngx_str_t     host;           /* Host: and SNI */
+    ngx_str_t     path;           /* base path, no trailing '/' */
+    ngx_str_t     authorization;  /* "Bearer ..." (OpenAI shapes) */
+    ngx_str_t     api_key;        /* x-api-key (Anthropic) */
+    unsigned      found:1;
+    unsigned      bad_url:1;
+} ngx_http_torrix_provider_t;
+
+ngx_int_t ngx_http_torrix_cache_sync(MDB_txn *txn, ngx_log_t *log);
+void ngx_http_torrix_cache_drop(void);
+const uint8_t *ngx_http_torrix_cache_hash_key(MDB_txn *txn);
+int64_t ngx_http_torrix_cache_setting(MDB_txn *txn,
+    ngx_http_torrix_setting_e which);
+ngx_str_t *ngx_http_torrix_cache_proxy_targets(MDB_txn *txn);
+int64_t ngx_http_torrix_cache_watermark(MDB_txn *txn);
+ngx_http_torrix_provider_t *ngx_http_torrix_cache_provider(MDB_txn *txn,
+    ngx_str_t *name);
+const tx_price_t *ngx_http_torrix_cache_price(MDB_txn *txn,
+    const u_char *model, size_t len);
+
+/*
+ * "scheme://" + the name of the upstream{} block serving the URL's
+ * host:port (its keepalive pool is used), else its host:port as written;
+ * and the authority for Host:.  Allocated from pool.
+ */
+ngx_int_t ngx_http_torrix_upstream_name(ngx_pool_t *pool, tx_url_t *u,
+    ngx_str_t *upstream, ngx_str_t *host);
+
 /* _snapshot.c: per-worker read access to the snapshot */
 ngx_int_t ngx_http_torrix_snapshot_init_process(ngx_cycle_t *cycle);
 void ngx_http_torrix_snapshot_exit_process(ngx_cycle_t *cycle);

@@ -238,6 +238,8 @@ ngx_http_torrix_snapshot_close(void)
     }
 
     s->active = 0;
+
+    ngx_http_torrix_cache_drop();
 }
 
 
@@ -323,6 +325,12 @@ ngx_http_torrix_snapshot_begin(ngx_log_t *log)
 
         if (rc == MDB_SUCCESS) {
             s->active = 1;
+
+            if (ngx_http_torrix_cache_sync(s->txn, log) != NGX_OK) {
+                ngx_http_torrix_snapshot_end();
+                return NULL;
+            }
+
             return s->txn;
         }
 

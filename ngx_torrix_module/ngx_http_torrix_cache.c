@@ -1,0 +1,434 @@
+/*
+ * ngx_torrix_module: a per-worker memo of snapshot values that most
+ * requests share (the hash key, settings, providers with their upstream
+ * strings prebuilt, model prices), valid for one snapshot generation.
+ *
+ * Each read transaction starts by reading meta "gen"; when it changed (every
+ * torrix-cp publish), the memo is dropped with its pool and refilled lazily
+ * from that transaction, so a value is never older than the snapshot the
+ * request reads.  Callers copy what must outlive the current event-loop
+ * iteration into the request pool: the memo may be dropped by the next one.
+ */
+
+#include "ngx_http_torrix_module.h"
+
+
+#define NGX_HTTP_TORRIX_CACHE_PROVIDERS  32
+#define NGX_HTTP_TORRIX_CACHE_PRICES     256
+
+
+typedef struct {
+    uint32_t     hash;
+    ngx_str_t    model;
+    ngx_uint_t   found;
+    tx_price_t   price;
+} ngx_http_torrix_cached_price_t;
+
+
+typedef struct {
+    uint64_t                        gen;
+    ngx_uint_t                      valid;
+    ngx_pool_t                     *pool;
+
+    unsigned                        has_hash_key:1;
+    unsigned                        loaded_settings:1;
+    uint8_t                         hash_key[TX_KEY_HASHKEY_LEN];
+
+    int64_t                         settings[NGX_HTTP_TORRIX_SET_N];
+    ngx_str_t                       proxy_targets;
+    int64_t                         watermark_us;
+
+    ngx_uint_t                      nproviders;
+    ngx_http_torrix_provider_t      providers[NGX_HTTP_TORRIX_CACHE_PROVIDERS];
+
+    ngx_uint_t                      nprices;
+    ngx_http_torrix_cached_price_t  prices[NGX_HTTP_TORRIX_CACHE_PRICES];
+} ngx_http_torrix_cache_t;
+
+
+static ngx_int_t ngx_http_torrix_cache_load_settings(MDB_txn *txn);
+static ngx_int_t ngx_http_torrix_cache_build_provider(
+    ngx_http_torrix_provider_t *p, tx_provider_rec_t *rec);
+
+
+static ngx_http_torrix_cache_t  ngx_http_torrix_cache;
+
+static const struct {
+    const char  *name;
+    int64_t      dflt;
+} ngx_http_torrix_settings[NGX_HTTP_TORRIX_SET_N] = {
+    { TX_SET_SAMPLE_RATE, 1000000 },
+    { TX_SET_DEFAULT_MAX_TOKENS, 4096 },
+    { TX_SET_INSTANCE_DAILY_CAP, 0 },
+    { TX_SET_INSTANCE_SOFT_CAP, 0 },
+};
+
+
+ngx_int_t
+ngx_http_torrix_cache_sync(MDB_txn *txn, ngx_log_t *log)
+{
+    uint64_t                  gen;
+    tx_str_t                  val;
+    ngx_http_torrix_cache_t  *c;
+
+    c = &ngx_http_torrix_cache;
+
+    gen = 0;
+    if (ngx_http_torrix_snapshot_get(txn, NGX_HTTP_TORRIX_DB_META,
+                                     TX_SNAP_META_GEN,
+                                     sizeof(TX_SNAP_META_GEN) - 1, &val)
+            == TX_OK
+        && val.len == 8)
+    {
+        ngx_memcpy(&gen, val.data, 8);
+    }
+
+    if (c->valid && c->gen == gen) {
+        return NGX_OK;
+    }
+
+    if (c->pool) {
+        ngx_destroy_pool(c->pool);
+    }
+
+    ngx_memzero(c, sizeof(ngx_http_torrix_cache_t));
+
+    c->pool = ngx_create_pool(4096, log);
+    if (c->pool == NULL) {
+        return NGX_ERROR;
+    }
+
+    c->gen = gen;
+    c->valid = 1;
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_torrix_cache_drop(void)
+{
+    if (ngx_http_torrix_cache.pool) {
+        ngx_destroy_pool(ngx_http_torrix_cache.pool);
+    }
+
+    ngx_memzero(&ngx_http_torrix_cache, sizeof(ngx_http_torrix_cache_t));
+}
+
+
+const uint8_t *
+ngx_http_torrix_cache_hash_key(MDB_txn *txn)
+{
+    tx_str_t                  val;
+    ngx_http_torrix_cache_t  *c;
+
+    c = &ngx_http_torrix_cache;
+
+    if (!c->has_hash_key) {
+        if (ngx_http_torrix_snapshot_get(txn, NGX_HTTP_TORRIX_DB_META,
+                                         TX_SNAP_META_HASH_KEY,
+                                         sizeof(TX_SNAP_META_HASH_KEY) - 1,
+                                         &val)
+                != TX_OK
+            || val.len != TX_KEY_HASHKEY_LEN)
+        {
+            return NULL;
+        }
+
+        ngx_memcpy(c->hash_key, val.data, TX_KEY_HASHKEY_LEN);
+        c->has_hash_key = 1;
+    }
+
+    return c->hash_key;
+}
+
+
+static ngx_int_t
+ngx_http_torrix_cache_load_settings(MDB_txn *txn)
+{
+    u_char                   *p;
+    ngx_uint_t                i;
+    tx_str_t                  val;
+    ngx_http_torrix_cache_t  *c;
+
+    c = &ngx_http_torrix_cache;
+
+    for (i = 0; i < NGX_HTTP_TORRIX_SET_N; i++) {
+        c->settings[i] = ngx_http_torrix_settings[i].dflt;
+
+        if (ngx_http_torrix_snapshot_get(txn, NGX_HTTP_TORRIX_DB_SETTINGS,
+                                         ngx_http_torrix_settings[i].name,
+                                         ngx_strlen(
+                                             ngx_http_torrix_settings[i].name),
+                                         &val)
+                == TX_OK
+            && val.len == 8)
+        {
+            ngx_memcpy(&c->settings[i], val.data, 8);
+        }
+    }
+
+    if (ngx_http_torrix_snapshot_get(txn, NGX_HTTP_TORRIX_DB_SETTINGS,
+                                     TX_SET_PROXY_TARGETS,
+                                     sizeof(TX_SET_PROXY_TARGETS) - 1, &val)
+        != TX_OK)
+    {
+        val.data = (const uint8_t *) tx_url_default_targets;
+        val.len = ngx_strlen(tx_url_default_targets);
+    }
+
+    p = ngx_pnalloc(c->pool, val.len + 1);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(p, val.data, val.len);
+    c->proxy_targets.data = p;
+    c->proxy_targets.len = val.len;
+
+    c->watermark_us = 0;
+
+    if (ngx_http_torrix_snapshot_get(txn, NGX_HTTP_TORRIX_DB_META,
+                                     TX_SNAP_META_WATERMARK,
+                                     sizeof(TX_SNAP_META_WATERMARK) - 1, &val)
+            == TX_OK
+        && val.len == 8)
+    {
+        ngx_memcpy(&c->watermark_us, val.data, 8);
+    }
+
+    c->loaded_settings = 1;
+
+    return NGX_OK;
+}
+
+
+int64_t
+ngx_http_torrix_cache_setting(MDB_txn *txn, ngx_http_torrix_setting_e which)
+{
+    ngx_http_torrix_cache_t  *c;
+
+    c = &ngx_http_torrix_cache;
+
+    if (!c->loaded_settings && ngx_http_torrix_cache_load_settings(txn)
+                                   != NGX_OK)
+    {
+        return ngx_http_torrix_settings[which].dflt;
+    }
+
+    return c->settings[which];
+}
+
+
+ngx_str_t *
+ngx_http_torrix_cache_proxy_targets(MDB_txn *txn)
+{
+    ngx_http_torrix_cache_t  *c;
+
+    c = &ngx_http_torrix_cache;
+
+    if (!c->loaded_settings && ngx_http_torrix_cache_load_settings(txn)
+                                   != NGX_OK)
+    {
+        return NULL;
+    }
+
+    return &c->proxy_targets;
+}
+
+
+int64_t
+ngx_http_torrix_cache_watermark(MDB_txn *txn)
+{
+    ngx_http_torrix_cache_t  *c;
+
+    c = &ngx_http_torrix_cache;
+
+    if (!c->loaded_settings && ngx_http_torrix_cache_load_settings(txn)
+                                   != NGX_OK)
+    {
+        return 0;
+    }
+
+    return c->watermark_us;
+}
+
+
+ngx_http_torrix_provider_t *
+ngx_http_torrix_cache_provider(MDB_txn *txn, ngx_str_t *name)
+{
+    ngx_uint_t                   i;
+    tx_str_t                     val;
+    tx_provider_rec_t            rec;
+    ngx_http_torrix_cache_t     *c;
+    ngx_http_torrix_provider_t  *p;
+
+    c = &ngx_http_torrix_cache;
+
+    for (i = 0; i < c->nproviders; i++) {
+        p = &c->providers[i];
+
+        if (p->name.len == name->len
+            && ngx_strncmp(p->name.data, name->data, name->len) == 0)
+        {
+            return p->found ? p : NULL;
+        }
+    }
+
+    if (c->nproviders == NGX_HTTP_TORRIX_CACHE_PROVIDERS) {
+        c->nproviders = 0;
+    }
+
+    p = &c->providers[c->nproviders];
+    ngx_memzero(p, sizeof(ngx_http_torrix_provider_t));
+
+    p->name.data = ngx_pnalloc(c->pool, name->len);
+    if (p->name.data == NULL) {
+        return NULL;
+    }
+
+    ngx_memcpy(p->name.data, name->data, name->len);
+    p->name.len = name->len;
+
+    if (ngx_http_torrix_snapshot_get(txn, NGX_HTTP_TORRIX_DB_PROVIDERS,
+                                     name->data, name->len, &val)
+            == TX_OK
+        && tx_provider_rec_decode(val.data, val.len, &rec) == TX_OK
+        && rec.base_url.len)
+    {
+        p->found = 1;
+
+        if (ngx_http_torrix_cache_build_provider(p, &rec) != NGX_OK) {
+            return NULL;
+        }
+    }
+
+    c->nproviders++;
+
+    return p->found ? p : NULL;
+}
+
+
+/* the upstream strings of a provider, prebuilt once per generation */
+static ngx_int_t
+ngx_http_torrix_cache_build_provider(ngx_http_torrix_provider_t *p,
+    tx_provider_rec_t *rec)
+{
+    u_char                       *s;
+    tx_url_t                      u;
+    ngx_pool_t                   *pool;
+    ngx_str_t                     key;
+
+    pool = ngx_http_torrix_cache.pool;
+
+    p->kind = rec->kind;
+
+    s = ngx_pnalloc(pool, rec->base_url.len + rec->api_key.len + 1);
+    if (s == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(s, rec->base_url.data, rec->base_url.len);
+    p->base_url.data = s;
+    p->base_url.len = rec->base_url.len;
+
+    key.data = s + rec->base_url.len;
+    key.len = rec->api_key.len;
+    ngx_memcpy(key.data, rec->api_key.data, key.len);
+
+    if (tx_url_parse(p->base_url.data, p->base_url.len, &u) != TX_OK) {
+        p->bad_url = 1;
+        return NGX_OK;
+    }
+
+    /* OpenAI-style base URLs carry the version: the path without a '/' */
+    p->path.data = (u_char *) u.path.data;
+    p->path.len = u.path.len;
+
+    while (p->path.len && p->path.data[p->path.len - 1] == '/') {
+        p->path.len--;
+    }
+
+    if (ngx_http_torrix_upstream_name(pool, &u, &p->upstream, &p->host)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (key.len) {
+        if (p->kind == TX_PROVIDER_ANTHROPIC) {
+            p->api_key = key;
+
+        } else {
+            p->authorization.len = sizeof("Bearer ") - 1 + key.len;
+            p->authorization.data = ngx_pnalloc(pool, p->authorization.len);
+            if (p->authorization.data == NULL) {
+                return NGX_ERROR;
+            }
+
+            ngx_sprintf(p->authorization.data, "Bearer %V", &key);
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+const tx_price_t *
+ngx_http_torrix_cache_price(MDB_txn *txn, const u_char *model, size_t len)
+{
+    uint32_t                         hash;
+    ngx_uint_t                       i;
+    tx_str_t                         val;
+    ngx_http_torrix_cache_t         *c;
+    ngx_http_torrix_cached_price_t  *e;
+
+    c = &ngx_http_torrix_cache;
+
+    if (len == 0) {
+        return NULL;
+    }
+
+    hash = ngx_crc32_short((u_char *) model, len);
+
+    for (i = 0; i < c->nprices; i++) {
+        e = &c->prices[i];
+
+        if (e->hash == hash && e->model.len == len
+            && ngx_memcmp(e->model.data, model, len) == 0)
+        {
+            return e->found ? &e->price : NULL;
+        }
+    }
+
+    if (c->nprices == NGX_HTTP_TORRIX_CACHE_PRICES) {
+        c->nprices = 0;
+    }
+
+    e = &c->prices[c->nprices];
+    ngx_memzero(e, sizeof(ngx_http_torrix_cached_price_t));
+
+    e->model.data = ngx_pnalloc(c->pool, len);
+    if (e->model.data == NULL) {
+        return NULL;
+    }
+
+    ngx_memcpy(e->model.data, model, len);
+    e->model.len = len;
+    e->hash = hash;
+
+    if (ngx_http_torrix_snapshot_get(txn, NGX_HTTP_TORRIX_DB_PRICES, model,
+                                     len, &val)
+            == TX_OK
+        && tx_price_decode(val.data, val.len, &e->price) == TX_OK)
+    {
+        /* the provider name borrows the value: not kept */
+        e->price.provider.len = 0;
+        e->price.provider.data = NULL;
+        e->found = 1;
+    }
+
+    c->nprices++;
+
+    return e->found ? &e->price : NULL;
+}
