@@ -5,7 +5,7 @@ import os
 import signal
 import time
 
-from torrix import wait_until
+from torrix import spool_frames, wait_until
 
 
 def send(stack, key, n, model="gpt-4o-mini"):
@@ -71,8 +71,7 @@ def test_rejected_request_is_a_run(stack):
     run = runs[0]
     assert run["status"] == 403 and run["key_id"] == k["id"], run
     assert run["model_requested"] == "gpt-3.5-turbo", run
-    if r.headers.get("x-torrix-run-id"):
-        assert r.headers["x-torrix-run-id"] == run["id"]
+    assert r.headers.get("x-torrix-run-id") == run["id"], r.headers
 
 
 def test_upstream_error_is_a_run(stack):
@@ -118,7 +117,11 @@ def test_exactly_once_across_cp_kill_during_ingest(stack):
 
 def test_runs_survive_worker_kill(stack):
     k = stack.api.create_key()
+    stack.stop_cp()                     # nothing ingests meanwhile
     ids = send(stack, k["key"], 10)
+    # a run is spooled in the log phase, after the response went out
+    wait_until(lambda: spool_frames(stack.data / "spool") == 10, 5, 0.01,
+               "10 spooled runs")
     old = stack.workers()
     stack.allowed_log.append(r"exited on signal 9")
     for pid in old:
@@ -126,4 +129,5 @@ def test_runs_survive_worker_kill(stack):
     wait_until(lambda: (lambda w: len(w) == 2 and not set(w) & set(old))(
         stack.workers()), 10, 0.02, "respawned workers")
     ids += send(stack, k["key"], 3)
+    stack.start_cp()
     assert_exactly(stack, ids)

@@ -160,6 +160,21 @@ def assert_api_error(r, status):
     return e
 
 
+def spool_frames(spool_dir):
+    """Number of run records in the spool files (tx_spool.h layout)."""
+    n = 0
+    for f in Path(spool_dir).glob("*.txs"):
+        data = f.read_bytes()
+        off = 64
+        while off + 8 <= len(data):
+            ln = int.from_bytes(data[off:off + 4], "little")
+            if ln == 0 or ln == 0xffffffff:
+                break
+            n += 1
+            off += (8 + ln + 7) & ~7
+    return n
+
+
 # -- admin API client ----------------------------------------------------
 
 class Admin:
