@@ -17,7 +17,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class Request:
-    def __init__(self, method, path, headers, body):
+    def __init__(self, method, path, headers, body, peer=None):
+        self.peer = peer                # (host, port) of the client
         self.method = method
         self.path = path
         self.headers = headers          # list of (name, value) as received
@@ -120,7 +121,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _handle(self):
         body = self._read_body()
         req = Request(self.command, self.path, list(self.headers.items()),
-                      body)
+                      body, self.client_address)
         self.server.mock.record(req)
 
         delay = self._int_header("x-mock-delay-ms", 0)

@@ -229,3 +229,13 @@ def test_models_lists_allowed(stack):
     assert sorted(m["id"] for m in j["data"]) == \
         ["claude-3-opus", "gpt-4o", "gpt-4o-mini"], j
     assert_openai_error(stack.gw("GET", "/v1/models"), 401)
+
+
+def test_upstream_keepalive(stack):
+    """Requests to the provider reuse the upstream{} block's connections."""
+    k = stack.api.create_key()
+    for _ in range(8):
+        assert stack.chat(k["key"]).status_code == 200
+    peers = {r.peer for r in stack.mock.requests}
+    assert len(stack.mock.requests) == 8
+    assert len(peers) <= 2, peers       # at most one per worker

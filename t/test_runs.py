@@ -4,6 +4,7 @@ once even across a kill -9 of torrix-cp or of an nginx worker."""
 import os
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from torrix import spool_frames, wait_until
 
@@ -92,6 +93,16 @@ def test_anthropic_run(stack):
     assert run["id"] == r.headers["x-torrix-run-id"]
     assert run["endpoint"] in ("messages", "/v1/messages"), run
     assert run["model_requested"] == "claude-3-5-haiku-latest"
+
+
+def test_concurrent_requests(stack):
+    k = stack.api.create_key()
+    with ThreadPoolExecutor(8) as ex:
+        rs = list(ex.map(lambda _: stack.chat(k["key"]), range(40)))
+    assert all(r.status_code == 200 for r in rs), [r.status_code for r in rs]
+    ids = [r.headers["x-torrix-run-id"] for r in rs]
+    assert len(set(ids)) == 40
+    assert_exactly(stack, ids, settle=0)
 
 
 def test_exactly_once_across_cp_kill(stack):
