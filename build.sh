@@ -67,18 +67,21 @@ build_module() {
     make -s -f "$ROOT/$bdir/nginx/Makefile" -C "$src" modules
 }
 
+# build plain|asan [test]: "test" compiles the module's test hooks (the
+# injectable clock, NGX_TORRIX_TEST_HOOKS); production builds never have them
 build() {
-    local mode=${1:-plain}
+    local mode=${1:-plain} hooks=""
+    [ "${2:-}" = test ] && hooks=" -DNGX_TORRIX_TEST_HOOKS=1"
     if [ "$mode" = asan ]; then
         log "build (ASan+UBSan) into build-asan/"
         make -s -j2 SAN=1 BUILD=build-asan all
         build_module build-asan \
-            "-g -O1 -fPIC -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
+            "-g -O1 -fPIC -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined$hooks" \
             "-fPIC -fsanitize=address,undefined"
     else
         log "build into build/"
         make -s -j2 all
-        build_module build "-g -O2 -fPIC" "-fPIC"
+        build_module build "-g -O2 -fPIC$hooks" "-fPIC"
     fi
 }
 
@@ -109,7 +112,7 @@ cmd_test() {
         *) echo "usage: $0 test [--asan|--plain]" >&2; exit 2 ;;
     esac
     deps
-    for m in "${modes[@]}"; do build "$m"; done
+    for m in "${modes[@]}"; do build "$m" test; done
     for m in "${modes[@]}"; do run_tests "$m" || rc=1; done
     if [ $rc -eq 0 ]; then log "all tests passed"; else log "TESTS FAILED"; fi
     return $rc
