@@ -57,10 +57,12 @@ int txcp_settings_get(MDB_txn *txn, char **targets, uint64_t *sample_ppm);
 
 /* The instance settings that are not lists. */
 typedef struct {
-    uint64_t sample_ppm;
-    int      pii_masking;        /* mask stored run bodies (tx_pii) */
-    int64_t  retention_days;     /* raw runs kept that long, 0 = forever */
-    uint64_t default_max_tokens; /* published for the module, 0 = none */
+    uint64_t   sample_ppm;
+    int        pii_masking;        /* mask stored run bodies (tx_pii) */
+    int64_t    retention_days;     /* raw runs kept that long, 0 = forever */
+    uint64_t   default_max_tokens; /* published for the module, 0 = none */
+    tx_money_t instance_daily_cap; /* hard cap per UTC day, 0 = none */
+    tx_money_t instance_soft_cap;  /* soft alert threshold, 0 = none */
 } txcp_settings_t;
 
 /* Reads the settings record (defaults where unset).  TX_OK. */

@@ -77,6 +77,10 @@ static const txcp_field_t txcp_settings_fields[] =
      {"retention_days", TXCP_F_INT, 0, 0, 36500, NULL, 0, NULL},
      {"default_max_tokens", TXCP_F_INT, TXCP_FF_NULLABLE, 0, 100000000, NULL, 0,
       NULL},
+     {"instance_daily_cap_usd", TXCP_F_MONEY, TXCP_FF_NULLABLE, 0, 0, NULL, 0,
+      NULL},
+     {"instance_soft_alert_usd", TXCP_F_MONEY, TXCP_FF_NULLABLE, 0, 0, NULL, 0,
+      NULL},
      {NULL, 0, 0, 0, 0, NULL, 0, NULL}};
 
 
@@ -652,6 +656,8 @@ txcp_settings_read(MDB_txn *txn, txcp_settings_t *st)
         txcp_json_int(rec, "retention_days", TXCP_RETENTION_DEFAULT);
     st->default_max_tokens =
         (uint64_t) txcp_json_int(rec, "default_max_tokens", 0);
+    st->instance_daily_cap = txcp_json_money(rec, "instance_daily_cap_usd");
+    st->instance_soft_cap = txcp_json_money(rec, "instance_soft_alert_usd");
 
     cJSON_Delete(rec);
 
@@ -720,6 +726,15 @@ txcp_settings_output(MDB_txn *txn)
     } else {
         cJSON_AddNullToObject(out, "default_max_tokens");
     }
+
+    cJSON_AddItemToObject(out, "instance_daily_cap_usd",
+                          st.instance_daily_cap
+                              ? txcp_json_money_value(st.instance_daily_cap)
+                              : cJSON_CreateNull());
+    cJSON_AddItemToObject(out, "instance_soft_alert_usd",
+                          st.instance_soft_cap
+                              ? txcp_json_money_value(st.instance_soft_cap)
+                              : cJSON_CreateNull());
 
     free(targets);
     cJSON_Delete(rec);

@@ -51,6 +51,9 @@ static const txcp_field_t txcp_org_fields[] =
       NULL},
      TXCP_MONEY("spend_cap_usd"),
      {"rollover", TXCP_F_BOOL, 0, 0, 0, NULL, 0, "false"},
+     {"rpm", TXCP_F_INT, TXCP_FF_NULLABLE, 0, 1000000000LL, NULL, 0, NULL},
+     {"tpm", TXCP_F_INT, TXCP_FF_NULLABLE, 0, 1000000000000LL, NULL, 0, NULL},
+     {"soft_alert_pct", TXCP_F_INT, 0, 1, 100, NULL, 0, "80"},
      {"dlp", TXCP_F_BOOL, 0, 0, 0, NULL, 0, "false"},
      {"pii_masking", TXCP_F_BOOL, 0, 0, 0, NULL, 0, "false"},
      TXCP_RO("created_at"),
@@ -67,6 +70,7 @@ static const txcp_field_t txcp_user_fields[] =
      {"role", TXCP_F_ENUM, 0, 0, 0, txcp_role_enum, 0, "\"member\""},
      {"status", TXCP_F_ENUM, 0, 0, 0, txcp_ustatus_enum, 0, "\"active\""},
      TXCP_MONEY("weekly_cap_usd"),
+     {"soft_alert_pct", TXCP_F_INT, 0, 1, 100, NULL, 0, "80"},
      TXCP_RO("created_at"),
      TXCP_RO("updated_at"),
      TXCP_END};
@@ -86,6 +90,7 @@ static const txcp_field_t txcp_project_fields[] =
      {"tpm", TXCP_F_INT, TXCP_FF_NULLABLE, 0, 1000000000000LL, NULL, 0, NULL},
      TXCP_MONEY("daily_cap_usd"),
      TXCP_MONEY("monthly_cap_usd"),
+     {"soft_alert_pct", TXCP_F_INT, 0, 1, 100, NULL, 0, "80"},
      TXCP_RO("created_at"),
      TXCP_RO("updated_at"),
      TXCP_END};

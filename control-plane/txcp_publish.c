@@ -285,6 +285,8 @@ txcp_pub_tenant(MDB_txn *txn, int kind, const char *id, const cJSON *rec)
         tx_rec_put_u64(&wb, TX_ORG_ROLLOVER,
                        txcp_json_bool(rec, "rollover", 0));
         tx_rec_put_u64(&wb, TX_ORG_DLP, txcp_json_bool(rec, "dlp", 0));
+        tx_rec_put_u64(&wb, TX_ORG_RPM, txcp_json_int(rec, "rpm", 0));
+        tx_rec_put_u64(&wb, TX_ORG_TPM, txcp_json_int(rec, "tpm", 0));
         break;
 
     case TXCP_PUB_USER:
@@ -360,6 +362,22 @@ txcp_pub_provider(MDB_txn *rtxn, MDB_txn *txn, const char *name)
 }
 
 
+/* An 8-byte LE setting, deleted when 0 (the module's default applies). */
+static int
+txcp_pub_setting_u64(MDB_txn *txn, const char *name, uint64_t val)
+{
+    uint8_t v[8];
+
+    if (val == 0) {
+        return txcp_snap_del(txn, TXCP_SDB_SETTINGS, name, strlen(name));
+    }
+
+    txcp_put_le64(v, val);
+
+    return txcp_snap_put(txn, TXCP_SDB_SETTINGS, name, strlen(name), v, 8);
+}
+
+
 static int
 txcp_pub_settings(MDB_txn *rtxn, MDB_txn *txn)
 {
@@ -391,16 +409,20 @@ txcp_pub_settings(MDB_txn *rtxn, MDB_txn *txn)
 
     txcp_settings_read(rtxn, &st);
 
-    if (st.default_max_tokens == 0) {
-        return txcp_snap_del(txn, TXCP_SDB_SETTINGS,
-                             TXCP_SET_DEFAULT_MAX_TOKENS,
-                             strlen(TXCP_SET_DEFAULT_MAX_TOKENS));
+    rc = txcp_pub_setting_u64(txn, TX_SET_DEFAULT_MAX_TOKENS,
+                              st.default_max_tokens);
+    if (rc != 0) {
+        return rc;
     }
 
-    txcp_put_le64(v, st.default_max_tokens);
+    rc = txcp_pub_setting_u64(txn, TX_SET_INSTANCE_DAILY_CAP,
+                              (uint64_t) st.instance_daily_cap);
+    if (rc != 0) {
+        return rc;
+    }
 
-    return txcp_snap_put(txn, TXCP_SDB_SETTINGS, TXCP_SET_DEFAULT_MAX_TOKENS,
-                         strlen(TXCP_SET_DEFAULT_MAX_TOKENS), v, 8);
+    return txcp_pub_setting_u64(txn, TX_SET_INSTANCE_SOFT_CAP,
+                                (uint64_t) st.instance_soft_cap);
 }
 
 
@@ -834,9 +856,12 @@ txcp_publish_resync(void)
              && memcmp(k.mv_data, TX_SET_PROXY_TARGETS, k.mv_size) == 0)
             || (k.mv_size == strlen(TX_SET_SAMPLE_RATE)
                 && memcmp(k.mv_data, TX_SET_SAMPLE_RATE, k.mv_size) == 0)
-            || (k.mv_size == strlen(TXCP_SET_DEFAULT_MAX_TOKENS)
-                && memcmp(k.mv_data, TXCP_SET_DEFAULT_MAX_TOKENS, k.mv_size)
-                       == 0))
+            || (k.mv_size == strlen(TX_SET_DEFAULT_MAX_TOKENS)
+                && memcmp(k.mv_data, TX_SET_DEFAULT_MAX_TOKENS, k.mv_size) == 0)
+            || (k.mv_size == strlen(TX_SET_INSTANCE_DAILY_CAP)
+                && memcmp(k.mv_data, TX_SET_INSTANCE_DAILY_CAP, k.mv_size) == 0)
+            || (k.mv_size == strlen(TX_SET_INSTANCE_SOFT_CAP)
+                && memcmp(k.mv_data, TX_SET_INSTANCE_SOFT_CAP, k.mv_size) == 0))
         {
             continue;
         }
