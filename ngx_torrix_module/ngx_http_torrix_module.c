@@ -154,6 +154,9 @@ static uint64_t  ngx_http_torrix_rng[4];
 
 /* seconds added to the clock: only test builds can set it */
 static int64_t   ngx_http_torrix_offset;
+#if (NGX_TORRIX_TEST_HOOKS)
+static char     *ngx_http_torrix_clock_file;
+#endif
 
 
 static ngx_int_t
@@ -238,6 +241,27 @@ ngx_http_torrix_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_msec_value(tmcf->spool_rotate, 10000);
     ngx_conf_init_uint_value(tmcf->max_readers, 1024);
     ngx_conf_init_size_value(tmcf->zone_size, 16 * 1024 * 1024);
+
+#if (NGX_TORRIX_TEST_HOOKS)
+    {
+        char  *path;
+
+        /* read in the master: nginx clears workers' environment */
+        path = getenv("TORRIX_TEST_CLOCK_FILE");
+        ngx_http_torrix_clock_file = NULL;
+
+        if (path) {
+            ngx_http_torrix_clock_file = ngx_pnalloc(cf->pool,
+                                                     ngx_strlen(path) + 1);
+            if (ngx_http_torrix_clock_file == NULL) {
+                return NGX_CONF_ERROR;
+            }
+
+            ngx_cpystrn((u_char *) ngx_http_torrix_clock_file,
+                        (u_char *) path, ngx_strlen(path) + 1);
+        }
+    }
+#endif
 
     if (tmcf->zone_size < 256 * 1024) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -568,7 +592,8 @@ ngx_http_torrix_clock_offset(void)
 /*
  * Test builds (-DNGX_TORRIX_TEST_HOOKS=1, ./build.sh test) shift the clock
  * by the number of seconds written in the file named by the environment
- * variable TORRIX_TEST_CLOCK_FILE, re-read every second, so window rollover
+ * variable TORRIX_TEST_CLOCK_FILE (as nginx was started), re-read every
+ * second, so window rollover
  * (midnight UTC, Monday, the 1st) is tested without waiting.  Production
  * builds have no such code.
  */
@@ -580,7 +605,7 @@ ngx_http_torrix_clock_update(void)
     char    *path, buf[32];
     ssize_t  n;
 
-    path = getenv("TORRIX_TEST_CLOCK_FILE");
+    path = ngx_http_torrix_clock_file;
     if (path == NULL) {
         return;
     }
