@@ -1,12 +1,12 @@
 /*
  * Torrix PII masking (see tx_pii.h).
  *
- * A pass cuts the text into segments (string contents between quotes and
- * escape sequences, and between tokens of earlier passes), runs every
- * detector over each segment, keeps the earliest-longest of overlapping
- * matches and writes the output with the tokens in place.  A segment edge
- * is a boundary for every detector, as a token's bracket is in a later
- * call, which is what makes the passes converge to an idempotent result.
+ * The text is cut into segments (string contents between quotes and escape
+ * sequences); every detector runs over each segment and reports spans; the
+ * earliest-longest of overlapping spans is kept and the output written with
+ * the tokens in place.  A span glued to a token ([NAME_n]) is rejected, as
+ * its neighbour in the original text was glued to it too: masking a value
+ * never turns its neighbours into values, which keeps masking idempotent.
  */
 
 #include <regex.h>
@@ -22,6 +22,7 @@
 #define TX_PII_MIN_SLACK  10
 #define TX_PII_MIN_BEARER 20
 #define TX_PII_GROUPS_MAX 8
+#define TX_PII_PASSES     8
 
 
 struct tx_pii_s {
@@ -53,9 +54,9 @@ typedef struct {
     tx_pii_span_t  *spans;
     size_t          nspans;
     size_t          spans_cap;
-    tx_pii_span_t  *toks; /* tokens in the current text */
-    size_t          ntoks;
-    size_t          toks_cap;
+    const uint8_t  *text; /* the text of this pass */
+    size_t          len;
+    int             builtins_only;
     tx_pii_val_t   *vals; /* open addressing, by value */
     size_t          nvals;
     size_t          vals_cap;
@@ -141,11 +142,110 @@ tx_pii_bearerch(uint8_t c)
 }
 
 
+static int
+tx_pii_sep_bit(uint8_t c)
+{
+    switch (c) {
+    case ' ':
+        return 1;
+    case '-':
+        return 2;
+    case '.':
+        return 4;
+    case '/':
+        return 8;
+    default:
+        return 0;
+    }
+}
+
+
+static int
+tx_pii_tokch(uint8_t c)
+{
+    return tx_pii_upper(c) || tx_pii_digit(c) || c == '_';
+}
+
+
+/* s[a..p) ends with a token: '[' [A-Z0-9_]+ '_' [0-9]+ ']' */
+
+static int
+tx_pii_token_before(const uint8_t *s, size_t a, size_t p)
+{
+    size_t i, d, n;
+
+    if (p == a || s[p - 1] != ']') {
+        return 0;
+    }
+
+    for (i = p - 1, d = 0; i > a && tx_pii_digit(s[i - 1]); i--, d++) {
+        /* void */
+    }
+
+    if (d == 0 || i == a || s[i - 1] != '_') {
+        return 0;
+    }
+
+    for (i--, n = 0; i > a && tx_pii_tokch(s[i - 1]); i--, n++) {
+        /* void */
+    }
+
+    return n > 0 && i > a && s[i - 1] == '[';
+}
+
+
+/* s[p..b) starts with a token */
+
+static int
+tx_pii_token_after(const uint8_t *s, size_t p, size_t b)
+{
+    size_t i, d;
+
+    if (p == b || s[p] != '[') {
+        return 0;
+    }
+
+    for (i = p + 1; i < b && tx_pii_tokch(s[i]); i++) {
+        /* void */
+    }
+
+    if (i == b || s[i] != ']') {
+        return 0;
+    }
+
+    /* [A-Z0-9_]+ _ [0-9]+ */
+    for (d = 0; i > p + 1 && tx_pii_digit(s[i - 1]); i--, d++) {
+        /* void */
+    }
+
+    return d > 0 && i > p + 2 && s[i - 1] == '_';
+}
+
+
 static void
 tx_pii_push(tx_pii_ctx_t *cx, size_t start, size_t end, int kind)
 {
     size_t         n;
     tx_pii_span_t *sp;
+
+    if (tx_pii_token_before(cx->text, 0, start)
+        || tx_pii_token_after(cx->text, end, cx->len))
+    {
+        return;
+    }
+
+    /* a group of digits next to a token may have been part of its value */
+
+    if (kind == TX_PII_K_PHONE || kind == TX_PII_K_CARD
+        || kind == TX_PII_K_IBAN) {
+        if ((start > 0 && tx_pii_sep_bit(cx->text[start - 1])
+             && tx_pii_token_before(cx->text, 0, start - 1))
+            || (end < cx->len && tx_pii_sep_bit(cx->text[end])
+                && tx_pii_token_after(cx->text, end + 1, cx->len)))
+        {
+            return;
+        }
+    }
 
     if (cx->nspans == cx->spans_cap) {
         n = cx->spans_cap ? cx->spans_cap * 2 : 64;
@@ -267,7 +367,6 @@ typedef struct {
     size_t ndigits;
     size_t ngroups;
     size_t glen[TX_PII_GROUPS_MAX];
-    size_t gstart[TX_PII_GROUPS_MAX];
     int    plus;
     int    parens; /* a balanced (...) */
     int    open;
@@ -276,26 +375,8 @@ typedef struct {
 } tx_pii_run_t;
 
 
-static int
-tx_pii_sep_bit(uint8_t c)
-{
-    switch (c) {
-    case ' ':
-        return 1;
-    case '-':
-        return 2;
-    case '.':
-        return 4;
-    case '/':
-        return 8;
-    default:
-        return 0;
-    }
-}
-
-
 static void
-tx_pii_group_end(tx_pii_run_t *rn, size_t start, size_t len)
+tx_pii_group_end(tx_pii_run_t *rn, size_t len)
 {
     if (len == 0) {
         return;
@@ -306,7 +387,6 @@ tx_pii_group_end(tx_pii_run_t *rn, size_t start, size_t len)
         return;
     }
 
-    rn->gstart[rn->ngroups] = start;
     rn->glen[rn->ngroups++] = len;
 }
 
@@ -317,7 +397,7 @@ static void
 tx_pii_run(const uint8_t *s, size_t i, size_t b, tx_pii_run_t *rn)
 {
     int     bit;
-    size_t  j, cur, gs;
+    size_t  j, cur;
     uint8_t c;
 
     memset(rn, 0, sizeof(tx_pii_run_t));
@@ -331,16 +411,11 @@ tx_pii_run(const uint8_t *s, size_t i, size_t b, tx_pii_run_t *rn)
     }
 
     cur = 0;
-    gs = j;
 
     while (j < b) {
         c = s[j];
 
         if (tx_pii_digit(c)) {
-            if (cur == 0) {
-                gs = j;
-            }
-
             cur++;
             rn->ndigits++;
             j++;
@@ -357,7 +432,7 @@ tx_pii_run(const uint8_t *s, size_t i, size_t b, tx_pii_run_t *rn)
         }
 
         if (c == ')' && rn->open && cur > 0) {
-            tx_pii_group_end(rn, gs, cur);
+            tx_pii_group_end(rn, cur);
             cur = 0;
             rn->open = 0;
             rn->parens = 1;
@@ -371,7 +446,7 @@ tx_pii_run(const uint8_t *s, size_t i, size_t b, tx_pii_run_t *rn)
         if (bit && !rn->open && (cur > 0 || (j > i && s[j - 1] == ')'))
             && j + 1 < b && (tx_pii_digit(s[j + 1]) || s[j + 1] == '('))
         {
-            tx_pii_group_end(rn, gs, cur);
+            tx_pii_group_end(rn, cur);
             cur = 0;
             rn->seps |= bit;
             j++;
@@ -381,7 +456,7 @@ tx_pii_run(const uint8_t *s, size_t i, size_t b, tx_pii_run_t *rn)
         break;
     }
 
-    tx_pii_group_end(rn, gs, cur);
+    tx_pii_group_end(rn, cur);
 }
 
 
@@ -468,7 +543,7 @@ static void
 tx_pii_numbers(tx_pii_ctx_t *cx, const uint8_t *s, size_t a, size_t b)
 {
     int          phone, card;
-    size_t       i, g, gs, ge;
+    size_t       i, gs, ge;
     uint8_t      c, p;
     tx_pii_run_t rn;
 
@@ -523,15 +598,17 @@ tx_pii_numbers(tx_pii_ctx_t *cx, const uint8_t *s, size_t a, size_t b)
             tx_pii_push(cx, i, rn.end, TX_PII_K_PHONE);
 
         } else if (card) {
-            /* cards side by side: "4111111111111111 5500005555555559" */
-            for (g = 0; g < rn.ngroups; g++) {
-                gs = rn.gstart[g];
-                ge = gs + rn.glen[g];
+            /* cards side by side: "4111111111111111 5500005555555559";
+               every digit group of the run, however many */
+            for (gs = i; gs < rn.end; gs = ge + 1) {
+                for (ge = gs; ge < rn.end && tx_pii_digit(s[ge]); ge++) {
+                    /* void */
+                }
 
-                if (rn.glen[g] >= 13 && rn.glen[g] <= 19
+                if (ge - gs >= 13 && ge - gs <= 19
                     && (gs == i || s[gs - 1] == ' ' || s[gs - 1] == '-')
                     && (ge == rn.end || s[ge] == ' ' || s[ge] == '-')
-                    && tx_pii_is_card(s, gs, ge, rn.glen[g], 0))
+                    && tx_pii_is_card(s, gs, ge, ge - gs, 0))
                 {
                     tx_pii_push(cx, gs, ge, TX_PII_K_CARD);
                 }
@@ -901,7 +978,7 @@ tx_pii_segment(tx_pii_ctx_t *cx, const uint8_t *s, size_t a, size_t b)
         tx_pii_secret(cx, s, a, b);
     }
 
-    if (cx->pii->nrules) {
+    if (cx->pii->nrules && !cx->builtins_only) {
         tx_pii_custom(cx, s, a, b);
     }
 }
@@ -943,31 +1020,22 @@ tx_pii_is_json(const uint8_t *s, size_t len)
 }
 
 
-/* cut the text into segments: strings (JSON) or all of it, minus quotes,
-   escape sequences and the tokens of earlier passes */
+/* cut the text into segments: strings (JSON) or all of it, minus quotes
+   and escape sequences */
 
 static void
 tx_pii_detect(tx_pii_ctx_t *cx, const uint8_t *s, size_t len, int json)
 {
     int    in_str;
-    size_t i, seg, t, stop, k;
+    size_t i, seg, k;
 
+    cx->text = s;
+    cx->len = len;
     in_str = !json;
     seg = 0;
-    t = 0;
     i = 0;
 
     while (i < len) {
-        if (t < cx->ntoks && i == cx->toks[t].start) {
-            if (in_str) {
-                tx_pii_segment(cx, s, seg, i);
-            }
-
-            i = cx->toks[t++].end;
-            seg = i;
-            continue;
-        }
-
         if (s[i] == '"') {
             if (in_str) {
                 tx_pii_segment(cx, s, seg, i);
@@ -983,14 +1051,13 @@ tx_pii_detect(tx_pii_ctx_t *cx, const uint8_t *s, size_t len, int json)
                 tx_pii_segment(cx, s, seg, i);
             }
 
-            stop = (t < cx->ntoks) ? cx->toks[t].start : len;
             i++;
 
-            if (i < stop && s[i] == 'u') {
+            if (i < len && s[i] == 'u') {
                 i++;
 
                 for (k = 0;
-                     k < 4 && i < stop
+                     k < 4 && i < len
                      && (tx_pii_digit(s[i])
                          || ((s[i] | 0x20) >= 'a' && (s[i] | 0x20) <= 'f'));
                      k++)
@@ -998,7 +1065,7 @@ tx_pii_detect(tx_pii_ctx_t *cx, const uint8_t *s, size_t len, int json)
                     i++;
                 }
 
-            } else if (i < stop) {
+            } else if (i < len) {
                 i++;
             }
 
@@ -1186,44 +1253,15 @@ tx_pii_resolve(tx_pii_ctx_t *cx, const uint8_t *s, tx_pii_result_t *res)
 }
 
 
-static int
-tx_pii_toks_grow(tx_pii_span_t **toks, size_t *cap, size_t need)
-{
-    size_t         n;
-    tx_pii_span_t *t;
-
-    if (need <= *cap) {
-        return TX_OK;
-    }
-
-    n = *cap ? *cap : 64;
-
-    while (n < need) {
-        n *= 2;
-    }
-
-    t = realloc(*toks, n * sizeof(tx_pii_span_t));
-
-    if (t == NULL) {
-        return TX_ERROR;
-    }
-
-    *toks = t;
-    *cap = n;
-
-    return TX_OK;
-}
-
-
-/* writes the text with the kept spans replaced; records every token */
+/* writes the text with the kept spans replaced */
 
 static uint8_t *
 tx_pii_build(tx_pii_ctx_t *cx, const uint8_t *s, size_t len, size_t *outlen)
 {
     char           tok[TX_PII_NAME_MAX + 16];
-    size_t         i, j, t, n, size, pos, tl, nt, cap;
+    size_t         i, j, n, size, pos, tl;
     uint8_t       *out;
-    tx_pii_span_t *nts, *sp;
+    tx_pii_span_t *sp;
 
     size = len;
 
@@ -1234,32 +1272,16 @@ tx_pii_build(tx_pii_ctx_t *cx, const uint8_t *s, size_t len, size_t *outlen)
     }
 
     out = malloc(size + 1);
-    nts = NULL;
-    cap = 0;
 
-    if (out == NULL
-        || tx_pii_toks_grow(&nts, &cap, cx->ntoks + cx->nspans + 1) != TX_OK)
-    {
-        free(out);
-        free(nts);
+    if (out == NULL) {
         return NULL;
     }
 
     pos = 0;
     n = 0;
-    nt = 0;
-    t = 0;
 
     for (j = 0; j <= cx->nspans; j++) {
-        /* copy up to the next span, carrying the old tokens over */
         i = (j < cx->nspans) ? cx->spans[j].start : len;
-
-        while (t < cx->ntoks && cx->toks[t].start < i) {
-            nts[nt].start = cx->toks[t].start - n + pos;
-            nts[nt].end = cx->toks[t].end - n + pos;
-            nt++;
-            t++;
-        }
 
         memcpy(out + pos, s + n, i - n);
         pos += i - n;
@@ -1271,22 +1293,12 @@ tx_pii_build(tx_pii_ctx_t *cx, const uint8_t *s, size_t len, size_t *outlen)
         sp = &cx->spans[j];
         tl = tx_pii_token(cx->pii, sp->kind, sp->num, tok, sizeof(tok));
         memcpy(out + pos, tok, tl);
-
-        nts[nt].start = pos;
-        nts[nt].end = pos + tl;
-        nt++;
-
         pos += tl;
         n = sp->end;
     }
 
     out[pos] = '\0';
     *outlen = pos;
-
-    free(cx->toks);
-    cx->toks = nts;
-    cx->ntoks = nt;
-    cx->toks_cap = cap;
 
     return out;
 }
@@ -1357,6 +1369,8 @@ tx_pii_add_rule(tx_pii_t *pii, const char *name, const char *regex, char *err,
     cx.pii = &probe;
 
     n = (size_t) snprintf(tok, sizeof(tok), "%s_1", pii->names[pii->nrules]);
+    cx.text = (const uint8_t *) tok;
+    cx.len = n;
     tx_pii_segment(&cx, (const uint8_t *) tok, 0, n);
     free(cx.spans);
 
@@ -1427,6 +1441,13 @@ tx_pii_kind_name(const tx_pii_t *pii, int kind)
 }
 
 
+/*
+ * A value dropped for overlapping a kept one may leave a part that is a
+ * value on its own once its neighbour is a token (a phone run whose last
+ * group was an email's local part): further passes, built-in detectors only,
+ * mask those until nothing is found.
+ */
+
 int
 tx_pii_mask(const tx_pii_t *pii, const uint8_t *in, size_t len,
             tx_pii_result_t *res, char *err, size_t errlen)
@@ -1455,6 +1476,7 @@ tx_pii_mask(const tx_pii_t *pii, const uint8_t *in, size_t len,
 
     for (pass = 0; pass < TX_PII_PASSES; pass++) {
         cx.nspans = 0;
+        cx.builtins_only = (pass > 0);
         tx_pii_detect(&cx, cur, curlen, json);
 
         if (cx.oom) {
@@ -1520,7 +1542,6 @@ failed:
     }
 
     free(cx.spans);
-    free(cx.toks);
     free(cx.vals);
     free(cx.scratch);
 

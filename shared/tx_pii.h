@@ -24,27 +24,32 @@
  *           word "Bearer " is kept)
  *   custom  POSIX extended regexes, each with a NAME: [NAME_1]
  *
- * A match needs a boundary on both sides (no letter or digit glued to it).
- * Where matches overlap the earliest wins, then the longest.  Masking runs
- * again over its own output until nothing more is found (at most
- * TX_PII_PASSES times), so masking is idempotent: the output contains
- * nothing the built-in detectors find.
+ * A match needs a boundary on both sides: no letter or digit glued to it,
+ * and no token either ("a@b.co+14155552671" masks the email only; the phone
+ * is glued to it); a PHONE, CARD or IBAN also not one separator away from a
+ * token (in "[EMAIL_1] 555-1234" the digits may have been part of a longer
+ * run that was no phone).  Where matches overlap the earliest wins, then the
+ * longest; the part of a dropped value left outside the kept one is looked
+ * at again (further passes over the output, built-in detectors only, at
+ * most 8; their values are numbered after the first pass's).  Masking is
+ * idempotent: masking the output again finds nothing with the built-in
+ * detectors.
  *
  * JSON: when the text looks like JSON (after whitespace it starts with '{'
  * or '[' followed by what a value starts with, and ends with '}' or ']';
  * "[INFO] ..." does not), only the contents of strings are examined, keys
- * included; numbers, literals and
- * structure are never touched (a card number sent as a bare JSON number is
- * not masked).  Otherwise the whole text is examined.  In both cases quotes
- * and backslash escape sequences (\n, \", \u00e9) are boundaries that no
- * match spans, and tokens contain only [A-Z0-9_] and brackets, so the output
- * of valid JSON is valid JSON with the same structure.
+ * included; numbers, literals and structure are never touched (a card
+ * number sent as a bare JSON number is not masked).  Otherwise the whole
+ * text is examined.  In both cases quotes and backslash escape sequences
+ * (\n, \", \u00e9) are boundaries that no match spans, and tokens contain
+ * only [A-Z0-9_] and brackets, so the output of valid JSON is valid JSON
+ * with the same structure.
  *
  * Custom rules run over the same segments: a match never spans a quote or
  * an escape, and '^' matches at the start of a segment (a string's start,
  * or right after an escape such as \n).
  *
- * Cost: the built-in detectors are linear in the input (each pass); custom
+ * Cost: the built-in detectors are linear in the input (per pass); custom
  * rules cost what regexec(3) costs.  A tx_pii_t is immutable once built and
  * may be shared by threads.
  */
@@ -75,7 +80,6 @@
 #define TX_PII_RULES_MAX  32
 #define TX_PII_KINDS      (TX_PII_K_CUSTOM + TX_PII_RULES_MAX)
 #define TX_PII_NAME_MAX   32
-#define TX_PII_PASSES     4
 
 
 typedef struct tx_pii_s  tx_pii_t;

@@ -333,8 +333,16 @@ test_mixed(void **state)
     check("+14155552671@example.com", "[EMAIL_1]");
     check("x@4111111111111111.com", "[EMAIL_1]");
 
-    /* after a token, what was glued to the value is masked too */
-    check("a@b.co+14155552671", "[EMAIL_1][PHONE_1]");
+    /* glued values: only the first; a token is glued to what follows */
+    check("a@b.co+14155552671", "[EMAIL_1]+14155552671");
+    check("a@b.co+1415555+141555526+0141555526+0",
+          "[EMAIL_1]+1415555+141555526+0141555526+0");
+    same("[EMAIL_1]a@b.com [X_12]+14155552671 4111111111111111[CARD_3]");
+    same("[EMAIL_1] 555-123-4567, 4111111111111111-[CARD_3]");
+    check("1-4-11-122 10c@b.cool", "1-4-11-122 [EMAIL_1]");
+    check("[EMAIL_1] a@b.com", "[EMAIL_1] [EMAIL_1]");
+    check("[a@b.com] [x] (555) 123-4567 [EMAIL]", "[[EMAIL_1]] [x] "
+                                                  "[PHONE_1] [EMAIL]");
 
     check_res(all,
               "{\"messages\":[{\"role\":\"user\",\"content\":\"I am "
