@@ -26,7 +26,7 @@
 
 
 #define TXCP_VERSION      "0.1.0"
-#define TXCP_STORE_SCHEMA 2
+#define TXCP_STORE_SCHEMA 3
 
 
 /* Store (source of truth) named databases, see txcp_store.h */
@@ -48,6 +48,10 @@ enum {
     TXCP_DB_SPEND,
     TXCP_DB_ROLLUPS,
     TXCP_DB_RUNS_IDX,
+    TXCP_DB_WEBHOOKS,
+    TXCP_DB_ALERTS,
+    TXCP_DB_ALERT_MARKS,
+    TXCP_DB_OUTBOX,
     TXCP_DB_N
 };
 

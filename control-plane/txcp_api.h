@@ -129,6 +129,14 @@ void txcp_api_spend(txcp_req_t *r);
 void txcp_api_spend_scopes(txcp_req_t *r);
 void txcp_api_usage_users(txcp_req_t *r);
 
+/* webhooks and alerts */
+void txcp_api_webhooks_create(txcp_req_t *r);
+void txcp_api_webhooks_list(txcp_req_t *r);
+void txcp_api_webhooks_get(txcp_req_t *r);
+void txcp_api_webhooks_patch(txcp_req_t *r);
+void txcp_api_webhooks_delete(txcp_req_t *r);
+void txcp_api_alerts_list(txcp_req_t *r);
+
 /* audit */
 void txcp_api_audit_list(txcp_req_t *r);
 void txcp_api_audit_verify(txcp_req_t *r);

@@ -80,6 +80,27 @@ static const txcp_option_t txcp_options[] = {
     {"daemonize", TXCP_OPT_BOOL, offsetof(txcp_conf_t, daemonize), 0, 1, "no",
      NULL, "detach from the terminal after start-up (--foreground forces no)"},
 
+    {"webhook_timeout_ms", TXCP_OPT_INT,
+     offsetof(txcp_conf_t, webhook_timeout_ms), 100, 600000, "10000", NULL,
+     "time limit of one webhook delivery attempt (connect included)"},
+
+    {"webhook_backoff_min_ms", TXCP_OPT_INT,
+     offsetof(txcp_conf_t, webhook_backoff_min_ms), 10, 3600000, "1000", NULL,
+     "delay before the first retry of a failed delivery; it doubles at "
+     "every further attempt"},
+
+    {"webhook_backoff_max_ms", TXCP_OPT_INT,
+     offsetof(txcp_conf_t, webhook_backoff_max_ms), 10, 86400000, "300000",
+     NULL, "the longest delay between two delivery attempts"},
+
+    {"webhook_give_up_s", TXCP_OPT_INT,
+     offsetof(txcp_conf_t, webhook_give_up_s), 1, 30 * 86400, "86400", NULL,
+     "a delivery still failing this long after its alert is marked failed"},
+
+    {"webhook_max_inflight", TXCP_OPT_INT,
+     offsetof(txcp_conf_t, webhook_max_inflight), 1, 1024, "16", NULL,
+     "webhook requests in flight at once"},
+
     {NULL, 0, 0, 0, 0, NULL, NULL, NULL}};
 
 

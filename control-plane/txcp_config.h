@@ -24,6 +24,11 @@ typedef struct {
     char     *dataplane_user; /* malloc'd, "" = none */
     long long log_level;      /* TXCP_LOG_* */
     long long daemonize;      /* 0/1 */
+    long long webhook_timeout_ms;     /* one delivery attempt */
+    long long webhook_backoff_min_ms; /* first retry delay */
+    long long webhook_backoff_max_ms; /* retry delay cap */
+    long long webhook_give_up_s;      /* age of an alert when retries stop */
+    long long webhook_max_inflight;   /* concurrent deliveries */
 } txcp_conf_t;
 
 

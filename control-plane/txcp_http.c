@@ -87,6 +87,13 @@ static const txcp_route_t txcp_routes[] =
      {"logs", TXCP_GET, 1, txcp_api_logs},
      {"errors", TXCP_GET, 1, txcp_api_errors},
 
+     {"webhooks", TXCP_POST, 1, txcp_api_webhooks_create},
+     {"webhooks", TXCP_GET, 1, txcp_api_webhooks_list},
+     {"webhooks/*", TXCP_GET, 1, txcp_api_webhooks_get},
+     {"webhooks/*", TXCP_PATCH, 1, txcp_api_webhooks_patch},
+     {"webhooks/*", TXCP_DELETE, 1, txcp_api_webhooks_delete},
+     {"alerts", TXCP_GET, 1, txcp_api_alerts_list},
+
      {"audit/verify", TXCP_GET, 1, txcp_api_audit_verify},
      {"audit", TXCP_GET, 1, txcp_api_audit_list},
 

@@ -20,12 +20,14 @@
 #include "tx_window.h"
 
 #include "txcp.h"
+#include "txcp_alert.h"
 #include "txcp_api.h"
 #include "txcp_ingest.h"
 #include "txcp_json.h"
 #include "txcp_rollup.h"
 #include "txcp_run.h"
 #include "txcp_store.h"
+#include "txcp_webhook.h"
 
 
 #define TXCP_SPOOL_NAME_MAX 200
@@ -67,6 +69,7 @@ typedef struct {
     uint8_t          *buf;     /* rewritten record */
     size_t            cap;
     char              tags[TXCP_TAGS_BUF];
+    int               alerts;       /* fired in the open txn */
     int64_t           now;          /* unix seconds, at pass start */
     int64_t           published_us; /* last watermark publish */
 } txcp_ingest_ctx_t;
@@ -661,6 +664,13 @@ txcp_ingest_flush(MDB_txn *txn)
         rc = txcp_acc_flush(txn, TXCP_DB_SPEND, &txcp_ictx.spend, 1);
     }
 
+    /* alerts see the batch's spend and commit (or vanish) with it */
+
+    if (rc == 0) {
+        rc = txcp_alert_check(txn, &txcp_ictx.spend, txcp_now_us(),
+                              &txcp_ictx.alerts);
+    }
+
     if (rc != 0) {
         txcp_log(TXCP_LOG_ERROR, "rollup write failed", "err=\"%s\"",
                  mdb_strerror(rc));
@@ -690,6 +700,11 @@ txcp_ingest_committed(void)
 
     txcp_acc_reset(&txcp_ictx.rollup);
     txcp_acc_reset(&txcp_ictx.spend);
+
+    if (txcp_ictx.alerts) {
+        txcp_webhook_kick();
+        txcp_ictx.alerts = 0;
+    }
 }
 
 
@@ -698,6 +713,7 @@ txcp_ingest_aborted(void)
 {
     txcp_acc_reset(&txcp_ictx.rollup);
     txcp_acc_reset(&txcp_ictx.spend);
+    txcp_ictx.alerts = 0;
 }
 
 

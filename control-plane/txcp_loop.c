@@ -16,6 +16,8 @@
 #include "txcp_publish.h"
 #include "txcp_retention.h"
 #include "txcp_rollup.h"
+#include "txcp_webhook.h"
+#include "txcp_alert.h"
 #include "tx_window.h"
 
 
@@ -66,7 +68,7 @@ txcp_loop_run(void)
     int64_t       now, next_ingest, next_sweep, next_readers, wait;
     uint32_t      day, last_day;
     long          t;
-    struct pollfd pfd;
+    struct pollfd pfd[2];
 
     now = txcp_mono_ms();
     next_ingest = now;
@@ -90,15 +92,26 @@ txcp_loop_run(void)
             wait = t;
         }
 
+        t = txcp_webhook_timeout();
+
+        if (t >= 0 && t < wait) {
+            wait = t;
+        }
+
         if (wait < 0) {
             wait = 0;
         }
 
-        pfd.fd = txcp_http_fd();
-        pfd.events = POLLIN;
-        pfd.revents = 0;
+        /* a negative fd is ignored by poll */
 
-        if (poll(&pfd, pfd.fd >= 0 ? 1 : 0, (int) wait) < 0 && errno != EINTR) {
+        pfd[0].fd = txcp_http_fd();
+        pfd[0].events = POLLIN;
+        pfd[0].revents = 0;
+        pfd[1].fd = txcp_webhook_fd();
+        pfd[1].events = POLLIN;
+        pfd[1].revents = 0;
+
+        if (poll(pfd, 2, (int) wait) < 0 && errno != EINTR) {
             txcp_log(TXCP_LOG_ERROR, "poll failed", "err=\"%s\"",
                      strerror(errno));
         }
@@ -108,6 +121,8 @@ txcp_loop_run(void)
         }
 
         txcp_http_run();
+
+        txcp_webhook_run(pfd[1].revents != 0);
 
         now = txcp_mono_ms();
 
@@ -130,7 +145,9 @@ txcp_loop_run(void)
 
             day = tx_window_index(TX_WIN_DAY, time(NULL));
 
-            if (day != last_day && txcp_spend_prune(time(NULL)) == TX_OK) {
+            if (day != last_day && txcp_spend_prune(time(NULL)) == TX_OK
+                && txcp_alert_prune(time(NULL)) == TX_OK)
+            {
                 last_day = day;
             }
 

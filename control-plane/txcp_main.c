@@ -28,6 +28,7 @@
 #include "txcp_publish.h"
 #include "txcp_rollup.h"
 #include "txcp_store.h"
+#include "txcp_webhook.h"
 
 
 txcp_t txcp;
@@ -320,7 +321,7 @@ main(int argc, char **argv)
         || txcp_pricing_init() != TX_OK
         || txcp_spend_prune(txcp_now_us() / 1000000) != TX_OK
         || txcp_publish_resync() != TX_OK || txcp_dataplane_chown() != TX_OK
-        || txcp_http_start() != TX_OK)
+        || txcp_webhook_init() != TX_OK || txcp_http_start() != TX_OK)
     {
         goto done;
     }
@@ -347,6 +348,7 @@ main(int argc, char **argv)
 done:
 
     txcp_http_stop();
+    txcp_webhook_free();
     txcp_ingest_free();
     txcp_snapshot_close();
     txcp_store_close();

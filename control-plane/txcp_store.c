@@ -21,7 +21,8 @@
 static const char *const txcp_db_names[TXCP_DB_N] =
     {"meta",   "orgs",   "users",        "projects",  "keys",     "admins",
      "audit",  "runs",   "spool_cursor", "providers", "settings", "slugs",
-     "timers", "prices", "spend",        "rollups",   "runs_idx"};
+     "timers", "prices", "spend",        "rollups",   "runs_idx",
+     "webhooks", "alerts", "alert_marks", "outbox"};
 
 
 static int txcp_store_bootstrap(MDB_txn *txn, char *secret, int *created);
@@ -452,6 +453,10 @@ txcp_store_migrate(MDB_txn *txn, uint64_t from, uint64_t to)
             if (txcp_store_index_runs(txn) != TX_OK) {
                 return TX_ERROR;
             }
+            break;
+
+        case 2:
+            /* webhooks, alerts, alert_marks, outbox: new, empty */
             break;
 
         default:

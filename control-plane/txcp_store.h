@@ -21,9 +21,17 @@
  *   spend         tx_spend_key -> int64 LE money (txcp_rollup.h)
  *   rollups       dim | id | bucket -> TXCP_RV_N int64 LE (txcp_rollup.h)
  *   runs_idx      dim | id | run id -> "" (txcp_run.h)
+ *   webhooks      webhook id -> JSON record ("secret" never leaves)
+ *   alerts        8-byte BE alert seq -> JSON alert with its deliveries
+ *                 (txcp_alert.h)
+ *   alert_marks   tx_spend_key | level byte -> 8-byte BE alert seq: one
+ *                 alert per scope, window and level, ever
+ *   outbox        8-byte BE alert seq | webhook id -> int64 LE unix ms of
+ *                 the next attempt: pending deliveries only
  *
  * Schema 2 added prices, spend, rollups and runs_idx (the migration indexes
- * the runs already stored; rollups are only built at ingest).
+ * the runs already stored; rollups are only built at ingest).  Schema 3
+ * added webhooks, alerts, alert_marks and outbox (empty at migration).
  */
 
 #ifndef TXCP_STORE_H
