@@ -584,6 +584,14 @@ ngx_http_torrix_inject_usage(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx,
 }
 
 
+/* copies s to p (an empty s may have a NULL pointer) */
+static ngx_inline u_char *
+ngx_http_torrix_put(u_char *p, ngx_str_t *s)
+{
+    return s->len ? ngx_cpymem(p, s->data, s->len) : p;
+}
+
+
 static ngx_int_t
 ngx_http_torrix_route(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
 {
@@ -664,7 +672,7 @@ ngx_http_torrix_route(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
     }
 
     ctx->upstream_uri.data = p;
-    p = ngx_cpymem(p, prv->path.data, prv->path.len);
+    p = ngx_http_torrix_put(p, &prv->path);
     p = ngx_cpymem(p, r->uri.data + skip, r->uri.len - skip);
 
     if (r->args.len) {
@@ -674,19 +682,19 @@ ngx_http_torrix_route(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
 
     ctx->upstream.data = p;
     ctx->upstream.len = prv->upstream.len;
-    p = ngx_cpymem(p, prv->upstream.data, prv->upstream.len);
+    p = ngx_http_torrix_put(p, &prv->upstream);
 
     ctx->upstream_host.data = p;
     ctx->upstream_host.len = prv->host.len;
-    p = ngx_cpymem(p, prv->host.data, prv->host.len);
+    p = ngx_http_torrix_put(p, &prv->host);
 
     ctx->upstream_authorization.data = p;
     ctx->upstream_authorization.len = prv->authorization.len;
-    p = ngx_cpymem(p, prv->authorization.data, prv->authorization.len);
+    p = ngx_http_torrix_put(p, &prv->authorization);
 
     ctx->upstream_api_key.data = p;
     ctx->upstream_api_key.len = prv->api_key.len;
-    ngx_memcpy(p, prv->api_key.data, prv->api_key.len);
+    (void) ngx_http_torrix_put(p, &prv->api_key);
 
     return NGX_OK;
 }
@@ -715,10 +723,13 @@ ngx_http_torrix_route_proxy(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
     target = h->value;
 
     if (tx_url_parse(target.data, target.len, &u) != TX_OK) {
-        return ngx_http_torrix_reject(ctx, r->pool, NGX_HTTP_BAD_REQUEST,
-                                      "invalid_target",
-                                      "\"x-target-url\" is not an absolute "
-                                      "http(s) URL without user info");
+        /* user info, fragments, odd encodings: refused like any target
+         * outside the allowlist, since that is what they try to reach */
+        return ngx_http_torrix_reject(ctx, r->pool, NGX_HTTP_FORBIDDEN,
+                                      "target_not_allowed",
+                                      "\"x-target-url\" must be an absolute "
+                                      "http(s) URL without user info, in "
+                                      "this instance's target allowlist");
     }
 
     txn = ngx_http_torrix_snapshot_begin(r->connection->log);

@@ -305,7 +305,10 @@ ngx_http_torrix_node(ngx_http_torrix_zone_t *z, ngx_uint_t scope,
     idlen = ngx_min(id->len, TX_ID_MAX_LEN);
 
     buf[0] = (u_char) scope;
-    ngx_memcpy(buf + 1, id->data, idlen);
+
+    if (idlen) {
+        ngx_memcpy(buf + 1, id->data, idlen);
+    }
     hash = ngx_crc32_short(buf, idlen + 1);
 
     node = z->sh->rbtree.root;
@@ -365,7 +368,10 @@ ngx_http_torrix_node(ngx_http_torrix_zone_t *z, ngx_uint_t scope,
 
     lr->scope = (u_char) scope;
     lr->idlen = (u_char) idlen;
-    ngx_memcpy(lr->id, id->data, idlen);
+
+    if (idlen) {
+        ngx_memcpy(lr->id, id->data, idlen);
+    }
     lr->last = ngx_current_msec;
     lr->rate_ms = -1;
 
