@@ -133,6 +133,28 @@ cmd_fuzz() {
     done
 }
 
+# upstream{} blocks (keepalive pools) for the providers' hosts, from the same
+# environment torrix-cp reads; a host that does not resolve here is left to
+# nginx's resolver at request time instead of failing the configuration
+upstream_blocks() {
+    local n=0 url hostport host port
+    for url in "${OPENAI_BASE_URL:-https://api.openai.com/v1}" \
+               "${ANTHROPIC_BASE_URL:-https://api.anthropic.com}" \
+               "${OLLAMA_BASE_URL:-http://localhost:11434}"; do
+        hostport=${url#*://}
+        hostport=${hostport%%/*}
+        host=${hostport%:*}
+        port=${hostport##*:}
+        if [ "$port" = "$hostport" ]; then
+            case "$url" in https://*) port=443 ;; *) port=80 ;; esac
+        fi
+        getent hosts "$host" >/dev/null 2>&1 || continue
+        n=$((n + 1))
+        printf '    upstream torrix_provider_%d { server %s:%s; keepalive 32; }\n' \
+            "$n" "$host" "$port"
+    done
+}
+
 cmd_run() {
     deps
     build plain
@@ -168,8 +190,7 @@ http {
     torrix_snapshot  $data/snapshot;
     torrix_spool     $data/spool size=8m rotate=10s;
 
-    upstream torrix_openai    { server api.openai.com:443;    keepalive 32; }
-    upstream torrix_anthropic { server api.anthropic.com:443; keepalive 32; }
+$(upstream_blocks)
     upstream torrix_cp        { server 127.0.0.1:$cpport;     keepalive 8; }
 
     resolver $(awk '/^nameserver/ { print $2; exit }' /etc/resolv.conf 2>/dev/null || echo 127.0.0.53) ipv6=off;
