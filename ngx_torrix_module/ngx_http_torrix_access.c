@@ -13,36 +13,40 @@
 
 
 typedef struct {
-    ngx_str_t                suffix;
-    ngx_uint_t               endpoint;
-    ngx_uint_t               method;
-    ngx_http_torrix_shape_e  shape;
+    ngx_str_t               suffix;
+    ngx_uint_t              endpoint;
+    ngx_uint_t              method;
+    ngx_http_torrix_shape_e shape;
 } ngx_http_torrix_endpoint_t;
 
 
-static ngx_int_t ngx_http_torrix_finish(ngx_http_request_t *r,
-    ngx_http_torrix_ctx_t *ctx);
-static void ngx_http_torrix_body_handler(ngx_http_request_t *r);
-static ngx_int_t ngx_http_torrix_endpoint(ngx_http_request_t *r,
-    ngx_http_torrix_ctx_t *ctx);
-static ngx_int_t ngx_http_torrix_check_key(ngx_http_request_t *r,
-    ngx_http_torrix_ctx_t *ctx);
-static ngx_int_t ngx_http_torrix_check_body(ngx_http_request_t *r,
-    ngx_http_torrix_ctx_t *ctx);
-static ngx_int_t ngx_http_torrix_route(ngx_http_request_t *r,
-    ngx_http_torrix_ctx_t *ctx);
-static ngx_int_t ngx_http_torrix_route_proxy(ngx_http_request_t *r,
-    ngx_http_torrix_ctx_t *ctx);
-static ngx_int_t ngx_http_torrix_models(ngx_http_request_t *r,
-    ngx_http_torrix_ctx_t *ctx);
+static ngx_int_t ngx_http_torrix_finish(ngx_http_request_t    *r,
+                                        ngx_http_torrix_ctx_t *ctx);
+static void      ngx_http_torrix_body_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_torrix_endpoint(ngx_http_request_t    *r,
+                                          ngx_http_torrix_ctx_t *ctx);
+static ngx_int_t ngx_http_torrix_check_key(ngx_http_request_t    *r,
+                                           ngx_http_torrix_ctx_t *ctx);
+static ngx_int_t ngx_http_torrix_check_body(ngx_http_request_t    *r,
+                                            ngx_http_torrix_ctx_t *ctx);
+static ngx_int_t ngx_http_torrix_route(ngx_http_request_t    *r,
+                                       ngx_http_torrix_ctx_t *ctx);
+static ngx_int_t ngx_http_torrix_route_proxy(ngx_http_request_t    *r,
+                                             ngx_http_torrix_ctx_t *ctx);
+static ngx_int_t ngx_http_torrix_models(ngx_http_request_t    *r,
+                                        ngx_http_torrix_ctx_t *ctx);
 static ngx_int_t ngx_http_torrix_copy(ngx_pool_t *pool, ngx_str_t *dst,
-    const tx_str_t *src);
-static ngx_int_t ngx_http_torrix_inject_usage(ngx_http_request_t *r,
-    ngx_http_torrix_ctx_t *ctx, ngx_str_t *body, tx_json_req_t *req);
-static ngx_int_t ngx_http_torrix_sample(ngx_http_request_t *r,
-    ngx_http_torrix_ctx_t *ctx, MDB_txn *txn);
+                                      const tx_str_t *src);
+static ngx_int_t ngx_http_torrix_inject_usage(ngx_http_request_t    *r,
+                                              ngx_http_torrix_ctx_t *ctx,
+                                              ngx_str_t             *body,
+                                              tx_json_req_t         *req);
+static ngx_int_t ngx_http_torrix_sample(ngx_http_request_t    *r,
+                                        ngx_http_torrix_ctx_t *ctx,
+                                        MDB_txn               *txn);
 
 
+/* clang-format off */
 static ngx_http_torrix_endpoint_t  ngx_http_torrix_endpoints[] = {
     { ngx_string("/v1/chat/completions"), TX_EP_CHAT, NGX_HTTP_POST,
       NGX_HTTP_TORRIX_SHAPE_OPENAI },
@@ -60,15 +64,16 @@ static ngx_http_torrix_endpoint_t  ngx_http_torrix_endpoints[] = {
       NGX_HTTP_TORRIX_SHAPE_OPENAI },
     { ngx_null_string, 0, 0, 0 }
 };
+/* clang-format on */
 
 
 ngx_int_t
 ngx_http_torrix_access_handler(ngx_http_request_t *r)
 {
-    ngx_int_t                    rc;
-    uint8_t                      rnd[10];
-    ngx_http_torrix_ctx_t       *ctx;
-    ngx_http_torrix_loc_conf_t  *tlcf;
+    ngx_int_t                   rc;
+    uint8_t                     rnd[10];
+    ngx_http_torrix_ctx_t      *ctx;
+    ngx_http_torrix_loc_conf_t *tlcf;
 
     tlcf = ngx_http_get_module_loc_conf(r, ngx_http_torrix_module);
 
@@ -146,7 +151,7 @@ ngx_http_torrix_access_handler(ngx_http_request_t *r)
 static ngx_int_t
 ngx_http_torrix_finish(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
 {
-    ngx_int_t  rc;
+    ngx_int_t rc;
 
     if (ctx->status == NGX_OK) {
         return NGX_OK;
@@ -178,7 +183,7 @@ ngx_http_torrix_finish(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
 static void
 ngx_http_torrix_body_handler(ngx_http_request_t *r)
 {
-    ngx_http_torrix_ctx_t  *ctx;
+    ngx_http_torrix_ctx_t *ctx;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_torrix_module);
 
@@ -203,13 +208,13 @@ ngx_http_torrix_body_handler(ngx_http_request_t *r)
 static ngx_int_t
 ngx_http_torrix_endpoint(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
 {
-    ngx_http_torrix_endpoint_t  *e;
+    ngx_http_torrix_endpoint_t *e;
 
     for (e = ngx_http_torrix_endpoints; e->suffix.len; e++) {
         if (r->uri.len >= e->suffix.len
             && ngx_strncmp(r->uri.data + r->uri.len - e->suffix.len,
                            e->suffix.data, e->suffix.len)
-               == 0)
+                   == 0)
         {
             break;
         }
@@ -224,8 +229,10 @@ ngx_http_torrix_endpoint(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
         }
 
         return ngx_http_torrix_reject(ctx, r->pool, NGX_HTTP_NOT_FOUND,
-                                      "unknown_url", "Unknown request URL: "
-                                      "%V %V", &r->method_name, &r->uri);
+                                      "unknown_url",
+                                      "Unknown request URL: "
+                                      "%V %V",
+                                      &r->method_name, &r->uri);
     }
 
     ctx->endpoint = e->endpoint;
@@ -247,14 +254,14 @@ ngx_http_torrix_endpoint(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
 static ngx_int_t
 ngx_http_torrix_check_key(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
 {
-    time_t               now;
-    uint8_t              hash[TX_KEY_HASH_LEN];
-    const uint8_t       *hash_key;
-    MDB_txn             *txn;
-    tx_str_t             secret, val;
-    ngx_table_elt_t     *h;
-    tx_key_rec_t         key;
-    tx_khash_rec_t       kh;
+    time_t           now;
+    uint8_t          hash[TX_KEY_HASH_LEN];
+    const uint8_t   *hash_key;
+    MDB_txn         *txn;
+    tx_str_t         secret, val;
+    ngx_table_elt_t *h;
+    tx_key_rec_t     key;
+    tx_khash_rec_t   kh;
 
     secret.len = 0;
     secret.data = NULL;
@@ -351,8 +358,7 @@ ngx_http_torrix_check_key(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
     }
 
     if (ngx_http_torrix_copy(r->pool, &ctx->key_id, &key.id) != NGX_OK
-        || ngx_http_torrix_copy(r->pool, &ctx->project, &key.project)
-               != NGX_OK
+        || ngx_http_torrix_copy(r->pool, &ctx->project, &key.project) != NGX_OK
         || ngx_http_torrix_copy(r->pool, &ctx->org, &key.org) != NGX_OK
         || ngx_http_torrix_copy(r->pool, &ctx->user, &key.user) != NGX_OK
         || ngx_http_torrix_copy(r->pool, &ctx->models, &key.models) != NGX_OK)
@@ -395,13 +401,13 @@ ngx_http_torrix_check_key(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
 static ngx_int_t
 ngx_http_torrix_check_body(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
 {
-    u_char                      *model;
-    ssize_t                      n;
-    ngx_str_t                    body;
-    tx_json_req_t                req;
-    ngx_http_torrix_loc_conf_t  *tlcf;
-    char                         err[128];
-    tx_str_t                     models;
+    u_char                     *model;
+    ssize_t                     n;
+    ngx_str_t                   body;
+    tx_json_req_t               req;
+    ngx_http_torrix_loc_conf_t *tlcf;
+    char                        err[128];
+    tx_str_t                    models;
 
     if (ctx->too_large) {
         tlcf = ngx_http_get_module_loc_conf(r, ngx_http_torrix_module);
@@ -409,7 +415,8 @@ ngx_http_torrix_check_body(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
                                       NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
                                       "request_too_large",
                                       "Request body exceeds the limit of "
-                                      "%uz bytes", tlcf->max_body_size);
+                                      "%uz bytes",
+                                      tlcf->max_body_size);
     }
 
     if (ngx_http_torrix_body_bytes(r, &body) != NGX_OK) {
@@ -423,8 +430,7 @@ ngx_http_torrix_check_body(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
     ctx->prompt_bytes = body.len;
 
     if (tx_json_scan_request(body.data, body.len, &req, err, sizeof(err))
-        != TX_OK)
-    {
+        != TX_OK) {
         if (ctx->endpoint == TX_EP_PROXY) {
             /* the generic proxy carries any body */
             return NGX_OK;
@@ -460,7 +466,8 @@ ngx_http_torrix_check_body(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
         return ngx_http_torrix_reject(ctx, r->pool, NGX_HTTP_BAD_REQUEST,
                                       "invalid_model",
                                       "The \"model\" is empty or longer than "
-                                      "%d bytes", NGX_HTTP_TORRIX_MODEL_MAX);
+                                      "%d bytes",
+                                      NGX_HTTP_TORRIX_MODEL_MAX);
     }
 
     ctx->model.data = model;
@@ -473,7 +480,8 @@ ngx_http_torrix_check_body(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
         return ngx_http_torrix_reject(ctx, r->pool, NGX_HTTP_FORBIDDEN,
                                       "model_not_allowed",
                                       "This key is not allowed to use model "
-                                      "\"%V\"", &ctx->model);
+                                      "\"%V\"",
+                                      &ctx->model);
     }
 
     if (req.stream_on && !req.include_usage_on
@@ -494,24 +502,24 @@ ngx_http_torrix_check_body(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
  */
 static ngx_int_t
 ngx_http_torrix_inject_usage(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx,
-    ngx_str_t *body, tx_json_req_t *req)
+                             ngx_str_t *body, tx_json_req_t *req)
 {
-    u_char      *p, *end;
-    ngx_str_t    parts[3];
-    ngx_uint_t   n;
+    u_char    *p, *end;
+    ngx_str_t  parts[3];
+    ngx_uint_t n;
 
-    static u_char  opts[] = "\"stream_options\":{\"include_usage\":true},";
-    static u_char  member[] = "\"include_usage\":true";
+    static u_char opts[] = "\"stream_options\":{\"include_usage\":true},";
+    static u_char member[] = "\"include_usage\":true";
 
     if (req->include_usage.off >= 0) {
         /* "include_usage": false (or another non-true value) */
         parts[0].data = body->data;
         parts[0].len = req->include_usage.off;
         ngx_str_set(&parts[1], "true");
-        parts[2].data = body->data + req->include_usage.off
-                        + req->include_usage.len;
-        parts[2].len = body->len - req->include_usage.off
-                       - req->include_usage.len;
+        parts[2].data =
+            body->data + req->include_usage.off + req->include_usage.len;
+        parts[2].len =
+            body->len - req->include_usage.off - req->include_usage.len;
         n = 3;
 
     } else if (req->stream_options.off >= 0
@@ -521,8 +529,7 @@ ngx_http_torrix_inject_usage(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx,
         p = body->data + req->stream_options.off + 1;
         end = body->data + req->stream_options.off + req->stream_options.len;
 
-        while (p < end && (*p == ' ' || *p == '\t' || *p == '\r'
-                           || *p == '\n'))
+        while (p < end && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n'))
         {
             p++;
         }
@@ -552,10 +559,10 @@ ngx_http_torrix_inject_usage(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx,
         parts[0].data = body->data;
         parts[0].len = req->stream_options.off;
         ngx_str_set(&parts[1], "{\"include_usage\":true}");
-        parts[2].data = body->data + req->stream_options.off
-                        + req->stream_options.len;
-        parts[2].len = body->len - req->stream_options.off
-                       - req->stream_options.len;
+        parts[2].data =
+            body->data + req->stream_options.off + req->stream_options.len;
+        parts[2].len =
+            body->len - req->stream_options.off - req->stream_options.len;
         n = 3;
 
     } else {
@@ -595,10 +602,10 @@ ngx_http_torrix_put(u_char *p, ngx_str_t *s)
 static ngx_int_t
 ngx_http_torrix_route(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
 {
-    u_char                      *p;
-    size_t                       skip;
-    MDB_txn                     *txn;
-    ngx_http_torrix_provider_t  *prv;
+    u_char                     *p;
+    size_t                      skip;
+    MDB_txn                    *txn;
+    ngx_http_torrix_provider_t *prv;
 
     if (ctx->endpoint == TX_EP_PROXY) {
         return ngx_http_torrix_route_proxy(r, ctx);
@@ -665,8 +672,8 @@ ngx_http_torrix_route(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
                             + (r->args.len ? r->args.len + 1 : 0);
 
     p = ngx_pnalloc(r->pool, ctx->upstream_uri.len + prv->upstream.len
-                             + prv->host.len + prv->authorization.len
-                             + prv->api_key.len);
+                                 + prv->host.len + prv->authorization.len
+                                 + prv->api_key.len);
     if (p == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -703,12 +710,12 @@ ngx_http_torrix_route(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
 static ngx_int_t
 ngx_http_torrix_route_proxy(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
 {
-    u_char           *p;
-    MDB_txn          *txn;
-    tx_url_t          u;
-    tx_str_t          targets;
-    ngx_str_t         target, *t;
-    ngx_table_elt_t  *h;
+    u_char          *p;
+    MDB_txn         *txn;
+    tx_url_t         u;
+    tx_str_t         targets;
+    ngx_str_t        target, *t;
+    ngx_table_elt_t *h;
 
     ngx_str_set(&ctx->provider, "proxy");
 
@@ -759,8 +766,8 @@ ngx_http_torrix_route_proxy(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
                                       "instance's target allowlist");
     }
 
-    ctx->upstream_uri.len = (u.path.len ? u.path.len : 1)
-                            + (u.query.len ? u.query.len + 1 : 0);
+    ctx->upstream_uri.len =
+        (u.path.len ? u.path.len : 1) + (u.query.len ? u.query.len + 1 : 0);
     ctx->upstream_uri.data = ngx_pnalloc(r->pool, ctx->upstream_uri.len);
     if (ctx->upstream_uri.data == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -798,17 +805,17 @@ ngx_http_torrix_route_proxy(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
 
 ngx_int_t
 ngx_http_torrix_upstream_name(ngx_pool_t *pool, tx_url_t *u,
-    ngx_str_t *upstream, ngx_str_t *host)
+                              ngx_str_t *upstream, ngx_str_t *host)
 {
-    u_char                          *p, buf[NGX_SOCKADDR_STRLEN + 8];
-    size_t                           len;
-    ngx_str_t                        name;
-    ngx_uint_t                       i;
-    ngx_http_torrix_main_conf_t     *tmcf;
-    ngx_http_torrix_upstream_map_t  *m;
+    u_char                         *p, buf[NGX_SOCKADDR_STRLEN + 8];
+    size_t                          len;
+    ngx_str_t                       name;
+    ngx_uint_t                      i;
+    ngx_http_torrix_main_conf_t    *tmcf;
+    ngx_http_torrix_upstream_map_t *m;
 
-    tmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
-                                               ngx_http_torrix_module);
+    tmcf =
+        ngx_http_cycle_get_module_main_conf(ngx_cycle, ngx_http_torrix_module);
 
     if (u->host.len > NGX_SOCKADDR_STRLEN) {
         return NGX_ERROR;
@@ -839,8 +846,8 @@ ngx_http_torrix_upstream_name(ngx_pool_t *pool, tx_url_t *u,
         }
     }
 
-    upstream->len = (u->https ? sizeof("https://") : sizeof("http://")) - 1
-                    + name.len;
+    upstream->len =
+        (u->https ? sizeof("https://") : sizeof("http://")) - 1 + name.len;
     upstream->data = ngx_pnalloc(pool, upstream->len + u->hostport.len);
     if (upstream->data == NULL) {
         return NGX_ERROR;
@@ -860,11 +867,10 @@ ngx_http_torrix_upstream_name(ngx_pool_t *pool, tx_url_t *u,
 static ngx_int_t
 ngx_http_torrix_models(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
 {
-    u_char  *body, *p, *s, *e, *nl;
-    size_t   len;
+    u_char *body, *p, *s, *e, *nl;
+    size_t  len;
 
-    len = sizeof("{\"object\":\"list\",\"data\":[]}")
-          + ctx->models.len * 6
+    len = sizeof("{\"object\":\"list\",\"data\":[]}") + ctx->models.len * 6
           + (ctx->models.len + 1)
                 * sizeof("{\"id\":\"\",\"object\":\"model\",\"created\":0,"
                          "\"owned_by\":\"torrix\"},");
@@ -893,10 +899,12 @@ ngx_http_torrix_models(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
 
             p = ngx_cpymem(p, "{\"id\":\"", sizeof("{\"id\":\"") - 1);
             p = ngx_http_torrix_json_escape(p, s, nl - s);
-            p = ngx_cpymem(p, "\",\"object\":\"model\",\"created\":0,"
+            p = ngx_cpymem(p,
+                           "\",\"object\":\"model\",\"created\":0,"
                            "\"owned_by\":\"torrix\"}",
                            sizeof("\",\"object\":\"model\",\"created\":0,"
-                                  "\"owned_by\":\"torrix\"}") - 1);
+                                  "\"owned_by\":\"torrix\"}")
+                               - 1);
         }
 
         s = nl + 1;
@@ -911,15 +919,14 @@ ngx_http_torrix_models(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
 ngx_table_elt_t *
 ngx_http_torrix_header(ngx_http_request_t *r, const char *name, size_t len)
 {
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
+    ngx_uint_t       i;
+    ngx_list_part_t *part;
+    ngx_table_elt_t *h;
 
     part = &r->headers_in.headers.part;
     h = part->elts;
 
     for (i = 0; /* void */; i++) {
-
         if (i >= part->nelts) {
             if (part->next == NULL) {
                 return NULL;
@@ -966,12 +973,12 @@ ngx_http_torrix_copy(ngx_pool_t *pool, ngx_str_t *dst, const tx_str_t *src)
  */
 static ngx_int_t
 ngx_http_torrix_sample(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx,
-    MDB_txn *txn)
+                       MDB_txn *txn)
 {
-    u_char           *p, *end;
-    uint32_t          rnd;
-    uint64_t          ppm, scale;
-    ngx_table_elt_t  *h;
+    u_char          *p, *end;
+    uint32_t         rnd;
+    uint64_t         ppm, scale;
+    ngx_table_elt_t *h;
 
     ppm = 0;
 

@@ -12,10 +12,10 @@
 
 
 static ngx_int_t ngx_http_torrix_request_body_filter(ngx_http_request_t *r,
-    ngx_chain_t *in);
+                                                     ngx_chain_t        *in);
 
 
-static ngx_http_request_body_filter_pt  ngx_http_next_request_body_filter;
+static ngx_http_request_body_filter_pt ngx_http_next_request_body_filter;
 
 
 ngx_int_t
@@ -31,10 +31,10 @@ ngx_http_torrix_body_init(ngx_conf_t *cf)
 static ngx_int_t
 ngx_http_torrix_request_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 {
-    off_t                        size;
-    ngx_chain_t                 *cl;
-    ngx_http_torrix_ctx_t       *ctx;
-    ngx_http_torrix_loc_conf_t  *tlcf;
+    off_t                       size;
+    ngx_chain_t                *cl;
+    ngx_http_torrix_ctx_t      *ctx;
+    ngx_http_torrix_loc_conf_t *tlcf;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_torrix_module);
     if (ctx == NULL) {
@@ -76,11 +76,11 @@ ngx_http_torrix_request_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 ngx_int_t
 ngx_http_torrix_body_bytes(ngx_http_request_t *r, ngx_str_t *body)
 {
-    off_t         len;
-    u_char       *p;
-    ssize_t       n;
-    ngx_buf_t    *b;
-    ngx_chain_t  *cl;
+    off_t        len;
+    u_char      *p;
+    ssize_t      n;
+    ngx_buf_t   *b;
+    ngx_chain_t *cl;
 
     body->len = 0;
     body->data = NULL;
@@ -147,11 +147,11 @@ ngx_http_torrix_body_bytes(ngx_http_request_t *r, ngx_str_t *body)
 ngx_int_t
 ngx_http_torrix_body_set(ngx_http_request_t *r, ngx_str_t *parts, ngx_uint_t n)
 {
-    u_char       *p;
-    size_t        len;
-    ngx_buf_t    *b;
-    ngx_uint_t    i;
-    ngx_chain_t  *cl;
+    u_char      *p;
+    size_t       len;
+    ngx_buf_t   *b;
+    ngx_uint_t   i;
+    ngx_chain_t *cl;
 
     len = 0;
     for (i = 0; i < n; i++) {
@@ -193,8 +193,8 @@ ngx_http_torrix_body_set(ngx_http_request_t *r, ngx_str_t *parts, ngx_uint_t n)
         }
 
         r->headers_in.content_length->value.data = p;
-        r->headers_in.content_length->value.len = ngx_sprintf(p, "%uz", len)
-                                                  - p;
+        r->headers_in.content_length->value.len =
+            ngx_sprintf(p, "%uz", len) - p;
     }
 
     return NGX_OK;

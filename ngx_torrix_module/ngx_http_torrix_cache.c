@@ -13,36 +13,36 @@
 #include "ngx_http_torrix_module.h"
 
 
-#define NGX_HTTP_TORRIX_CACHE_PROVIDERS  32
-#define NGX_HTTP_TORRIX_CACHE_PRICES     256
+#define NGX_HTTP_TORRIX_CACHE_PROVIDERS 32
+#define NGX_HTTP_TORRIX_CACHE_PRICES    256
 
 
 typedef struct {
-    uint32_t     hash;
-    ngx_str_t    model;
-    ngx_uint_t   found;
-    tx_price_t   price;
+    uint32_t   hash;
+    ngx_str_t  model;
+    ngx_uint_t found;
+    tx_price_t price;
 } ngx_http_torrix_cached_price_t;
 
 
 typedef struct {
-    uint64_t                        gen;
-    ngx_uint_t                      valid;
-    ngx_pool_t                     *pool;
+    uint64_t    gen;
+    ngx_uint_t  valid;
+    ngx_pool_t *pool;
 
-    unsigned                        has_hash_key:1;
-    unsigned                        loaded_settings:1;
-    uint8_t                         hash_key[TX_KEY_HASHKEY_LEN];
+    unsigned has_hash_key : 1;
+    unsigned loaded_settings : 1;
+    uint8_t  hash_key[TX_KEY_HASHKEY_LEN];
 
-    int64_t                         settings[NGX_HTTP_TORRIX_SET_N];
-    ngx_str_t                       proxy_targets;
-    int64_t                         watermark_us;
+    int64_t   settings[NGX_HTTP_TORRIX_SET_N];
+    ngx_str_t proxy_targets;
+    int64_t   watermark_us;
 
-    ngx_uint_t                      nproviders;
-    ngx_http_torrix_provider_t      providers[NGX_HTTP_TORRIX_CACHE_PROVIDERS];
+    ngx_uint_t                 nproviders;
+    ngx_http_torrix_provider_t providers[NGX_HTTP_TORRIX_CACHE_PROVIDERS];
 
-    ngx_uint_t                      nprices;
-    ngx_http_torrix_cached_price_t  prices[NGX_HTTP_TORRIX_CACHE_PRICES];
+    ngx_uint_t                     nprices;
+    ngx_http_torrix_cached_price_t prices[NGX_HTTP_TORRIX_CACHE_PRICES];
 } ngx_http_torrix_cache_t;
 
 
@@ -51,8 +51,9 @@ static ngx_int_t ngx_http_torrix_cache_build_provider(
     ngx_http_torrix_provider_t *p, tx_provider_rec_t *rec);
 
 
-static ngx_http_torrix_cache_t  ngx_http_torrix_cache;
+static ngx_http_torrix_cache_t ngx_http_torrix_cache;
 
+/* clang-format off */
 static const struct {
     const char  *name;
     int64_t      dflt;
@@ -62,14 +63,15 @@ static const struct {
     { TX_SET_INSTANCE_DAILY_CAP, 0 },
     { TX_SET_INSTANCE_SOFT_CAP, 0 },
 };
+/* clang-format on */
 
 
 ngx_int_t
 ngx_http_torrix_cache_sync(MDB_txn *txn, ngx_log_t *log)
 {
-    uint64_t                  gen;
-    tx_str_t                  val;
-    ngx_http_torrix_cache_t  *c;
+    uint64_t                 gen;
+    tx_str_t                 val;
+    ngx_http_torrix_cache_t *c;
 
     c = &ngx_http_torrix_cache;
 
@@ -119,8 +121,8 @@ ngx_http_torrix_cache_drop(void)
 const uint8_t *
 ngx_http_torrix_cache_hash_key(MDB_txn *txn)
 {
-    tx_str_t                  val;
-    ngx_http_torrix_cache_t  *c;
+    tx_str_t                 val;
+    ngx_http_torrix_cache_t *c;
 
     c = &ngx_http_torrix_cache;
 
@@ -146,10 +148,10 @@ ngx_http_torrix_cache_hash_key(MDB_txn *txn)
 static ngx_int_t
 ngx_http_torrix_cache_load_settings(MDB_txn *txn)
 {
-    u_char                   *p;
-    ngx_uint_t                i;
-    tx_str_t                  val;
-    ngx_http_torrix_cache_t  *c;
+    u_char                  *p;
+    ngx_uint_t               i;
+    tx_str_t                 val;
+    ngx_http_torrix_cache_t *c;
 
     c = &ngx_http_torrix_cache;
 
@@ -206,13 +208,12 @@ ngx_http_torrix_cache_load_settings(MDB_txn *txn)
 int64_t
 ngx_http_torrix_cache_setting(MDB_txn *txn, ngx_http_torrix_setting_e which)
 {
-    ngx_http_torrix_cache_t  *c;
+    ngx_http_torrix_cache_t *c;
 
     c = &ngx_http_torrix_cache;
 
-    if (!c->loaded_settings && ngx_http_torrix_cache_load_settings(txn)
-                                   != NGX_OK)
-    {
+    if (!c->loaded_settings
+        && ngx_http_torrix_cache_load_settings(txn) != NGX_OK) {
         return ngx_http_torrix_settings[which].dflt;
     }
 
@@ -223,13 +224,12 @@ ngx_http_torrix_cache_setting(MDB_txn *txn, ngx_http_torrix_setting_e which)
 ngx_str_t *
 ngx_http_torrix_cache_proxy_targets(MDB_txn *txn)
 {
-    ngx_http_torrix_cache_t  *c;
+    ngx_http_torrix_cache_t *c;
 
     c = &ngx_http_torrix_cache;
 
-    if (!c->loaded_settings && ngx_http_torrix_cache_load_settings(txn)
-                                   != NGX_OK)
-    {
+    if (!c->loaded_settings
+        && ngx_http_torrix_cache_load_settings(txn) != NGX_OK) {
         return NULL;
     }
 
@@ -240,13 +240,12 @@ ngx_http_torrix_cache_proxy_targets(MDB_txn *txn)
 int64_t
 ngx_http_torrix_cache_watermark(MDB_txn *txn)
 {
-    ngx_http_torrix_cache_t  *c;
+    ngx_http_torrix_cache_t *c;
 
     c = &ngx_http_torrix_cache;
 
-    if (!c->loaded_settings && ngx_http_torrix_cache_load_settings(txn)
-                                   != NGX_OK)
-    {
+    if (!c->loaded_settings
+        && ngx_http_torrix_cache_load_settings(txn) != NGX_OK) {
         return 0;
     }
 
@@ -257,11 +256,11 @@ ngx_http_torrix_cache_watermark(MDB_txn *txn)
 ngx_http_torrix_provider_t *
 ngx_http_torrix_cache_provider(MDB_txn *txn, ngx_str_t *name)
 {
-    ngx_uint_t                   i;
-    tx_str_t                     val;
-    tx_provider_rec_t            rec;
-    ngx_http_torrix_cache_t     *c;
-    ngx_http_torrix_provider_t  *p;
+    ngx_uint_t                  i;
+    tx_str_t                    val;
+    tx_provider_rec_t           rec;
+    ngx_http_torrix_cache_t    *c;
+    ngx_http_torrix_provider_t *p;
 
     c = &ngx_http_torrix_cache;
 
@@ -312,12 +311,12 @@ ngx_http_torrix_cache_provider(MDB_txn *txn, ngx_str_t *name)
 /* the upstream strings of a provider, prebuilt once per generation */
 static ngx_int_t
 ngx_http_torrix_cache_build_provider(ngx_http_torrix_provider_t *p,
-    tx_provider_rec_t *rec)
+                                     tx_provider_rec_t          *rec)
 {
-    u_char                       *s;
-    tx_url_t                      u;
-    ngx_pool_t                   *pool;
-    ngx_str_t                     key;
+    u_char     *s;
+    tx_url_t    u;
+    ngx_pool_t *pool;
+    ngx_str_t   key;
 
     pool = ngx_http_torrix_cache.pool;
 
@@ -350,8 +349,7 @@ ngx_http_torrix_cache_build_provider(ngx_http_torrix_provider_t *p,
     }
 
     if (ngx_http_torrix_upstream_name(pool, &u, &p->upstream, &p->host)
-        != NGX_OK)
-    {
+        != NGX_OK) {
         return NGX_ERROR;
     }
 
@@ -377,11 +375,11 @@ ngx_http_torrix_cache_build_provider(ngx_http_torrix_provider_t *p,
 const tx_price_t *
 ngx_http_torrix_cache_price(MDB_txn *txn, const u_char *model, size_t len)
 {
-    uint32_t                         hash;
-    ngx_uint_t                       i;
-    tx_str_t                         val;
-    ngx_http_torrix_cache_t         *c;
-    ngx_http_torrix_cached_price_t  *e;
+    uint32_t                        hash;
+    ngx_uint_t                      i;
+    tx_str_t                        val;
+    ngx_http_torrix_cache_t        *c;
+    ngx_http_torrix_cached_price_t *e;
 
     c = &ngx_http_torrix_cache;
 
@@ -417,8 +415,8 @@ ngx_http_torrix_cache_price(MDB_txn *txn, const u_char *model, size_t len)
     e->model.len = len;
     e->hash = hash;
 
-    if (ngx_http_torrix_snapshot_get(txn, NGX_HTTP_TORRIX_DB_PRICES, model,
-                                     len, &val)
+    if (ngx_http_torrix_snapshot_get(txn, NGX_HTTP_TORRIX_DB_PRICES, model, len,
+                                     &val)
             == TX_OK
         && tx_price_decode(val.data, val.len, &e->price) == TX_OK)
     {

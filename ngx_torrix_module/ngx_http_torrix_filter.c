@@ -20,25 +20,29 @@
 
 static ngx_int_t ngx_http_torrix_header_filter(ngx_http_request_t *r);
 static ngx_int_t ngx_http_torrix_body_filter(ngx_http_request_t *r,
-    ngx_chain_t *in);
-static ngx_int_t ngx_http_torrix_error_page(ngx_http_request_t *r,
-    ngx_http_torrix_ctx_t *ctx);
-static ngx_int_t ngx_http_torrix_meter_start(ngx_http_request_t *r,
-    ngx_http_torrix_ctx_t *ctx);
-static ngx_int_t ngx_http_torrix_limit_out(ngx_http_request_t *r,
-    ngx_http_torrix_ctx_t *ctx);
+                                             ngx_chain_t        *in);
+static ngx_int_t ngx_http_torrix_error_page(ngx_http_request_t    *r,
+                                            ngx_http_torrix_ctx_t *ctx);
+static ngx_int_t ngx_http_torrix_meter_start(ngx_http_request_t    *r,
+                                             ngx_http_torrix_ctx_t *ctx);
+static ngx_int_t ngx_http_torrix_limit_out(ngx_http_request_t    *r,
+                                           ngx_http_torrix_ctx_t *ctx);
 static ngx_int_t ngx_http_torrix_add_header(ngx_http_request_t *r,
-    const char *name, u_char *value, size_t len);
-static ngx_int_t ngx_http_torrix_error_page_body(ngx_http_request_t *r,
-    ngx_http_torrix_ctx_t *ctx, ngx_chain_t *in);
-static void ngx_http_torrix_capture(ngx_http_request_t *r,
-    ngx_http_torrix_ctx_t *ctx, u_char *p, size_t len);
-static ngx_int_t ngx_http_torrix_strip(ngx_http_request_t *r,
-    ngx_http_torrix_ctx_t *ctx, ngx_chain_t *in);
+                                            const char *name, u_char *value,
+                                            size_t len);
+static ngx_int_t ngx_http_torrix_error_page_body(ngx_http_request_t    *r,
+                                                 ngx_http_torrix_ctx_t *ctx,
+                                                 ngx_chain_t           *in);
+static void      ngx_http_torrix_capture(ngx_http_request_t    *r,
+                                         ngx_http_torrix_ctx_t *ctx, u_char *p,
+                                         size_t len);
+static ngx_int_t ngx_http_torrix_strip(ngx_http_request_t    *r,
+                                       ngx_http_torrix_ctx_t *ctx,
+                                       ngx_chain_t           *in);
 
 
-static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
-static ngx_http_output_body_filter_pt    ngx_http_next_body_filter;
+static ngx_http_output_header_filter_pt ngx_http_next_header_filter;
+static ngx_http_output_body_filter_pt   ngx_http_next_body_filter;
 
 
 ngx_int_t
@@ -57,7 +61,7 @@ ngx_http_torrix_filter_init(ngx_conf_t *cf)
 int64_t
 ngx_http_torrix_real_us(void)
 {
-    struct timespec  ts;
+    struct timespec ts;
 
     (void) clock_gettime(CLOCK_REALTIME, &ts);
 
@@ -68,7 +72,7 @@ ngx_http_torrix_real_us(void)
 int64_t
 ngx_http_torrix_now_us(void)
 {
-    struct timespec  ts;
+    struct timespec ts;
 
     (void) clock_gettime(CLOCK_REALTIME, &ts);
 
@@ -80,8 +84,8 @@ ngx_http_torrix_now_us(void)
 static ngx_int_t
 ngx_http_torrix_header_filter(ngx_http_request_t *r)
 {
-    ngx_table_elt_t        *h;
-    ngx_http_torrix_ctx_t  *ctx;
+    ngx_table_elt_t       *h;
+    ngx_http_torrix_ctx_t *ctx;
 
     if (r != r->main) {
         return ngx_http_next_header_filter(r);
@@ -125,10 +129,10 @@ ngx_http_torrix_header_filter(ngx_http_request_t *r)
 static ngx_int_t
 ngx_http_torrix_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 {
-    u_char                 *p;
-    size_t                  n;
-    ngx_chain_t            *cl;
-    ngx_http_torrix_ctx_t  *ctx;
+    u_char                *p;
+    size_t                 n;
+    ngx_chain_t           *cl;
+    ngx_http_torrix_ctx_t *ctx;
 
     if (in == NULL || r != r->main) {
         return ngx_http_next_body_filter(r, in);
@@ -180,7 +184,7 @@ static ngx_int_t
 ngx_http_torrix_meter_start(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
 {
     int        format;
-    ngx_str_t  *ct;
+    ngx_str_t *ct;
 
     ct = &r->headers_out.content_type;
 
@@ -192,8 +196,8 @@ ngx_http_torrix_meter_start(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
         format = TX_METER_SSE;
         ctx->stream = 1;
 
-    } else if (ngx_strlcasestrn(ct->data, ct->data + ct->len,
-                                (u_char *) "json", 4 - 1)
+    } else if (ngx_strlcasestrn(ct->data, ct->data + ct->len, (u_char *) "json",
+                                4 - 1)
                != NULL)
     {
         format = TX_METER_JSON;
@@ -236,10 +240,10 @@ ngx_http_torrix_meter_start(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
 
 static void
 ngx_http_torrix_capture(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx,
-    u_char *p, size_t len)
+                        u_char *p, size_t len)
 {
-    u_char  *nb;
-    size_t   size;
+    u_char *nb;
+    size_t  size;
 
     if (ctx->resp_len + len > ctx->resp_max) {
         ctx->resp_truncated = 1;
@@ -279,15 +283,15 @@ ngx_http_torrix_capture(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx,
  */
 static ngx_int_t
 ngx_http_torrix_strip(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx,
-    ngx_chain_t *in)
+                      ngx_chain_t *in)
 {
-    int           ev;
-    u_char       *p, *seg, *o;
-    size_t        need, n;
-    ngx_buf_t    *b, *ob;
-    ngx_int_t     rc;
-    ngx_uint_t    last, flush;
-    ngx_chain_t  *cl, *out, **ll;
+    int          ev;
+    u_char      *p, *seg, *o;
+    size_t       need, n;
+    ngx_buf_t   *b, *ob;
+    ngx_int_t    rc;
+    ngx_uint_t   last, flush;
+    ngx_chain_t *cl, *out, **ll;
 
     if (ctx->held == NULL) {
         ctx->held = ngx_pnalloc(r->pool, NGX_HTTP_TORRIX_HOLD_MAX);
@@ -428,12 +432,11 @@ ngx_http_torrix_strip(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx,
 static ngx_int_t
 ngx_http_torrix_error_page(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
 {
-    ngx_int_t  status;
+    ngx_int_t status;
 
     status = r->err_status;
 
     switch (status) {
-
     case NGX_HTTP_GATEWAY_TIME_OUT:
         ngx_http_torrix_reject(ctx, r->pool, status, "upstream_timeout",
                                "The provider did not answer in time");
@@ -448,7 +451,8 @@ ngx_http_torrix_error_page(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
     default:
         ngx_http_torrix_reject(ctx, r->pool, status, "gateway_error",
                                "The gateway could not complete the request "
-                               "(HTTP %i)", status);
+                               "(HTTP %i)",
+                               status);
     }
 
     /* the error happened after admission: not a refusal of the gateway */
@@ -473,11 +477,11 @@ ngx_http_torrix_error_page(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
 
 
 static ngx_int_t
-ngx_http_torrix_error_page_body(ngx_http_request_t *r,
-    ngx_http_torrix_ctx_t *ctx, ngx_chain_t *in)
+ngx_http_torrix_error_page_body(ngx_http_request_t    *r,
+                                ngx_http_torrix_ctx_t *ctx, ngx_chain_t *in)
 {
-    ngx_buf_t    *b;
-    ngx_chain_t  *cl, out;
+    ngx_buf_t   *b;
+    ngx_chain_t *cl, out;
 
     for (cl = in; cl; cl = cl->next) {
         cl->buf->pos = cl->buf->last;
@@ -506,9 +510,9 @@ ngx_http_torrix_error_page_body(ngx_http_request_t *r,
 
 static ngx_int_t
 ngx_http_torrix_add_header(ngx_http_request_t *r, const char *name,
-    u_char *value, size_t len)
+                           u_char *value, size_t len)
 {
-    ngx_table_elt_t  *h;
+    ngx_table_elt_t *h;
 
     h = ngx_list_push(&r->headers_out.headers);
     if (h == NULL) {
@@ -529,8 +533,8 @@ ngx_http_torrix_add_header(ngx_http_request_t *r, const char *name,
 static ngx_int_t
 ngx_http_torrix_limit_out(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
 {
-    u_char                 *p, *s;
-    ngx_http_torrix_cap_t  *cap;
+    u_char                *p, *s;
+    ngx_http_torrix_cap_t *cap;
 
     p = ngx_pnalloc(r->pool, 512);
     if (p == NULL) {
@@ -549,8 +553,8 @@ ngx_http_torrix_limit_out(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
 
         s = p;
         p = ngx_sprintf(p, "%L", ctx->rl_req_remaining);
-        if (ngx_http_torrix_add_header(r, "x-ratelimit-remaining-requests",
-                                       s, p - s)
+        if (ngx_http_torrix_add_header(r, "x-ratelimit-remaining-requests", s,
+                                       p - s)
             != NGX_OK)
         {
             return NGX_ERROR;
@@ -569,8 +573,7 @@ ngx_http_torrix_limit_out(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
     if (ctx->rl_set && ctx->tpm) {
         s = p;
         p = ngx_sprintf(p, "%uL", ctx->tpm);
-        if (ngx_http_torrix_add_header(r, "x-ratelimit-limit-tokens", s,
-                                       p - s)
+        if (ngx_http_torrix_add_header(r, "x-ratelimit-limit-tokens", s, p - s)
             != NGX_OK)
         {
             return NGX_ERROR;
@@ -587,16 +590,14 @@ ngx_http_torrix_limit_out(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
 
         s = p;
         p = ngx_sprintf(p, "%Lms", ngx_max(ctx->rl_tok_reset_ms, 0));
-        if (ngx_http_torrix_add_header(r, "x-ratelimit-reset-tokens", s,
-                                       p - s)
+        if (ngx_http_torrix_add_header(r, "x-ratelimit-reset-tokens", s, p - s)
             != NGX_OK)
         {
             return NGX_ERROR;
         }
     }
 
-    if (r->headers_out.status == NGX_HTTP_TOO_MANY_REQUESTS
-        && ctx->retry_after)
+    if (r->headers_out.status == NGX_HTTP_TOO_MANY_REQUESTS && ctx->retry_after)
     {
         s = p;
         p = ngx_sprintf(p, "%L", ctx->retry_after);
@@ -609,11 +610,11 @@ ngx_http_torrix_limit_out(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
 
         if (cap) {
             p = ngx_sprintf(p, "%s:%V:%s",
-                            cap->scope == TX_SCOPE_INSTANCE ? "instance"
-                            : cap->scope == TX_SCOPE_ORG    ? "org"
+                            cap->scope == TX_SCOPE_INSTANCE  ? "instance"
+                            : cap->scope == TX_SCOPE_ORG     ? "org"
                             : cap->scope == TX_SCOPE_PROJECT ? "project"
-                            : cap->scope == TX_SCOPE_USER   ? "user"
-                                                            : "key",
+                            : cap->scope == TX_SCOPE_USER    ? "user"
+                                                             : "key",
                             &cap->id,
                             cap->kind == TX_WIN_DAY    ? "daily"
                             : cap->kind == TX_WIN_WEEK ? "weekly"
@@ -625,8 +626,7 @@ ngx_http_torrix_limit_out(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
         }
 
         if (ngx_http_torrix_add_header(r, "x-torrix-limit-scope", s, p - s)
-            != NGX_OK)
-        {
+            != NGX_OK) {
             return NGX_ERROR;
         }
     }

@@ -16,23 +16,25 @@
 
 
 static void ngx_http_torrix_add_cap(ngx_http_torrix_ctx_t *ctx, MDB_txn *txn,
-    ngx_uint_t scope, ngx_str_t *id, ngx_uint_t kind, tx_money_t cap);
+                                    ngx_uint_t scope, ngx_str_t *id,
+                                    ngx_uint_t kind, tx_money_t cap);
 static tx_money_t ngx_http_torrix_ingested(ngx_http_torrix_ctx_t *ctx,
-    MDB_txn *txn, ngx_uint_t scope, ngx_str_t *id, ngx_uint_t kind,
-    uint32_t index);
-static int64_t ngx_http_torrix_field(const tx_str_t *rec, uint16_t tag);
+                                           MDB_txn *txn, ngx_uint_t scope,
+                                           ngx_str_t *id, ngx_uint_t kind,
+                                           uint32_t index);
+static int64_t    ngx_http_torrix_field(const tx_str_t *rec, uint16_t tag);
 
 
 ngx_int_t
 ngx_http_torrix_limits(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
 {
-    int64_t      max_out, v;
-    uint64_t     prj_rpm, prj_tpm, org_rpm, org_tpm, est_in;
-    MDB_txn     *txn;
-    tx_str_t     val;
-    ngx_str_t    none;
-    tx_money_t   cap, prev;
-    const tx_price_t  *price;
+    int64_t           max_out, v;
+    uint64_t          prj_rpm, prj_tpm, org_rpm, org_tpm, est_in;
+    MDB_txn          *txn;
+    tx_str_t          val;
+    ngx_str_t         none;
+    tx_money_t        cap, prev;
+    const tx_price_t *price;
 
     if (ctx->endpoint == TX_EP_MODELS) {
         return NGX_OK;
@@ -62,8 +64,8 @@ ngx_http_torrix_limits(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
 
     ngx_http_torrix_add_cap(ctx, txn, TX_SCOPE_KEY, &ctx->key_id, TX_WIN_DAY,
                             ctx->key_daily_cap);
-    ngx_http_torrix_add_cap(ctx, txn, TX_SCOPE_KEY, &ctx->key_id,
-                            TX_WIN_MONTH, ctx->key_monthly_budget);
+    ngx_http_torrix_add_cap(ctx, txn, TX_SCOPE_KEY, &ctx->key_id, TX_WIN_MONTH,
+                            ctx->key_monthly_budget);
 
     /* project */
 
@@ -105,8 +107,8 @@ ngx_http_torrix_limits(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
             }
         }
 
-        ngx_http_torrix_add_cap(ctx, txn, TX_SCOPE_ORG, &ctx->org,
-                                TX_WIN_MONTH, cap);
+        ngx_http_torrix_add_cap(ctx, txn, TX_SCOPE_ORG, &ctx->org, TX_WIN_MONTH,
+                                cap);
     }
 
     /* user: weekly */
@@ -118,8 +120,7 @@ ngx_http_torrix_limits(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
     {
         ngx_http_torrix_add_cap(ctx, txn, TX_SCOPE_USER, &ctx->user,
                                 TX_WIN_WEEK,
-                                ngx_http_torrix_field(&val,
-                                                      TX_USR_WEEKLY_CAP));
+                                ngx_http_torrix_field(&val, TX_USR_WEEKLY_CAP));
     }
 
     /* instance: daily hard cap */
@@ -128,8 +129,8 @@ ngx_http_torrix_limits(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
 
     if (v > 0) {
         ngx_str_null(&none);
-        ngx_http_torrix_add_cap(ctx, txn, TX_SCOPE_INSTANCE, &none,
-                                TX_WIN_DAY, v);
+        ngx_http_torrix_add_cap(ctx, txn, TX_SCOPE_INSTANCE, &none, TX_WIN_DAY,
+                                v);
     }
 
     /* a key's own rate limits win over its project's, then its org's */
@@ -151,10 +152,9 @@ ngx_http_torrix_limits(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
     ctx->est_cost = 0;
 
     if (ctx->ncaps && ctx->model.len
-        && ctx->provider_kind != TX_PROVIDER_OLLAMA)
-    {
-        price = ngx_http_torrix_cache_price(txn, ctx->model.data,
-                                            ctx->model.len);
+        && ctx->provider_kind != TX_PROVIDER_OLLAMA) {
+        price =
+            ngx_http_torrix_cache_price(txn, ctx->model.data, ctx->model.len);
 
         if (price && !price->free
             && tx_price_cost(price, est_in, (uint64_t) max_out, 0, 0,
@@ -173,17 +173,18 @@ ngx_http_torrix_limits(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
 
 static void
 ngx_http_torrix_add_cap(ngx_http_torrix_ctx_t *ctx, MDB_txn *txn,
-    ngx_uint_t scope, ngx_str_t *id, ngx_uint_t kind, tx_money_t cap)
+                        ngx_uint_t scope, ngx_str_t *id, ngx_uint_t kind,
+                        tx_money_t cap)
 {
-    uint32_t                index;
-    ngx_http_torrix_cap_t  *c;
+    uint32_t               index;
+    ngx_http_torrix_cap_t *c;
 
     if (cap <= 0 || ctx->ncaps == NGX_HTTP_TORRIX_MAX_CAPS) {
         return;
     }
 
-    index = ctx->windows[kind == TX_WIN_DAY ? 0 : (kind == TX_WIN_WEEK ? 1
-                                                                      : 2)];
+    index =
+        ctx->windows[kind == TX_WIN_DAY ? 0 : (kind == TX_WIN_WEEK ? 1 : 2)];
 
     c = &ctx->caps[ctx->ncaps++];
 
@@ -199,12 +200,13 @@ ngx_http_torrix_add_cap(ngx_http_torrix_ctx_t *ctx, MDB_txn *txn,
 
 static tx_money_t
 ngx_http_torrix_ingested(ngx_http_torrix_ctx_t *ctx, MDB_txn *txn,
-    ngx_uint_t scope, ngx_str_t *id, ngx_uint_t kind, uint32_t index)
+                         ngx_uint_t scope, ngx_str_t *id, ngx_uint_t kind,
+                         uint32_t index)
 {
-    size_t      len;
-    int64_t     v;
-    tx_str_t    val;
-    uint8_t     key[TX_SPEND_KEY_MAX];
+    size_t   len;
+    int64_t  v;
+    tx_str_t val;
+    uint8_t  key[TX_SPEND_KEY_MAX];
 
     len = tx_spend_key(key, scope, kind, index, id->data, id->len);
 
@@ -225,8 +227,8 @@ ngx_http_torrix_ingested(ngx_http_torrix_ctx_t *ctx, MDB_txn *txn,
 static int64_t
 ngx_http_torrix_field(const tx_str_t *rec, uint16_t tag)
 {
-    int64_t   v;
-    tx_str_t  val;
+    int64_t  v;
+    tx_str_t val;
 
     if (tx_rec_find(rec->data, rec->len, tag, &val) != TX_OK
         || tx_rec_i64(&val, &v) != TX_OK)

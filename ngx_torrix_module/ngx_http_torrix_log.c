@@ -7,39 +7,42 @@
 #include "ngx_http_torrix_module.h"
 
 
-#define NGX_HTTP_TORRIX_RUN_FIXED  8192   /* a record without bodies */
-#define NGX_HTTP_TORRIX_HDR_MAX    256
+#define NGX_HTTP_TORRIX_RUN_FIXED 8192 /* a record without bodies */
+#define NGX_HTTP_TORRIX_HDR_MAX   256
 
 
-static uint8_t  ngx_http_torrix_run_buf[NGX_HTTP_TORRIX_RUN_FIXED];
+static uint8_t ngx_http_torrix_run_buf[NGX_HTTP_TORRIX_RUN_FIXED];
 
 
 static void ngx_http_torrix_put_header(ngx_http_request_t *r, tx_wbuf_t *wb,
-    uint16_t tag, const char *name, size_t len);
-static void ngx_http_torrix_put_str(tx_wbuf_t *wb, uint16_t tag,
-    ngx_str_t *s);
-static void ngx_http_torrix_put_usage(ngx_http_request_t *r,
-    ngx_http_torrix_ctx_t *ctx, tx_wbuf_t *wb, uint64_t *flags,
-    tx_money_t *cost, uint64_t *tokens);
-static void ngx_http_torrix_put_bodies(ngx_http_request_t *r,
-    ngx_http_torrix_ctx_t *ctx, tx_wbuf_t *wb, uint64_t *flags, size_t max);
+                                       uint16_t tag, const char *name,
+                                       size_t len);
+static void ngx_http_torrix_put_str(tx_wbuf_t *wb, uint16_t tag, ngx_str_t *s);
+static void ngx_http_torrix_put_usage(ngx_http_request_t    *r,
+                                      ngx_http_torrix_ctx_t *ctx, tx_wbuf_t *wb,
+                                      uint64_t *flags, tx_money_t *cost,
+                                      uint64_t *tokens);
+static void ngx_http_torrix_put_bodies(ngx_http_request_t    *r,
+                                       ngx_http_torrix_ctx_t *ctx,
+                                       tx_wbuf_t *wb, uint64_t *flags,
+                                       size_t max);
 
 
 ngx_int_t
 ngx_http_torrix_log_handler(ngx_http_request_t *r)
 {
-    int64_t                       now;
-    uint64_t                      flags, status;
-    ngx_msec_int_t                ms;
-    tx_wbuf_t                     wb;
-    ngx_http_upstream_t          *u;
-    ngx_http_torrix_ctx_t        *ctx;
-    ngx_http_upstream_state_t    *state;
-    ngx_http_torrix_main_conf_t  *tmcf;
-    size_t                        size, body_max;
-    uint8_t                      *buf;
-    uint64_t                      tokens;
-    tx_money_t                    cost;
+    int64_t                      now;
+    uint64_t                     flags, status;
+    ngx_msec_int_t               ms;
+    tx_wbuf_t                    wb;
+    ngx_http_upstream_t         *u;
+    ngx_http_torrix_ctx_t       *ctx;
+    ngx_http_upstream_state_t   *state;
+    ngx_http_torrix_main_conf_t *tmcf;
+    size_t                       size, body_max;
+    uint8_t                     *buf;
+    uint64_t                     tokens;
+    tx_money_t                   cost;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_torrix_module);
     if (ctx == NULL) {
@@ -86,9 +89,9 @@ ngx_http_torrix_log_handler(ngx_http_request_t *r)
     if (ctx->sampled || (flags & TX_RUNF_ERROR)) {
         body_max = (flags & TX_RUNF_ERROR) ? NGX_HTTP_TORRIX_CAPTURE_ERR
                                            : NGX_HTTP_TORRIX_CAPTURE_MAX;
-        body_max = ngx_min(body_max,
-                           (tmcf->spool_size / 4 - NGX_HTTP_TORRIX_RUN_FIXED)
-                               / 2);
+        body_max =
+            ngx_min(body_max,
+                    (tmcf->spool_size / 4 - NGX_HTTP_TORRIX_RUN_FIXED) / 2);
     }
 
     size = NGX_HTTP_TORRIX_RUN_FIXED + 2 * body_max;
@@ -200,9 +203,9 @@ ngx_http_torrix_log_handler(ngx_http_request_t *r)
 
 static void
 ngx_http_torrix_put_header(ngx_http_request_t *r, tx_wbuf_t *wb, uint16_t tag,
-    const char *name, size_t len)
+                           const char *name, size_t len)
 {
-    ngx_table_elt_t  *h;
+    ngx_table_elt_t *h;
 
     h = ngx_http_torrix_header(r, name, len);
 
@@ -225,14 +228,15 @@ ngx_http_torrix_put_str(tx_wbuf_t *wb, uint16_t tag, ngx_str_t *s)
 /* tokens from the meter, the model that served, and the cost */
 static void
 ngx_http_torrix_put_usage(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx,
-    tx_wbuf_t *wb, uint64_t *flags, tx_money_t *costp, uint64_t *tokens)
+                          tx_wbuf_t *wb, uint64_t *flags, tx_money_t *costp,
+                          uint64_t *tokens)
 {
-    MDB_txn           *txn;
-    ngx_str_t          model;
-    const tx_price_t  *price;
-    tx_usage_t   u;
-    tx_money_t   cost;
-    ngx_uint_t   found;
+    MDB_txn          *txn;
+    ngx_str_t         model;
+    const tx_price_t *price;
+    tx_usage_t        u;
+    tx_money_t        cost;
+    ngx_uint_t        found;
 
     if (ctx->meter == NULL) {
         if (ctx->model.len) {
@@ -327,9 +331,9 @@ ngx_http_torrix_put_usage(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx,
 
 static void
 ngx_http_torrix_put_bodies(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx,
-    tx_wbuf_t *wb, uint64_t *flags, size_t max)
+                           tx_wbuf_t *wb, uint64_t *flags, size_t max)
 {
-    size_t  len;
+    size_t len;
 
     if (ctx->req_body.len) {
         len = ctx->req_body.len;

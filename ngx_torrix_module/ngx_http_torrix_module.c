@@ -8,22 +8,24 @@
 
 
 static ngx_int_t ngx_http_torrix_add_variables(ngx_conf_t *cf);
-static ngx_int_t ngx_http_torrix_variable(ngx_http_request_t *r,
-    ngx_http_variable_value_t *v, uintptr_t data);
-static void *ngx_http_torrix_create_main_conf(ngx_conf_t *cf);
-static char *ngx_http_torrix_init_main_conf(ngx_conf_t *cf, void *conf);
-static void *ngx_http_torrix_create_loc_conf(ngx_conf_t *cf);
-static char *ngx_http_torrix_merge_loc_conf(ngx_conf_t *cf, void *parent,
-    void *child);
-static char *ngx_http_torrix_spool(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
+static ngx_int_t ngx_http_torrix_variable(ngx_http_request_t        *r,
+                                          ngx_http_variable_value_t *v,
+                                          uintptr_t                  data);
+static void     *ngx_http_torrix_create_main_conf(ngx_conf_t *cf);
+static char     *ngx_http_torrix_init_main_conf(ngx_conf_t *cf, void *conf);
+static void     *ngx_http_torrix_create_loc_conf(ngx_conf_t *cf);
+static char     *ngx_http_torrix_merge_loc_conf(ngx_conf_t *cf, void *parent,
+                                                void *child);
+static char     *ngx_http_torrix_spool(ngx_conf_t *cf, ngx_command_t *cmd,
+                                       void *conf);
 static ngx_int_t ngx_http_torrix_init(ngx_conf_t *cf);
-static ngx_int_t ngx_http_torrix_map_upstreams(ngx_conf_t *cf,
-    ngx_http_torrix_main_conf_t *tmcf);
+static ngx_int_t ngx_http_torrix_map_upstreams(
+    ngx_conf_t *cf, ngx_http_torrix_main_conf_t *tmcf);
 static ngx_int_t ngx_http_torrix_init_process(ngx_cycle_t *cycle);
-static void ngx_http_torrix_exit_process(ngx_cycle_t *cycle);
+static void      ngx_http_torrix_exit_process(ngx_cycle_t *cycle);
 
 
+/* clang-format off */
 static ngx_command_t  ngx_http_torrix_commands[] = {
 
     { ngx_string("torrix"),
@@ -77,8 +79,10 @@ static ngx_command_t  ngx_http_torrix_commands[] = {
 
       ngx_null_command
 };
+/* clang-format on */
 
 
+/* clang-format off */
 static ngx_http_module_t  ngx_http_torrix_module_ctx = {
     ngx_http_torrix_add_variables,         /* preconfiguration */
     ngx_http_torrix_init,                  /* postconfiguration */
@@ -92,8 +96,10 @@ static ngx_http_module_t  ngx_http_torrix_module_ctx = {
     ngx_http_torrix_create_loc_conf,       /* create location configuration */
     ngx_http_torrix_merge_loc_conf         /* merge location configuration */
 };
+/* clang-format on */
 
 
+/* clang-format off */
 ngx_module_t  ngx_http_torrix_module = {
     NGX_MODULE_V1,
     &ngx_http_torrix_module_ctx,           /* module context */
@@ -108,8 +114,10 @@ ngx_module_t  ngx_http_torrix_module = {
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
+/* clang-format on */
 
 
+/* clang-format off */
 static ngx_http_variable_t  ngx_http_torrix_vars[] = {
 
     { ngx_string("torrix_upstream"), NULL, ngx_http_torrix_variable,
@@ -147,22 +155,23 @@ static ngx_http_variable_t  ngx_http_torrix_vars[] = {
 
       ngx_http_null_variable
 };
+/* clang-format on */
 
 
 /* per-worker PRNG state for run ids (xoshiro256**), seeded from getrandom */
-static uint64_t  ngx_http_torrix_rng[4];
+static uint64_t ngx_http_torrix_rng[4];
 
 /* seconds added to the clock: only test builds can set it */
-static int64_t   ngx_http_torrix_offset;
+static int64_t ngx_http_torrix_offset;
 #if (NGX_TORRIX_TEST_HOOKS)
-static char     *ngx_http_torrix_clock_file;
+static char *ngx_http_torrix_clock_file;
 #endif
 
 
 static ngx_int_t
 ngx_http_torrix_add_variables(ngx_conf_t *cf)
 {
-    ngx_http_variable_t  *var, *v;
+    ngx_http_variable_t *var, *v;
 
     for (v = ngx_http_torrix_vars; v->name.len; v++) {
         var = ngx_http_add_variable(cf, &v->name, v->flags);
@@ -180,10 +189,10 @@ ngx_http_torrix_add_variables(ngx_conf_t *cf)
 
 static ngx_int_t
 ngx_http_torrix_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
-    uintptr_t data)
+                         uintptr_t data)
 {
-    ngx_str_t              *s;
-    ngx_http_torrix_ctx_t  *ctx;
+    ngx_str_t             *s;
+    ngx_http_torrix_ctx_t *ctx;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_torrix_module);
 
@@ -207,7 +216,7 @@ ngx_http_torrix_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
 static void *
 ngx_http_torrix_create_main_conf(ngx_conf_t *cf)
 {
-    ngx_http_torrix_main_conf_t  *tmcf;
+    ngx_http_torrix_main_conf_t *tmcf;
 
     tmcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_torrix_main_conf_t));
     if (tmcf == NULL) {
@@ -235,7 +244,7 @@ ngx_http_torrix_create_main_conf(ngx_conf_t *cf)
 static char *
 ngx_http_torrix_init_main_conf(ngx_conf_t *cf, void *conf)
 {
-    ngx_http_torrix_main_conf_t  *tmcf = conf;
+    ngx_http_torrix_main_conf_t *tmcf = conf;
 
     ngx_conf_init_size_value(tmcf->spool_size, 8 * 1024 * 1024);
     ngx_conf_init_msec_value(tmcf->spool_rotate, 10000);
@@ -244,21 +253,21 @@ ngx_http_torrix_init_main_conf(ngx_conf_t *cf, void *conf)
 
 #if (NGX_TORRIX_TEST_HOOKS)
     {
-        char  *path;
+        char *path;
 
         /* read in the master: nginx clears workers' environment */
         path = getenv("TORRIX_TEST_CLOCK_FILE");
         ngx_http_torrix_clock_file = NULL;
 
         if (path) {
-            ngx_http_torrix_clock_file = ngx_pnalloc(cf->pool,
-                                                     ngx_strlen(path) + 1);
+            ngx_http_torrix_clock_file =
+                ngx_pnalloc(cf->pool, ngx_strlen(path) + 1);
             if (ngx_http_torrix_clock_file == NULL) {
                 return NGX_CONF_ERROR;
             }
 
-            ngx_cpystrn((u_char *) ngx_http_torrix_clock_file,
-                        (u_char *) path, ngx_strlen(path) + 1);
+            ngx_cpystrn((u_char *) ngx_http_torrix_clock_file, (u_char *) path,
+                        ngx_strlen(path) + 1);
         }
     }
 #endif
@@ -283,7 +292,7 @@ ngx_http_torrix_init_main_conf(ngx_conf_t *cf, void *conf)
 static void *
 ngx_http_torrix_create_loc_conf(ngx_conf_t *cf)
 {
-    ngx_http_torrix_loc_conf_t  *tlcf;
+    ngx_http_torrix_loc_conf_t *tlcf;
 
     tlcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_torrix_loc_conf_t));
     if (tlcf == NULL) {
@@ -303,7 +312,7 @@ ngx_http_torrix_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_torrix_loc_conf_t *prev = parent;
     ngx_http_torrix_loc_conf_t *conf = child;
 
-    ngx_http_core_loc_conf_t  *clcf;
+    ngx_http_core_loc_conf_t *clcf;
 
     ngx_conf_merge_value(conf->enable, prev->enable, 0);
     ngx_conf_merge_size_value(conf->max_body_size, prev->max_body_size,
@@ -328,8 +337,8 @@ ngx_http_torrix_spool(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_torrix_main_conf_t *tmcf = conf;
 
-    ngx_str_t   *value, s;
-    ngx_uint_t   i;
+    ngx_str_t *value, s;
+    ngx_uint_t i;
 
     if (tmcf->spool_path.data) {
         return "is duplicate";
@@ -339,18 +348,17 @@ ngx_http_torrix_spool(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     tmcf->spool_path = value[1];
 
     for (i = 2; i < cf->args->nelts; i++) {
-
         if (ngx_strncmp(value[i].data, "size=", 5) == 0) {
             s.len = value[i].len - 5;
             s.data = value[i].data + 5;
 
             tmcf->spool_size = ngx_parse_size(&s);
             if (tmcf->spool_size == (size_t) NGX_ERROR
-                || tmcf->spool_size < 64 * 1024)
-            {
+                || tmcf->spool_size < 64 * 1024) {
                 ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                    "invalid spool size \"%V\" "
-                                   "(at least 64k)", &value[i]);
+                                   "(at least 64k)",
+                                   &value[i]);
                 return NGX_CONF_ERROR;
             }
 
@@ -363,8 +371,7 @@ ngx_http_torrix_spool(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
             tmcf->spool_rotate = ngx_parse_time(&s, 0);
             if (tmcf->spool_rotate == (ngx_msec_t) NGX_ERROR
-                || tmcf->spool_rotate == 0)
-            {
+                || tmcf->spool_rotate == 0) {
                 ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                    "invalid spool rotate \"%V\"", &value[i]);
                 return NGX_CONF_ERROR;
@@ -373,8 +380,8 @@ ngx_http_torrix_spool(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid parameter \"%V\"", &value[i]);
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid parameter \"%V\"",
+                           &value[i]);
         return NGX_CONF_ERROR;
     }
 
@@ -385,9 +392,9 @@ ngx_http_torrix_spool(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 static ngx_int_t
 ngx_http_torrix_init(ngx_conf_t *cf)
 {
-    ngx_http_handler_pt          *h;
-    ngx_http_core_main_conf_t    *cmcf;
-    ngx_http_torrix_main_conf_t  *tmcf;
+    ngx_http_handler_pt         *h;
+    ngx_http_core_main_conf_t   *cmcf;
+    ngx_http_torrix_main_conf_t *tmcf;
 
     cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
     tmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_torrix_module);
@@ -424,21 +431,20 @@ ngx_http_torrix_init(ngx_conf_t *cf)
  * (and its keepalive pool) rather than resolved per request.
  */
 static ngx_int_t
-ngx_http_torrix_map_upstreams(ngx_conf_t *cf,
-    ngx_http_torrix_main_conf_t *tmcf)
+ngx_http_torrix_map_upstreams(ngx_conf_t *cf, ngx_http_torrix_main_conf_t *tmcf)
 {
-    size_t                           len;
-    u_char                          *p;
-    ngx_uint_t                       i, j;
-    ngx_http_upstream_server_t      *server;
-    ngx_http_upstream_srv_conf_t   **uscfp, *uscf;
-    ngx_http_upstream_main_conf_t   *umcf;
-    ngx_http_torrix_upstream_map_t  *m;
+    size_t                          len;
+    u_char                         *p;
+    ngx_uint_t                      i, j;
+    ngx_http_upstream_server_t     *server;
+    ngx_http_upstream_srv_conf_t  **uscfp, *uscf;
+    ngx_http_upstream_main_conf_t  *umcf;
+    ngx_http_torrix_upstream_map_t *m;
 
     umcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_upstream_module);
 
-    tmcf->upstreams = ngx_array_create(cf->pool, 4,
-                                       sizeof(ngx_http_torrix_upstream_map_t));
+    tmcf->upstreams =
+        ngx_array_create(cf->pool, 4, sizeof(ngx_http_torrix_upstream_map_t));
     if (tmcf->upstreams == NULL) {
         return NGX_ERROR;
     }
@@ -452,8 +458,7 @@ ngx_http_torrix_map_upstreams(ngx_conf_t *cf,
     for (i = 0; i < umcf->upstreams.nelts; i++) {
         uscf = uscfp[i];
 
-        if (!(uscf->flags & NGX_HTTP_UPSTREAM_CREATE)
-            || uscf->servers == NULL)
+        if (!(uscf->flags & NGX_HTTP_UPSTREAM_CREATE) || uscf->servers == NULL)
         {
             continue;
         }
@@ -475,7 +480,7 @@ ngx_http_torrix_map_upstreams(ngx_conf_t *cf,
             /* "host" alone means port 80, as nginx reads it */
             if (ngx_strlchr(server[j].name.data,
                             server[j].name.data + server[j].name.len, ':')
-                == NULL
+                    == NULL
                 || server[j].name.data[server[j].name.len - 1] == ']')
             {
                 len = server[j].name.len + sizeof(":80") - 1;
@@ -501,11 +506,10 @@ ngx_http_torrix_map_upstreams(ngx_conf_t *cf,
 static ngx_int_t
 ngx_http_torrix_init_process(ngx_cycle_t *cycle)
 {
-    u_char   seed[32];
-    ssize_t  n;
+    u_char  seed[32];
+    ssize_t n;
 
-    if (ngx_process != NGX_PROCESS_WORKER
-        && ngx_process != NGX_PROCESS_SINGLE)
+    if (ngx_process != NGX_PROCESS_WORKER && ngx_process != NGX_PROCESS_SINGLE)
     {
         return NGX_OK;
     }
@@ -549,9 +553,9 @@ ngx_http_torrix_rotl(uint64_t x, int k)
 void
 ngx_http_torrix_random(void *buf, size_t len)
 {
-    u_char    *p;
-    size_t     n;
-    uint64_t  *s, r, t;
+    u_char   *p;
+    size_t    n;
+    uint64_t *s, r, t;
 
     s = ngx_http_torrix_rng;
     p = buf;
@@ -601,9 +605,9 @@ void
 ngx_http_torrix_clock_update(void)
 {
 #if (NGX_TORRIX_TEST_HOOKS)
-    int      fd;
-    char    *path, buf[32];
-    ssize_t  n;
+    int     fd;
+    char   *path, buf[32];
+    ssize_t n;
 
     path = ngx_http_torrix_clock_file;
     if (path == NULL) {

@@ -30,10 +30,10 @@
 #include "tx_window.h"
 
 
-#define NGX_HTTP_TORRIX_MODEL_MAX     256
-#define NGX_HTTP_TORRIX_CAPTURE_MAX   (64 * 1024)   /* a sampled body */
-#define NGX_HTTP_TORRIX_CAPTURE_ERR   (256 * 1024)  /* an error body */
-#define NGX_HTTP_TORRIX_HOLD_MAX      (64 * 1024)   /* a held SSE event */
+#define NGX_HTTP_TORRIX_MODEL_MAX   256
+#define NGX_HTTP_TORRIX_CAPTURE_MAX (64 * 1024)  /* a sampled body */
+#define NGX_HTTP_TORRIX_CAPTURE_ERR (256 * 1024) /* an error body */
+#define NGX_HTTP_TORRIX_HOLD_MAX    (64 * 1024)  /* a held SSE event */
 
 
 typedef enum {
@@ -44,177 +44,177 @@ typedef enum {
 
 /* an upstream{} block reachable by one of its servers' "host:port" */
 typedef struct {
-    ngx_str_t   hostport;
-    ngx_str_t   name;
+    ngx_str_t hostport;
+    ngx_str_t name;
 } ngx_http_torrix_upstream_map_t;
 
 
-typedef struct ngx_http_torrix_node_s  ngx_http_torrix_node_t;
+typedef struct ngx_http_torrix_node_s ngx_http_torrix_node_t;
 
 
 /* one budget an admission checks: scope, window, cap, ingested spend */
 typedef struct {
-    ngx_uint_t               scope;      /* TX_SCOPE_* */
-    ngx_str_t                id;
-    ngx_uint_t               kind;       /* TX_WIN_* */
-    uint32_t                 index;
-    tx_money_t               cap;
-    tx_money_t               ingested;
-    ngx_http_torrix_node_t  *node;
+    ngx_uint_t              scope; /* TX_SCOPE_* */
+    ngx_str_t               id;
+    ngx_uint_t              kind; /* TX_WIN_* */
+    uint32_t                index;
+    tx_money_t              cap;
+    tx_money_t              ingested;
+    ngx_http_torrix_node_t *node;
 } ngx_http_torrix_cap_t;
 
-#define NGX_HTTP_TORRIX_MAX_CAPS  8
+#define NGX_HTTP_TORRIX_MAX_CAPS 8
 
 
 typedef struct {
-    ngx_str_t     snapshot_path;
-    ngx_str_t     spool_path;
-    size_t        spool_size;
-    ngx_msec_t    spool_rotate;
-    ngx_str_t     edge_name;
-    ngx_uint_t    max_readers;
-    size_t        zone_size;
-    ngx_array_t  *upstreams;     /* of ngx_http_torrix_upstream_map_t */
+    ngx_str_t    snapshot_path;
+    ngx_str_t    spool_path;
+    size_t       spool_size;
+    ngx_msec_t   spool_rotate;
+    ngx_str_t    edge_name;
+    ngx_uint_t   max_readers;
+    size_t       zone_size;
+    ngx_array_t *upstreams; /* of ngx_http_torrix_upstream_map_t */
 } ngx_http_torrix_main_conf_t;
 
 
 typedef struct {
-    ngx_flag_t    enable;
-    size_t        max_body_size;
+    ngx_flag_t enable;
+    size_t     max_body_size;
 } ngx_http_torrix_loc_conf_t;
 
 
 typedef struct {
     /* access phase outcome: NGX_OK to proxy, an HTTP status to refuse */
-    ngx_int_t             status;
-    unsigned              done:1;
-    unsigned              waiting_body:1;
-    unsigned              too_large:1;
-    unsigned              rejected:1;
-    unsigned              stream:1;
-    unsigned              first_byte:1;
-    unsigned              replace_body:1;   /* nginx's own error page */
-    unsigned              sampled:1;
-    unsigned              strip_usage:1;    /* we injected include_usage */
-    unsigned              hold_overflow:1;
-    unsigned              resp_truncated:1;
+    ngx_int_t status;
+    unsigned  done : 1;
+    unsigned  waiting_body : 1;
+    unsigned  too_large : 1;
+    unsigned  rejected : 1;
+    unsigned  stream : 1;
+    unsigned  first_byte : 1;
+    unsigned  replace_body : 1; /* nginx's own error page */
+    unsigned  sampled : 1;
+    unsigned  strip_usage : 1; /* we injected include_usage */
+    unsigned  hold_overflow : 1;
+    unsigned  resp_truncated : 1;
 
-    ngx_http_torrix_shape_e  shape;
-    ngx_uint_t            endpoint;       /* TX_EP_* */
+    ngx_http_torrix_shape_e shape;
+    ngx_uint_t              endpoint; /* TX_EP_* */
 
-    uint8_t               run_id[16];
-    char                  run_id_hex[33];
+    uint8_t run_id[16];
+    char    run_id_hex[33];
 
     /* the key, copied out of the snapshot into the request pool */
-    ngx_str_t             key_id;
-    ngx_str_t             project;
-    ngx_str_t             org;
-    ngx_str_t             user;
-    ngx_str_t             models;
-    ngx_uint_t            access;
+    ngx_str_t  key_id;
+    ngx_str_t  project;
+    ngx_str_t  org;
+    ngx_str_t  user;
+    ngx_str_t  models;
+    ngx_uint_t access;
 
-    ngx_str_t             model;          /* requested model */
-    ngx_str_t             provider;
+    ngx_str_t model; /* requested model */
+    ngx_str_t provider;
 
     /* upstream variables */
-    ngx_str_t             upstream;
-    ngx_str_t             upstream_uri;
-    ngx_str_t             upstream_host;
-    ngx_str_t             upstream_authorization;
-    ngx_str_t             upstream_api_key;
+    ngx_str_t upstream;
+    ngx_str_t upstream_uri;
+    ngx_str_t upstream_host;
+    ngx_str_t upstream_authorization;
+    ngx_str_t upstream_api_key;
 
-    off_t                 body_bytes;
-    off_t                 bytes_out;
-    ngx_msec_t            start_ms;
-    int64_t               start_us;
-    int64_t               first_byte_us;
+    off_t      body_bytes;
+    off_t      bytes_out;
+    ngx_msec_t start_ms;
+    int64_t    start_us;
+    int64_t    first_byte_us;
 
     /* why the gateway refused, for the run record */
-    const char           *err_type;
-    ngx_str_t             err_msg;
-    ngx_str_t             err_body;
+    const char *err_type;
+    ngx_str_t   err_msg;
+    ngx_str_t   err_body;
 
-    ngx_uint_t            provider_kind;    /* TX_PROVIDER_* */
-    off_t                 prompt_bytes;
+    ngx_uint_t provider_kind; /* TX_PROVIDER_* */
+    off_t      prompt_bytes;
 
     /* response metering (_filter.c) */
-    tx_meter_t           *meter;
-    u_char               *held;             /* a partial SSE event */
-    size_t                held_len;
-    ngx_chain_t          *free;
-    ngx_chain_t          *busy;
+    tx_meter_t  *meter;
+    u_char      *held; /* a partial SSE event */
+    size_t       held_len;
+    ngx_chain_t *free;
+    ngx_chain_t *busy;
 
     /* limits and budgets (_limits.c, _zone.c) */
-    int64_t               max_out;          /* from the body, -1 none */
-    time_t                now_s;
-    uint32_t              windows[3];       /* day, week, month indexes */
-    int64_t               watermark_us;
-    uint64_t              rpm;
-    uint64_t              tpm;
-    uint64_t              key_rpm;
-    uint64_t              key_tpm;
-    tx_money_t            key_daily_cap;
-    tx_money_t            key_monthly_budget;
-    uint64_t              est_tokens;
-    tx_money_t            est_cost;
-    char                  est_s[32];
-    ngx_http_torrix_cap_t caps[NGX_HTTP_TORRIX_MAX_CAPS];
-    ngx_uint_t            ncaps;
-    ngx_http_torrix_cap_t *limit_scope;     /* the one that tripped */
-    int64_t               retry_after;
+    int64_t                 max_out; /* from the body, -1 none */
+    time_t                  now_s;
+    uint32_t                windows[3]; /* day, week, month indexes */
+    int64_t                 watermark_us;
+    uint64_t                rpm;
+    uint64_t                tpm;
+    uint64_t                key_rpm;
+    uint64_t                key_tpm;
+    tx_money_t              key_daily_cap;
+    tx_money_t              key_monthly_budget;
+    uint64_t                est_tokens;
+    tx_money_t              est_cost;
+    char                    est_s[32];
+    ngx_http_torrix_cap_t   caps[NGX_HTTP_TORRIX_MAX_CAPS];
+    ngx_uint_t              ncaps;
+    ngx_http_torrix_cap_t  *limit_scope; /* the one that tripped */
+    int64_t                 retry_after;
     ngx_http_torrix_node_t *rl_key;
-    uint64_t              tpm_taken;
-    ngx_uint_t            slot;
-    unsigned              reserved:1;
-    unsigned              rl_set:1;
-    unsigned              limit_tokens:1;   /* TPM tripped, not RPM */
-    int64_t               rl_req_remaining;
-    int64_t               rl_req_reset_ms;
-    int64_t               rl_tok_remaining;
-    int64_t               rl_tok_reset_ms;
+    uint64_t                tpm_taken;
+    ngx_uint_t              slot;
+    unsigned                reserved : 1;
+    unsigned                rl_set : 1;
+    unsigned                limit_tokens : 1; /* TPM tripped, not RPM */
+    int64_t                 rl_req_remaining;
+    int64_t                 rl_req_reset_ms;
+    int64_t                 rl_tok_remaining;
+    int64_t                 rl_tok_reset_ms;
 
     /* the response body kept for a sampled or failed run */
-    u_char               *resp;
-    size_t                resp_len;
-    size_t                resp_cap;
-    size_t                resp_max;
-    ngx_str_t             req_body;         /* as the client sent it */
+    u_char   *resp;
+    size_t    resp_len;
+    size_t    resp_cap;
+    size_t    resp_max;
+    ngx_str_t req_body; /* as the client sent it */
 } ngx_http_torrix_ctx_t;
 
 
-extern ngx_module_t  ngx_http_torrix_module;
+extern ngx_module_t ngx_http_torrix_module;
 
 
 /* _access.c */
 ngx_int_t ngx_http_torrix_access_handler(ngx_http_request_t *r);
 
 /* Finds a request header by name (case-insensitive); NULL if absent. */
-ngx_table_elt_t *ngx_http_torrix_header(ngx_http_request_t *r,
-    const char *name, size_t len);
+ngx_table_elt_t *ngx_http_torrix_header(ngx_http_request_t *r, const char *name,
+                                        size_t len);
 
 /* _body.c */
 ngx_int_t ngx_http_torrix_body_init(ngx_conf_t *cf);
 ngx_int_t ngx_http_torrix_body_bytes(ngx_http_request_t *r, ngx_str_t *body);
 ngx_int_t ngx_http_torrix_body_set(ngx_http_request_t *r, ngx_str_t *parts,
-    ngx_uint_t n);
+                                   ngx_uint_t n);
 
 /* _filter.c */
 ngx_int_t ngx_http_torrix_filter_init(ngx_conf_t *cf);
-int64_t ngx_http_torrix_now_us(void);     /* the gateway's clock */
-int64_t ngx_http_torrix_real_us(void);    /* the host's, never shifted */
+int64_t   ngx_http_torrix_now_us(void);  /* the gateway's clock */
+int64_t   ngx_http_torrix_real_us(void); /* the host's, never shifted */
 
 /* _response.c */
-ngx_int_t ngx_http_torrix_send_error(ngx_http_request_t *r,
-    ngx_http_torrix_ctx_t *ctx);
-ngx_int_t ngx_http_torrix_error_body(ngx_http_request_t *r,
-    ngx_http_torrix_ctx_t *ctx, ngx_str_t *out);
-ngx_int_t ngx_http_torrix_reject(ngx_http_torrix_ctx_t *ctx,
-    ngx_pool_t *pool, ngx_int_t status, const char *type, const char *fmt,
-    ...);
+ngx_int_t ngx_http_torrix_send_error(ngx_http_request_t    *r,
+                                     ngx_http_torrix_ctx_t *ctx);
+ngx_int_t ngx_http_torrix_error_body(ngx_http_request_t    *r,
+                                     ngx_http_torrix_ctx_t *ctx,
+                                     ngx_str_t             *out);
+ngx_int_t ngx_http_torrix_reject(ngx_http_torrix_ctx_t *ctx, ngx_pool_t *pool,
+                                 ngx_int_t status, const char *type,
+                                 const char *fmt, ...);
 ngx_int_t ngx_http_torrix_send_json(ngx_http_request_t *r, ngx_uint_t status,
-    u_char *body, size_t len);
-u_char *ngx_http_torrix_json_escape(u_char *dst, const u_char *src,
-    size_t len);
+                                    u_char *body, size_t len);
+u_char *ngx_http_torrix_json_escape(u_char *dst, const u_char *src, size_t len);
 
 /* _cache.c: per-worker memo of snapshot values, one generation long */
 typedef enum {
@@ -226,29 +226,29 @@ typedef enum {
 } ngx_http_torrix_setting_e;
 
 typedef struct {
-    ngx_str_t     name;
-    ngx_uint_t    kind;           /* TX_PROVIDER_* */
-    ngx_str_t     base_url;
-    ngx_str_t     upstream;       /* "https://upstream_block" or host */
-    ngx_str_t     host;           /* Host: and SNI */
-    ngx_str_t     path;           /* base path, no trailing '/' */
-    ngx_str_t     authorization;  /* "Bearer ..." (OpenAI shapes) */
-    ngx_str_t     api_key;        /* x-api-key (Anthropic) */
-    unsigned      found:1;
-    unsigned      bad_url:1;
+    ngx_str_t  name;
+    ngx_uint_t kind; /* TX_PROVIDER_* */
+    ngx_str_t  base_url;
+    ngx_str_t  upstream;      /* "https://upstream_block" or host */
+    ngx_str_t  host;          /* Host: and SNI */
+    ngx_str_t  path;          /* base path, no trailing '/' */
+    ngx_str_t  authorization; /* "Bearer ..." (OpenAI shapes) */
+    ngx_str_t  api_key;       /* x-api-key (Anthropic) */
+    unsigned   found : 1;
+    unsigned   bad_url : 1;
 } ngx_http_torrix_provider_t;
 
-ngx_int_t ngx_http_torrix_cache_sync(MDB_txn *txn, ngx_log_t *log);
-void ngx_http_torrix_cache_drop(void);
+ngx_int_t      ngx_http_torrix_cache_sync(MDB_txn *txn, ngx_log_t *log);
+void           ngx_http_torrix_cache_drop(void);
 const uint8_t *ngx_http_torrix_cache_hash_key(MDB_txn *txn);
-int64_t ngx_http_torrix_cache_setting(MDB_txn *txn,
-    ngx_http_torrix_setting_e which);
-ngx_str_t *ngx_http_torrix_cache_proxy_targets(MDB_txn *txn);
-int64_t ngx_http_torrix_cache_watermark(MDB_txn *txn);
-ngx_http_torrix_provider_t *ngx_http_torrix_cache_provider(MDB_txn *txn,
-    ngx_str_t *name);
-const tx_price_t *ngx_http_torrix_cache_price(MDB_txn *txn,
-    const u_char *model, size_t len);
+int64_t        ngx_http_torrix_cache_setting(MDB_txn                  *txn,
+                                             ngx_http_torrix_setting_e which);
+ngx_str_t     *ngx_http_torrix_cache_proxy_targets(MDB_txn *txn);
+int64_t        ngx_http_torrix_cache_watermark(MDB_txn *txn);
+ngx_http_torrix_provider_t *ngx_http_torrix_cache_provider(MDB_txn   *txn,
+                                                           ngx_str_t *name);
+const tx_price_t *ngx_http_torrix_cache_price(MDB_txn *txn, const u_char *model,
+                                              size_t len);
 
 /*
  * "scheme://" + the name of the upstream{} block serving the URL's
@@ -256,11 +256,11 @@ const tx_price_t *ngx_http_torrix_cache_price(MDB_txn *txn,
  * and the authority for Host:.  Allocated from pool.
  */
 ngx_int_t ngx_http_torrix_upstream_name(ngx_pool_t *pool, tx_url_t *u,
-    ngx_str_t *upstream, ngx_str_t *host);
+                                        ngx_str_t *upstream, ngx_str_t *host);
 
 /* _snapshot.c: per-worker read access to the snapshot */
 ngx_int_t ngx_http_torrix_snapshot_init_process(ngx_cycle_t *cycle);
-void ngx_http_torrix_snapshot_exit_process(ngx_cycle_t *cycle);
+void      ngx_http_torrix_snapshot_exit_process(ngx_cycle_t *cycle);
 
 /*
  * Begins the worker's read transaction.  Returns the txn (valid until
@@ -268,7 +268,7 @@ void ngx_http_torrix_snapshot_exit_process(ngx_cycle_t *cycle);
  * Never hold it across an event-loop iteration.
  */
 MDB_txn *ngx_http_torrix_snapshot_begin(ngx_log_t *log);
-void ngx_http_torrix_snapshot_end(void);
+void     ngx_http_torrix_snapshot_end(void);
 
 typedef enum {
     NGX_HTTP_TORRIX_DB_META = 0,
@@ -279,20 +279,20 @@ typedef enum {
     NGX_HTTP_TORRIX_DB_PROJECTS,
     NGX_HTTP_TORRIX_DB_ORGS,
     NGX_HTTP_TORRIX_DB_USERS,
-    NGX_HTTP_TORRIX_DB_PRICES,          /* optional from here on */
+    NGX_HTTP_TORRIX_DB_PRICES, /* optional from here on */
     NGX_HTTP_TORRIX_DB_SPEND,
     NGX_HTTP_TORRIX_DB_N
 } ngx_http_torrix_db_e;
 
 /* Looks up key in one of the snapshot's databases: TX_OK / TX_DECLINED. */
 int ngx_http_torrix_snapshot_get(MDB_txn *txn, ngx_http_torrix_db_e db,
-    const void *key, size_t klen, tx_str_t *val);
+                                 const void *key, size_t klen, tx_str_t *val);
 
 /* _spool.c */
 ngx_int_t ngx_http_torrix_spool_init_process(ngx_cycle_t *cycle);
-void ngx_http_torrix_spool_exit_process(ngx_cycle_t *cycle);
+void      ngx_http_torrix_spool_exit_process(ngx_cycle_t *cycle);
 ngx_int_t ngx_http_torrix_spool_write(ngx_log_t *log, const u_char *rec,
-    size_t len);
+                                      size_t len);
 
 /* _log.c */
 ngx_int_t ngx_http_torrix_log_handler(ngx_http_request_t *r);
@@ -301,22 +301,22 @@ ngx_int_t ngx_http_torrix_log_handler(ngx_http_request_t *r);
 void ngx_http_torrix_random(void *buf, size_t len);
 
 /* unix time as the gateway sees it (a test build may shift it) */
-time_t ngx_http_torrix_time(void);
+time_t  ngx_http_torrix_time(void);
 int64_t ngx_http_torrix_clock_offset(void);
-void ngx_http_torrix_clock_update(void);
+void    ngx_http_torrix_clock_update(void);
 
 /* _limits.c: reads the scopes' limits and spend, then admits */
-ngx_int_t ngx_http_torrix_limits(ngx_http_request_t *r,
-    ngx_http_torrix_ctx_t *ctx);
+ngx_int_t ngx_http_torrix_limits(ngx_http_request_t    *r,
+                                 ngx_http_torrix_ctx_t *ctx);
 
 /* _zone.c */
 ngx_int_t ngx_http_torrix_zone_add(ngx_conf_t *cf, size_t size);
-void ngx_http_torrix_zone_init_process(ngx_cycle_t *cycle);
-ngx_int_t ngx_http_torrix_admit(ngx_http_request_t *r,
-    ngx_http_torrix_ctx_t *ctx);
-void ngx_http_torrix_settle(ngx_http_torrix_ctx_t *ctx, tx_money_t cost,
-    uint64_t tokens);
-void ngx_http_torrix_limit_headers(ngx_http_torrix_ctx_t *ctx);
+void      ngx_http_torrix_zone_init_process(ngx_cycle_t *cycle);
+ngx_int_t ngx_http_torrix_admit(ngx_http_request_t    *r,
+                                ngx_http_torrix_ctx_t *ctx);
+void      ngx_http_torrix_settle(ngx_http_torrix_ctx_t *ctx, tx_money_t cost,
+                                 uint64_t tokens);
+void      ngx_http_torrix_limit_headers(ngx_http_torrix_ctx_t *ctx);
 
 
 #endif /* NGX_HTTP_TORRIX_MODULE_H */

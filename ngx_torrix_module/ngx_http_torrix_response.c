@@ -9,16 +9,17 @@
 #include "ngx_http_torrix_module.h"
 
 
-#define NGX_HTTP_TORRIX_ERR_MAX  512
+#define NGX_HTTP_TORRIX_ERR_MAX 512
 
 
 typedef struct {
-    ngx_int_t    status;
-    const char  *openai_type;
-    const char  *anthropic_type;
+    ngx_int_t   status;
+    const char *openai_type;
+    const char *anthropic_type;
 } ngx_http_torrix_err_map_t;
 
 
+/* clang-format off */
 static const ngx_http_torrix_err_map_t  ngx_http_torrix_err_map[] = {
     { 400, "invalid_request_error", "invalid_request_error" },
     { 401, "invalid_request_error", "authentication_error" },
@@ -31,14 +32,15 @@ static const ngx_http_torrix_err_map_t  ngx_http_torrix_err_map[] = {
     { 503, "api_error", "overloaded_error" },
     { 0, "api_error", "api_error" }
 };
+/* clang-format on */
 
 
 ngx_int_t
 ngx_http_torrix_reject(ngx_http_torrix_ctx_t *ctx, ngx_pool_t *pool,
-    ngx_int_t status, const char *code, const char *fmt, ...)
+                       ngx_int_t status, const char *code, const char *fmt, ...)
 {
-    u_char   *p;
-    va_list   args;
+    u_char *p;
+    va_list args;
 
     p = ngx_pnalloc(pool, NGX_HTTP_TORRIX_ERR_MAX);
     if (p == NULL) {
@@ -47,9 +49,8 @@ ngx_http_torrix_reject(ngx_http_torrix_ctx_t *ctx, ngx_pool_t *pool,
 
     va_start(args, fmt);
     ctx->err_msg.data = p;
-    ctx->err_msg.len = ngx_vslprintf(p, p + NGX_HTTP_TORRIX_ERR_MAX, fmt,
-                                     args)
-                       - p;
+    ctx->err_msg.len =
+        ngx_vslprintf(p, p + NGX_HTTP_TORRIX_ERR_MAX, fmt, args) - p;
     va_end(args);
 
     ctx->err_type = code;
@@ -63,8 +64,8 @@ ngx_http_torrix_reject(ngx_http_torrix_ctx_t *ctx, ngx_pool_t *pool,
 u_char *
 ngx_http_torrix_json_escape(u_char *dst, const u_char *src, size_t len)
 {
-    u_char         c;
-    static u_char  hex[] = "0123456789abcdef";
+    u_char        c;
+    static u_char hex[] = "0123456789abcdef";
 
     while (len--) {
         c = *src++;
@@ -93,7 +94,7 @@ ngx_http_torrix_json_escape(u_char *dst, const u_char *src, size_t len)
 ngx_int_t
 ngx_http_torrix_send_error(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
 {
-    ngx_str_t  body;
+    ngx_str_t body;
 
     if (ngx_http_torrix_error_body(r, ctx, &body) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -105,12 +106,12 @@ ngx_http_torrix_send_error(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
 
 ngx_int_t
 ngx_http_torrix_error_body(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx,
-    ngx_str_t *out)
+                           ngx_str_t *out)
 {
-    size_t                            len;
-    u_char                           *body, *p;
-    const char                       *type;
-    const ngx_http_torrix_err_map_t  *m;
+    size_t                           len;
+    u_char                          *body, *p;
+    const char                      *type;
+    const ngx_http_torrix_err_map_t *m;
 
     for (m = ngx_http_torrix_err_map; m->status; m++) {
         if (m->status == ctx->status) {
@@ -118,13 +119,13 @@ ngx_http_torrix_error_body(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx,
         }
     }
 
-    type = (ctx->shape == NGX_HTTP_TORRIX_SHAPE_ANTHROPIC)
-           ? m->anthropic_type : m->openai_type;
+    type = (ctx->shape == NGX_HTTP_TORRIX_SHAPE_ANTHROPIC) ? m->anthropic_type
+                                                           : m->openai_type;
 
-    len = sizeof("{\"type\":\"error\",\"error\":{\"type\":\"\",\"message\":\"\","
-                 "\"code\":\"\",\"param\":null}}")
-          + ngx_strlen(type) + ngx_strlen(ctx->err_type)
-          + ctx->err_msg.len * 6;
+    len =
+        sizeof("{\"type\":\"error\",\"error\":{\"type\":\"\",\"message\":\"\","
+               "\"code\":\"\",\"param\":null}}")
+        + ngx_strlen(type) + ngx_strlen(ctx->err_type) + ctx->err_msg.len * 6;
 
     body = ngx_pnalloc(r->pool, len);
     if (body == NULL) {
@@ -132,18 +133,19 @@ ngx_http_torrix_error_body(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx,
     }
 
     if (ctx->shape == NGX_HTTP_TORRIX_SHAPE_ANTHROPIC) {
-        p = ngx_sprintf(body, "{\"type\":\"error\",\"error\":{\"type\":\"%s\","
-                        "\"message\":\"", type);
-        p = ngx_http_torrix_json_escape(p, ctx->err_msg.data,
-                                        ctx->err_msg.len);
+        p = ngx_sprintf(body,
+                        "{\"type\":\"error\",\"error\":{\"type\":\"%s\","
+                        "\"message\":\"",
+                        type);
+        p = ngx_http_torrix_json_escape(p, ctx->err_msg.data, ctx->err_msg.len);
         p = ngx_cpymem(p, "\"}}", 3);
 
     } else {
         p = ngx_cpymem(body, "{\"error\":{\"message\":\"",
                        sizeof("{\"error\":{\"message\":\"") - 1);
-        p = ngx_http_torrix_json_escape(p, ctx->err_msg.data,
-                                        ctx->err_msg.len);
-        p = ngx_sprintf(p, "\",\"type\":\"%s\",\"param\":null,\"code\":\"%s\"}}",
+        p = ngx_http_torrix_json_escape(p, ctx->err_msg.data, ctx->err_msg.len);
+        p = ngx_sprintf(p,
+                        "\",\"type\":\"%s\",\"param\":null,\"code\":\"%s\"}}",
                         type, ctx->err_type);
     }
 
@@ -156,11 +158,11 @@ ngx_http_torrix_error_body(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx,
 
 ngx_int_t
 ngx_http_torrix_send_json(ngx_http_request_t *r, ngx_uint_t status,
-    u_char *body, size_t len)
+                          u_char *body, size_t len)
 {
-    ngx_int_t     rc;
-    ngx_buf_t    *b;
-    ngx_chain_t   out;
+    ngx_int_t   rc;
+    ngx_buf_t  *b;
+    ngx_chain_t out;
 
     r->headers_out.status = status;
     r->headers_out.content_length_n = len;

@@ -15,33 +15,34 @@
 #include <sys/stat.h>
 
 
-#define NGX_HTTP_TORRIX_SNAPSHOT_TICK  1000
+#define NGX_HTTP_TORRIX_SNAPSHOT_TICK 1000
 
 
 typedef struct {
-    MDB_env      *env;
-    MDB_txn      *txn;
-    unsigned      active:1;
-    MDB_dbi       dbi[NGX_HTTP_TORRIX_DB_N];
-    unsigned      has[NGX_HTTP_TORRIX_DB_N];
-    ino_t         ino;
-    ngx_event_t   timer;
-    ngx_connection_t  dumb;   /* timer data, for ngx_event_ident() */
-    ngx_str_t     path;
-    ngx_uint_t    max_readers;
-    ngx_log_t    *log;
-    ngx_uint_t    warned;
+    MDB_env         *env;
+    MDB_txn         *txn;
+    unsigned         active : 1;
+    MDB_dbi          dbi[NGX_HTTP_TORRIX_DB_N];
+    unsigned         has[NGX_HTTP_TORRIX_DB_N];
+    ino_t            ino;
+    ngx_event_t      timer;
+    ngx_connection_t dumb; /* timer data, for ngx_event_ident() */
+    ngx_str_t        path;
+    ngx_uint_t       max_readers;
+    ngx_log_t       *log;
+    ngx_uint_t       warned;
 } ngx_http_torrix_snapshot_t;
 
 
 static ngx_int_t ngx_http_torrix_snapshot_open(ngx_log_t *log);
-static void ngx_http_torrix_snapshot_close(void);
-static void ngx_http_torrix_snapshot_tick(ngx_event_t *ev);
-static ino_t ngx_http_torrix_snapshot_ino(void);
+static void      ngx_http_torrix_snapshot_close(void);
+static void      ngx_http_torrix_snapshot_tick(ngx_event_t *ev);
+static ino_t     ngx_http_torrix_snapshot_ino(void);
 
 
-static ngx_http_torrix_snapshot_t  ngx_http_torrix_snap;
+static ngx_http_torrix_snapshot_t ngx_http_torrix_snap;
 
+/* clang-format off */
 static const char  *ngx_http_torrix_db_names[NGX_HTTP_TORRIX_DB_N] = {
     TX_SNAP_DB_META,
     TX_SNAP_DB_KHASH,
@@ -54,13 +55,14 @@ static const char  *ngx_http_torrix_db_names[NGX_HTTP_TORRIX_DB_N] = {
     TX_SNAP_DB_PRICES,
     TX_SNAP_DB_SPEND
 };
+/* clang-format on */
 
 
 ngx_int_t
 ngx_http_torrix_snapshot_init_process(ngx_cycle_t *cycle)
 {
-    ngx_http_torrix_main_conf_t  *tmcf;
-    ngx_http_torrix_snapshot_t   *s;
+    ngx_http_torrix_main_conf_t *tmcf;
+    ngx_http_torrix_snapshot_t  *s;
 
     s = &ngx_http_torrix_snap;
 
@@ -105,19 +107,18 @@ ngx_http_torrix_snapshot_exit_process(ngx_cycle_t *cycle)
 static ngx_int_t
 ngx_http_torrix_snapshot_open(ngx_log_t *log)
 {
-    int                          rc;
-    uint64_t                     schema;
-    MDB_val                      k, v;
-    ngx_uint_t                   i;
-    ngx_http_torrix_snapshot_t  *s;
+    int                         rc;
+    uint64_t                    schema;
+    MDB_val                     k, v;
+    ngx_uint_t                  i;
+    ngx_http_torrix_snapshot_t *s;
 
     s = &ngx_http_torrix_snap;
 
     rc = mdb_env_create(&s->env);
     if (rc != MDB_SUCCESS) {
         ngx_log_error(NGX_LOG_ALERT, log, 0,
-                      "torrix: mdb_env_create() failed: %s",
-                      mdb_strerror(rc));
+                      "torrix: mdb_env_create() failed: %s", mdb_strerror(rc));
         s->env = NULL;
         return NGX_ERROR;
     }
@@ -141,8 +142,7 @@ ngx_http_torrix_snapshot_open(ngx_log_t *log)
 
     rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &s->txn);
     if (rc != MDB_SUCCESS) {
-        ngx_log_error(NGX_LOG_ERR, log, 0,
-                      "torrix: mdb_txn_begin() failed: %s",
+        ngx_log_error(NGX_LOG_ERR, log, 0, "torrix: mdb_txn_begin() failed: %s",
                       mdb_strerror(rc));
         goto failed;
     }
@@ -197,8 +197,8 @@ ngx_http_torrix_snapshot_open(ngx_log_t *log)
 
     rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &s->txn);
     if (rc != MDB_SUCCESS) {
-        ngx_log_error(NGX_LOG_ERR, log, 0,
-                      "torrix: mdb_txn_begin() failed: %s", mdb_strerror(rc));
+        ngx_log_error(NGX_LOG_ERR, log, 0, "torrix: mdb_txn_begin() failed: %s",
+                      mdb_strerror(rc));
         goto failed;
     }
 
@@ -223,7 +223,7 @@ failed:
 static void
 ngx_http_torrix_snapshot_close(void)
 {
-    ngx_http_torrix_snapshot_t  *s;
+    ngx_http_torrix_snapshot_t *s;
 
     s = &ngx_http_torrix_snap;
 
@@ -246,9 +246,9 @@ ngx_http_torrix_snapshot_close(void)
 static ino_t
 ngx_http_torrix_snapshot_ino(void)
 {
-    u_char                      *p;
-    struct stat                  st;
-    ngx_http_torrix_snapshot_t  *s;
+    u_char                     *p;
+    struct stat                 st;
+    ngx_http_torrix_snapshot_t *s;
 
     s = &ngx_http_torrix_snap;
 
@@ -270,9 +270,9 @@ ngx_http_torrix_snapshot_ino(void)
 static void
 ngx_http_torrix_snapshot_tick(ngx_event_t *ev)
 {
-    int                          dead;
-    ino_t                        ino;
-    ngx_http_torrix_snapshot_t  *s;
+    int                         dead;
+    ino_t                       ino;
+    ngx_http_torrix_snapshot_t *s;
 
     s = &ngx_http_torrix_snap;
 
@@ -307,8 +307,8 @@ ngx_http_torrix_snapshot_tick(ngx_event_t *ev)
 MDB_txn *
 ngx_http_torrix_snapshot_begin(ngx_log_t *log)
 {
-    int                          rc, retried;
-    ngx_http_torrix_snapshot_t  *s;
+    int                         rc, retried;
+    ngx_http_torrix_snapshot_t *s;
 
     s = &ngx_http_torrix_snap;
 
@@ -342,8 +342,8 @@ ngx_http_torrix_snapshot_begin(ngx_log_t *log)
             }
         }
 
-        ngx_log_error(NGX_LOG_ERR, log, 0,
-                      "torrix: mdb_txn_renew() failed: %s", mdb_strerror(rc));
+        ngx_log_error(NGX_LOG_ERR, log, 0, "torrix: mdb_txn_renew() failed: %s",
+                      mdb_strerror(rc));
         return NULL;
     }
 }
@@ -352,7 +352,7 @@ ngx_http_torrix_snapshot_begin(ngx_log_t *log)
 void
 ngx_http_torrix_snapshot_end(void)
 {
-    ngx_http_torrix_snapshot_t  *s;
+    ngx_http_torrix_snapshot_t *s;
 
     s = &ngx_http_torrix_snap;
 
@@ -365,10 +365,10 @@ ngx_http_torrix_snapshot_end(void)
 
 int
 ngx_http_torrix_snapshot_get(MDB_txn *txn, ngx_http_torrix_db_e db,
-    const void *key, size_t klen, tx_str_t *val)
+                             const void *key, size_t klen, tx_str_t *val)
 {
-    int      rc;
-    MDB_val  k, v;
+    int     rc;
+    MDB_val k, v;
 
     if (!ngx_http_torrix_snap.has[db]) {
         return TX_DECLINED;

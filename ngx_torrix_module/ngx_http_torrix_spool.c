@@ -17,34 +17,34 @@
 
 
 typedef struct {
-    ngx_str_t     dir;
-    size_t        size;
-    ngx_msec_t    rotate;
-    ngx_fd_t      fd;
-    u_char       *base;
-    size_t        off;
-    ngx_msec_t    opened;
-    ngx_uint_t    records;
-    ngx_event_t   timer;
-    ngx_connection_t  dumb;   /* timer data, for ngx_event_ident() */
-    ngx_uint_t    failed;
-    u_char        name[NGX_MAX_PATH];
+    ngx_str_t        dir;
+    size_t           size;
+    ngx_msec_t       rotate;
+    ngx_fd_t         fd;
+    u_char          *base;
+    size_t           off;
+    ngx_msec_t       opened;
+    ngx_uint_t       records;
+    ngx_event_t      timer;
+    ngx_connection_t dumb; /* timer data, for ngx_event_ident() */
+    ngx_uint_t       failed;
+    u_char           name[NGX_MAX_PATH];
 } ngx_http_torrix_spool_t;
 
 
 static ngx_int_t ngx_http_torrix_spool_open(ngx_log_t *log);
-static void ngx_http_torrix_spool_close(ngx_log_t *log);
-static void ngx_http_torrix_spool_tick(ngx_event_t *ev);
+static void      ngx_http_torrix_spool_close(ngx_log_t *log);
+static void      ngx_http_torrix_spool_tick(ngx_event_t *ev);
 
 
-static ngx_http_torrix_spool_t  ngx_http_torrix_spool;
+static ngx_http_torrix_spool_t ngx_http_torrix_spool;
 
 
 ngx_int_t
 ngx_http_torrix_spool_init_process(ngx_cycle_t *cycle)
 {
-    ngx_http_torrix_spool_t      *sp;
-    ngx_http_torrix_main_conf_t  *tmcf;
+    ngx_http_torrix_spool_t     *sp;
+    ngx_http_torrix_main_conf_t *tmcf;
 
     sp = &ngx_http_torrix_spool;
 
@@ -86,9 +86,9 @@ ngx_http_torrix_spool_exit_process(ngx_cycle_t *cycle)
 static ngx_int_t
 ngx_http_torrix_spool_open(ngx_log_t *log)
 {
-    u_char                   *p;
-    int64_t                   now;
-    ngx_http_torrix_spool_t  *sp;
+    u_char                  *p;
+    int64_t                  now;
+    ngx_http_torrix_spool_t *sp;
 
     sp = &ngx_http_torrix_spool;
 
@@ -112,8 +112,8 @@ ngx_http_torrix_spool_open(ngx_log_t *log)
         goto failed;
     }
 
-    sp->base = mmap(NULL, sp->size, PROT_READ | PROT_WRITE, MAP_SHARED,
-                    sp->fd, 0);
+    sp->base =
+        mmap(NULL, sp->size, PROT_READ | PROT_WRITE, MAP_SHARED, sp->fd, 0);
     if (sp->base == MAP_FAILED) {
         sp->base = NULL;
         goto failed;
@@ -148,7 +148,7 @@ failed:
 static void
 ngx_http_torrix_spool_close(ngx_log_t *log)
 {
-    ngx_http_torrix_spool_t  *sp;
+    ngx_http_torrix_spool_t *sp;
 
     sp = &ngx_http_torrix_spool;
 
@@ -174,7 +174,7 @@ ngx_http_torrix_spool_close(ngx_log_t *log)
 ngx_int_t
 ngx_http_torrix_spool_write(ngx_log_t *log, const u_char *rec, size_t len)
 {
-    ngx_http_torrix_spool_t  *sp;
+    ngx_http_torrix_spool_t *sp;
 
     sp = &ngx_http_torrix_spool;
 
@@ -183,11 +183,11 @@ ngx_http_torrix_spool_write(ngx_log_t *log, const u_char *rec, size_t len)
     }
 
     if (tx_spool_frame_size(len) + TX_SPOOL_HDR_LEN + TX_SPOOL_FRAME_HDR
-        > sp->size)
-    {
+        > sp->size) {
         ngx_log_error(NGX_LOG_ERR, log, 0,
                       "torrix: run record of %uz bytes exceeds the spool "
-                      "file size", len);
+                      "file size",
+                      len);
         return NGX_ERROR;
     }
 
@@ -202,9 +202,7 @@ ngx_http_torrix_spool_write(ngx_log_t *log, const u_char *rec, size_t len)
             return NGX_ERROR;
         }
 
-        if (tx_spool_append(sp->base, sp->size, &sp->off, rec, len)
-            != TX_OK)
-        {
+        if (tx_spool_append(sp->base, sp->size, &sp->off, rec, len) != TX_OK) {
             return NGX_ERROR;
         }
     }
@@ -218,12 +216,11 @@ ngx_http_torrix_spool_write(ngx_log_t *log, const u_char *rec, size_t len)
 static void
 ngx_http_torrix_spool_tick(ngx_event_t *ev)
 {
-    ngx_http_torrix_spool_t  *sp;
+    ngx_http_torrix_spool_t *sp;
 
     sp = &ngx_http_torrix_spool;
 
-    if (sp->base && sp->records
-        && ngx_current_msec - sp->opened >= sp->rotate)
+    if (sp->base && sp->records && ngx_current_msec - sp->opened >= sp->rotate)
     {
         ngx_http_torrix_spool_close(ev->log);
     }

@@ -32,80 +32,83 @@
 #include "ngx_http_torrix_module.h"
 
 
-#define NGX_HTTP_TORRIX_SLOTS    64
-#define NGX_HTTP_TORRIX_BUCKETS  32
-#define NGX_HTTP_TORRIX_TICK_US  10000     /* settled-bucket width: 10 ms */
-#define NGX_HTTP_TORRIX_IDLE_MS  (10 * 60 * 1000)
+#define NGX_HTTP_TORRIX_SLOTS   64
+#define NGX_HTTP_TORRIX_BUCKETS 32
+#define NGX_HTTP_TORRIX_TICK_US 10000 /* settled-bucket width: 10 ms */
+#define NGX_HTTP_TORRIX_IDLE_MS (10 * 60 * 1000)
 
 
 typedef struct {
-    int64_t      tick;         /* settle time / NGX_HTTP_TORRIX_TICK_US */
-    tx_money_t   amount;
+    int64_t    tick; /* settle time / NGX_HTTP_TORRIX_TICK_US */
+    tx_money_t amount;
 } ngx_http_torrix_bucket_t;
 
 
 typedef struct {
-    uint32_t                  index;
-    uint32_t                  pad;
-    tx_money_t                overflow;
-    int64_t                   overflow_tick;
-    ngx_http_torrix_bucket_t  b[NGX_HTTP_TORRIX_BUCKETS];
+    uint32_t                 index;
+    uint32_t                 pad;
+    tx_money_t               overflow;
+    int64_t                  overflow_tick;
+    ngx_http_torrix_bucket_t b[NGX_HTTP_TORRIX_BUCKETS];
 } ngx_http_torrix_settled_t;
 
 
 struct ngx_http_torrix_node_s {
-    u_char                     color;
-    u_char                     scope;
-    u_char                     idlen;
-    u_char                     pad;
-    ngx_queue_t                queue;
-    ngx_msec_t                 last;
-    int64_t                    rpm_tokens;   /* thousandths of a request */
-    int64_t                    tpm_tokens;   /* thousandths of a token */
-    int64_t                    rate_ms;
-    uint64_t                   rpm;
-    uint64_t                   tpm;
-    tx_money_t                 reserved[NGX_HTTP_TORRIX_SLOTS];
-    ngx_http_torrix_settled_t  settled[3];   /* day, week, month */
-    u_char                     id[TX_ID_MAX_LEN];
+    u_char                    color;
+    u_char                    scope;
+    u_char                    idlen;
+    u_char                    pad;
+    ngx_queue_t               queue;
+    ngx_msec_t                last;
+    int64_t                   rpm_tokens; /* thousandths of a request */
+    int64_t                   tpm_tokens; /* thousandths of a token */
+    int64_t                   rate_ms;
+    uint64_t                  rpm;
+    uint64_t                  tpm;
+    tx_money_t                reserved[NGX_HTTP_TORRIX_SLOTS];
+    ngx_http_torrix_settled_t settled[3]; /* day, week, month */
+    u_char                    id[TX_ID_MAX_LEN];
 };
 
 
 typedef struct {
-    ngx_rbtree_t               rbtree;
-    ngx_rbtree_node_t          sentinel;
-    ngx_queue_t                queue;
+    ngx_rbtree_t      rbtree;
+    ngx_rbtree_node_t sentinel;
+    ngx_queue_t       queue;
 } ngx_http_torrix_shctx_t;
 
 
 typedef struct {
-    ngx_http_torrix_shctx_t   *sh;
-    ngx_slab_pool_t           *shpool;
+    ngx_http_torrix_shctx_t *sh;
+    ngx_slab_pool_t         *shpool;
 } ngx_http_torrix_zone_t;
 
 
 static ngx_int_t ngx_http_torrix_zone_init(ngx_shm_zone_t *shm_zone,
-    void *data);
-static void ngx_http_torrix_rbtree_insert_value(ngx_rbtree_node_t *temp,
-    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
-static ngx_http_torrix_node_t *ngx_http_torrix_node(
-    ngx_http_torrix_zone_t *z, ngx_uint_t scope, ngx_str_t *id,
-    ngx_uint_t create);
+                                           void           *data);
+static void      ngx_http_torrix_rbtree_insert_value(ngx_rbtree_node_t *temp,
+                                                     ngx_rbtree_node_t *node,
+                                                     ngx_rbtree_node_t *sentinel);
+static ngx_http_torrix_node_t *ngx_http_torrix_node(ngx_http_torrix_zone_t *z,
+                                                    ngx_uint_t scope,
+                                                    ngx_str_t *id,
+                                                    ngx_uint_t create);
 static void ngx_http_torrix_expire(ngx_http_torrix_zone_t *z, ngx_uint_t n);
 static tx_money_t ngx_http_torrix_local(ngx_http_torrix_node_t *lr,
-    ngx_uint_t kind, uint32_t index, int64_t wm_tick);
-static void ngx_http_torrix_settle_add(ngx_http_torrix_node_t *lr,
-    ngx_uint_t kind, uint32_t index, int64_t tick, tx_money_t amount);
+                                        ngx_uint_t kind, uint32_t index,
+                                        int64_t wm_tick);
+static void       ngx_http_torrix_settle_add(ngx_http_torrix_node_t *lr,
+                                             ngx_uint_t kind, uint32_t index,
+                                             int64_t tick, tx_money_t amount);
 static void ngx_http_torrix_refill(ngx_http_torrix_node_t *lr, uint64_t rpm,
-    uint64_t tpm, int64_t now_ms);
+                                   uint64_t tpm, int64_t now_ms);
 
 
-static ngx_shm_zone_t          *ngx_http_torrix_shm_zone;
-static ngx_http_torrix_zone_t   ngx_http_torrix_zone;
+static ngx_shm_zone_t        *ngx_http_torrix_shm_zone;
+static ngx_http_torrix_zone_t ngx_http_torrix_zone;
 
-static const u_char  ngx_http_torrix_kinds[3] = {
-    TX_WIN_DAY, TX_WIN_WEEK, TX_WIN_MONTH
-};
+static const u_char ngx_http_torrix_kinds[3] = {TX_WIN_DAY, TX_WIN_WEEK,
+                                                TX_WIN_MONTH};
 
 
 static ngx_uint_t
@@ -118,12 +121,12 @@ ngx_http_torrix_kind_slot(ngx_uint_t kind)
 ngx_int_t
 ngx_http_torrix_zone_add(ngx_conf_t *cf, size_t size)
 {
-    ngx_str_t  name;
+    ngx_str_t name;
 
     ngx_str_set(&name, "torrix_limits");
 
-    ngx_http_torrix_shm_zone = ngx_shared_memory_add(cf, &name, size,
-                                                     &ngx_http_torrix_module);
+    ngx_http_torrix_shm_zone =
+        ngx_shared_memory_add(cf, &name, size, &ngx_http_torrix_module);
     if (ngx_http_torrix_shm_zone == NULL) {
         return NGX_ERROR;
     }
@@ -137,10 +140,10 @@ ngx_http_torrix_zone_add(ngx_conf_t *cf, size_t size)
 static ngx_int_t
 ngx_http_torrix_zone_init(ngx_shm_zone_t *shm_zone, void *data)
 {
-    ngx_http_torrix_zone_t  *ozone = data;
+    ngx_http_torrix_zone_t *ozone = data;
 
-    size_t                   len;
-    ngx_http_torrix_zone_t  *z;
+    size_t                  len;
+    ngx_http_torrix_zone_t *z;
 
     /* one zone per process image: static, so no cycle's pool owns it */
     z = &ngx_http_torrix_zone;
@@ -190,14 +193,14 @@ ngx_http_torrix_zone_init(ngx_shm_zone_t *shm_zone, void *data)
 
 static void
 ngx_http_torrix_rbtree_insert_value(ngx_rbtree_node_t *temp,
-    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
+                                    ngx_rbtree_node_t *node,
+                                    ngx_rbtree_node_t *sentinel)
 {
-    ngx_int_t                rc;
-    ngx_rbtree_node_t      **p;
-    ngx_http_torrix_node_t  *lrn, *lrnt;
+    ngx_int_t               rc;
+    ngx_rbtree_node_t     **p;
+    ngx_http_torrix_node_t *lrn, *lrnt;
 
     for (;;) {
-
         if (node->key < temp->key) {
             p = &temp->left;
 
@@ -236,12 +239,12 @@ ngx_http_torrix_rbtree_insert_value(ngx_rbtree_node_t *temp,
 void
 ngx_http_torrix_zone_init_process(ngx_cycle_t *cycle)
 {
-    ngx_uint_t               i, slot;
-    ngx_queue_t             *q;
-    ngx_shm_zone_t          *shm_zone;
-    ngx_list_part_t         *part;
-    ngx_http_torrix_zone_t  *z;
-    ngx_http_torrix_node_t  *lr;
+    ngx_uint_t              i, slot;
+    ngx_queue_t            *q;
+    ngx_shm_zone_t         *shm_zone;
+    ngx_list_part_t        *part;
+    ngx_http_torrix_zone_t *z;
+    ngx_http_torrix_node_t *lr;
 
     /*
      * find the zone in the cycle this worker runs (the pointer kept while
@@ -253,7 +256,6 @@ ngx_http_torrix_zone_init_process(ngx_cycle_t *cycle)
     shm_zone = part->elts;
 
     for (i = 0; /* void */; i++) {
-
         if (i >= part->nelts) {
             if (part->next == NULL) {
                 break;
@@ -280,8 +282,7 @@ ngx_http_torrix_zone_init_process(ngx_cycle_t *cycle)
     ngx_shmtx_lock(&z->shpool->mutex);
 
     for (q = ngx_queue_head(&z->sh->queue);
-         q != ngx_queue_sentinel(&z->sh->queue);
-         q = ngx_queue_next(q))
+         q != ngx_queue_sentinel(&z->sh->queue); q = ngx_queue_next(q))
     {
         lr = ngx_queue_data(q, ngx_http_torrix_node_t, queue);
         lr->reserved[slot] = 0;
@@ -292,15 +293,15 @@ ngx_http_torrix_zone_init_process(ngx_cycle_t *cycle)
 
 
 static ngx_http_torrix_node_t *
-ngx_http_torrix_node(ngx_http_torrix_zone_t *z, ngx_uint_t scope,
-    ngx_str_t *id, ngx_uint_t create)
+ngx_http_torrix_node(ngx_http_torrix_zone_t *z, ngx_uint_t scope, ngx_str_t *id,
+                     ngx_uint_t create)
 {
-    size_t                   n, idlen;
-    uint32_t                 hash;
-    ngx_int_t                rc;
-    ngx_rbtree_node_t       *node, *sentinel;
-    ngx_http_torrix_node_t  *lr;
-    u_char                   buf[TX_ID_MAX_LEN + 1];
+    size_t                  n, idlen;
+    uint32_t                hash;
+    ngx_int_t               rc;
+    ngx_rbtree_node_t      *node, *sentinel;
+    ngx_http_torrix_node_t *lr;
+    u_char                  buf[TX_ID_MAX_LEN + 1];
 
     idlen = ngx_min(id->len, TX_ID_MAX_LEN);
 
@@ -315,7 +316,6 @@ ngx_http_torrix_node(ngx_http_torrix_zone_t *z, ngx_uint_t scope,
     sentinel = z->sh->rbtree.sentinel;
 
     while (node != sentinel) {
-
         if (hash < node->key) {
             node = node->left;
             continue;
@@ -390,10 +390,10 @@ ngx_http_torrix_node(ngx_http_torrix_zone_t *z, ngx_uint_t scope,
 static void
 ngx_http_torrix_expire(ngx_http_torrix_zone_t *z, ngx_uint_t n)
 {
-    ngx_uint_t               i, freed;
-    ngx_queue_t             *q, *prev;
-    ngx_rbtree_node_t       *node;
-    ngx_http_torrix_node_t  *lr;
+    ngx_uint_t              i, freed;
+    ngx_queue_t            *q, *prev;
+    ngx_rbtree_node_t      *node;
+    ngx_http_torrix_node_t *lr;
 
     freed = 0;
 
@@ -420,8 +420,8 @@ ngx_http_torrix_expire(ngx_http_torrix_zone_t *z, ngx_uint_t n)
 
         ngx_queue_remove(q);
 
-        node = (ngx_rbtree_node_t *)
-                   ((u_char *) lr - offsetof(ngx_rbtree_node_t, color));
+        node = (ngx_rbtree_node_t *) ((u_char *) lr
+                                      - offsetof(ngx_rbtree_node_t, color));
 
         ngx_rbtree_delete(&z->sh->rbtree, node);
         ngx_slab_free_locked(z->shpool, node);
@@ -432,11 +432,11 @@ ngx_http_torrix_expire(ngx_http_torrix_zone_t *z, ngx_uint_t n)
 
 static tx_money_t
 ngx_http_torrix_local(ngx_http_torrix_node_t *lr, ngx_uint_t kind,
-    uint32_t index, int64_t wm_tick)
+                      uint32_t index, int64_t wm_tick)
 {
-    tx_money_t                  sum;
-    ngx_uint_t                  i;
-    ngx_http_torrix_settled_t  *st;
+    tx_money_t                 sum;
+    ngx_uint_t                 i;
+    ngx_http_torrix_settled_t *st;
 
     st = &lr->settled[ngx_http_torrix_kind_slot(kind)];
 
@@ -466,10 +466,10 @@ ngx_http_torrix_local(ngx_http_torrix_node_t *lr, ngx_uint_t kind,
 
 static void
 ngx_http_torrix_settle_add(ngx_http_torrix_node_t *lr, ngx_uint_t kind,
-    uint32_t index, int64_t tick, tx_money_t amount)
+                           uint32_t index, int64_t tick, tx_money_t amount)
 {
-    ngx_http_torrix_bucket_t   *b;
-    ngx_http_torrix_settled_t  *st;
+    ngx_http_torrix_bucket_t  *b;
+    ngx_http_torrix_settled_t *st;
 
     st = &lr->settled[ngx_http_torrix_kind_slot(kind)];
 
@@ -502,9 +502,9 @@ ngx_http_torrix_settle_add(ngx_http_torrix_node_t *lr, ngx_uint_t kind,
 
 static void
 ngx_http_torrix_refill(ngx_http_torrix_node_t *lr, uint64_t rpm, uint64_t tpm,
-    int64_t now_ms)
+                       int64_t now_ms)
 {
-    int64_t  dt;
+    int64_t dt;
 
     if (lr->rate_ms < 0 || lr->rpm != rpm || lr->tpm != tpm) {
         /* a new bucket, or the limit changed: start full */
@@ -524,10 +524,10 @@ ngx_http_torrix_refill(ngx_http_torrix_node_t *lr, uint64_t rpm, uint64_t tpm,
     lr->rate_ms = now_ms;
 
     /* per minute: cap per 60000 ms, in thousandths */
-    lr->rpm_tokens = ngx_min((int64_t) rpm * 1000,
-                             lr->rpm_tokens + dt * (int64_t) rpm / 60);
-    lr->tpm_tokens = ngx_min((int64_t) tpm * 1000,
-                             lr->tpm_tokens + dt * (int64_t) tpm / 60);
+    lr->rpm_tokens =
+        ngx_min((int64_t) rpm * 1000, lr->rpm_tokens + dt * (int64_t) rpm / 60);
+    lr->tpm_tokens =
+        ngx_min((int64_t) tpm * 1000, lr->tpm_tokens + dt * (int64_t) tpm / 60);
 }
 
 
@@ -565,13 +565,13 @@ ngx_http_torrix_kind_name(ngx_uint_t kind)
 ngx_int_t
 ngx_http_torrix_admit(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
 {
-    int64_t                  now_ms, wait_ms, need;
-    tx_money_t               spent, reserved;
-    ngx_uint_t               i, j, slot;
-    ngx_http_torrix_cap_t   *cap;
-    ngx_http_torrix_zone_t  *z;
-    ngx_http_torrix_node_t  *lr, *key;
-    char                     spent_s[32], cap_s[32];
+    int64_t                 now_ms, wait_ms, need;
+    tx_money_t              spent, reserved;
+    ngx_uint_t              i, j, slot;
+    ngx_http_torrix_cap_t  *cap;
+    ngx_http_torrix_zone_t *z;
+    ngx_http_torrix_node_t *lr, *key;
+    char                    spent_s[32], cap_s[32];
 
     if (ngx_http_torrix_shm_zone == NULL
         || (ctx->ncaps == 0 && ctx->rpm == 0 && ctx->tpm == 0))
@@ -610,7 +610,8 @@ ngx_http_torrix_admit(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
                                           "rate_limit_exceeded",
                                           "Rate limit reached for requests: "
                                           "key %V allows %uL requests per "
-                                          "minute", &ctx->key_id, ctx->rpm);
+                                          "minute",
+                                          &ctx->key_id, ctx->rpm);
         }
 
         need = (int64_t) ngx_min(ctx->est_tokens, ctx->tpm) * 1000;
@@ -628,7 +629,8 @@ ngx_http_torrix_admit(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
                                           "Rate limit reached for tokens: "
                                           "key %V allows %uL tokens per "
                                           "minute, this request needs about "
-                                          "%uL", &ctx->key_id, ctx->tpm,
+                                          "%uL",
+                                          &ctx->key_id, ctx->tpm,
                                           ctx->est_tokens);
         }
     }
@@ -662,11 +664,11 @@ ngx_http_torrix_admit(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
             reserved += lr->reserved[j];
         }
 
-        spent = cap->ingested
-                + ngx_http_torrix_local(lr, cap->kind, cap->index,
-                                        ctx->watermark_us
-                                            / NGX_HTTP_TORRIX_TICK_US)
-                + reserved;
+        spent =
+            cap->ingested
+            + ngx_http_torrix_local(lr, cap->kind, cap->index,
+                                    ctx->watermark_us / NGX_HTTP_TORRIX_TICK_US)
+            + reserved;
 
         if (spent >= cap->cap || spent + ctx->est_cost > cap->cap) {
             ngx_shmtx_unlock(&z->shpool->mutex);
@@ -717,7 +719,7 @@ ngx_http_torrix_admit(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
         }
 
         if (j < i) {
-            ctx->caps[i].node = NULL;   /* settled through caps[j] */
+            ctx->caps[i].node = NULL; /* settled through caps[j] */
             continue;
         }
 
@@ -755,12 +757,12 @@ full:
  */
 void
 ngx_http_torrix_settle(ngx_http_torrix_ctx_t *ctx, tx_money_t cost,
-    uint64_t tokens)
+                       uint64_t tokens)
 {
-    int64_t                  tick;
-    ngx_uint_t               i, k;
-    ngx_http_torrix_zone_t  *z;
-    ngx_http_torrix_node_t  *lr;
+    int64_t                 tick;
+    ngx_uint_t              i, k;
+    ngx_http_torrix_zone_t *z;
+    ngx_http_torrix_node_t *lr;
 
     if (!ctx->reserved || ngx_http_torrix_shm_zone == NULL) {
         return;
@@ -797,8 +799,8 @@ ngx_http_torrix_settle(ngx_http_torrix_ctx_t *ctx, tx_money_t cost,
 
     if (ctx->rl_key && ctx->tpm_taken) {
         /* correct the estimate with the metered tokens */
-        ctx->rl_key->tpm_tokens += ((int64_t) ctx->tpm_taken
-                                    - (int64_t) tokens) * 1000;
+        ctx->rl_key->tpm_tokens +=
+            ((int64_t) ctx->tpm_taken - (int64_t) tokens) * 1000;
     }
 
     ngx_shmtx_unlock(&z->shpool->mutex);
@@ -810,7 +812,7 @@ ngx_http_torrix_settle(ngx_http_torrix_ctx_t *ctx, tx_money_t cost,
 void
 ngx_http_torrix_limit_headers(ngx_http_torrix_ctx_t *ctx)
 {
-    ngx_http_torrix_node_t  *lr;
+    ngx_http_torrix_node_t *lr;
 
     lr = ctx->rl_key;
     if (lr == NULL) {
@@ -821,13 +823,13 @@ ngx_http_torrix_limit_headers(ngx_http_torrix_ctx_t *ctx)
 
     if (ctx->rpm) {
         ctx->rl_req_remaining = lr->rpm_tokens > 0 ? lr->rpm_tokens / 1000 : 0;
-        ctx->rl_req_reset_ms = ((int64_t) ctx->rpm * 1000 - lr->rpm_tokens)
-                               * 60 / (int64_t) ctx->rpm;
+        ctx->rl_req_reset_ms = ((int64_t) ctx->rpm * 1000 - lr->rpm_tokens) * 60
+                               / (int64_t) ctx->rpm;
     }
 
     if (ctx->tpm) {
         ctx->rl_tok_remaining = lr->tpm_tokens > 0 ? lr->tpm_tokens / 1000 : 0;
-        ctx->rl_tok_reset_ms = ((int64_t) ctx->tpm * 1000 - lr->tpm_tokens)
-                               * 60 / (int64_t) ctx->tpm;
+        ctx->rl_tok_reset_ms = ((int64_t) ctx->tpm * 1000 - lr->tpm_tokens) * 60
+                               / (int64_t) ctx->tpm;
     }
 }
