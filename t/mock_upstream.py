@@ -8,9 +8,23 @@ request headers (nginx forwards them):
     x-mock-delay-ms        sleep before answering
     x-mock-chunks          number of SSE content frames (default 3)
     x-mock-frame-delay-ms  sleep between SSE frames
+    x-mock-usage           a JSON object: the "usage" the answer carries (in
+                           the provider's own field names; for an Anthropic
+                           stream, message_start gets it with output_tokens
+                           1 and message_delta its output_tokens)
+    x-mock-deltas          Anthropic stream: comma-separated cumulative
+                           output_tokens, one message_delta event each
+    x-mock-model           the "model" the answer names (default: the
+                           requested one)
+    x-mock-write-bytes     SSE: send the body in HTTP chunks of N bytes, each
+                           its own TCP write (TCP_NODELAY), instead of a chunk
+                           a frame
+    x-mock-usage-always    1: an OpenAI chat stream ends with the usage chunk
+                           even when the request did not ask for it
 """
 
 import json
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -105,8 +119,19 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
 
     def _chunk(self, data):
-        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
-        self.wfile.flush()
+        n = self._int_header("x-mock-write-bytes", 0)
+        if n <= 0:
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+            self.wfile.flush()
+            return
+        if not getattr(self, "_nodelay", False):
+            self.connection.setsockopt(socket.IPPROTO_TCP,
+                                       socket.TCP_NODELAY, 1)
+            self._nodelay = True
+        for i in range(0, len(data), n):
+            piece = data[i:i + n]
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+            self.wfile.flush()
 
     def _end_chunks(self):
         self.wfile.write(b"0\r\n\r\n")
@@ -115,6 +140,14 @@ class _Handler(BaseHTTPRequestHandler):
     def _int_header(self, name, default):
         v = self.headers.get(name)
         return int(v) if v else default
+
+    def _usage(self, default):
+        """The x-mock-usage object, else default."""
+        v = self.headers.get("x-mock-usage")
+        return json.loads(v) if v else default
+
+    def _model(self, requested):
+        return self.headers.get("x-mock-model") or requested
 
     # -- dispatch ---------------------------------------------------------
 
@@ -162,14 +195,21 @@ class _Handler(BaseHTTPRequestHandler):
         return self._send_json(200, {"path": self.path,
                                      "method": self.command})
 
+    def _handle_quietly(self):
+        try:
+            self._handle()
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True   # the client (nginx) went away
+
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = \
-        do_OPTIONS = _handle
+        do_OPTIONS = _handle_quietly
 
     # -- OpenAI -----------------------------------------------------------
 
     def _chat(self, p):
-        model = p.get("model", "gpt-4o-mini")
+        model = self._model(p.get("model", "gpt-4o-mini"))
         n = self._int_header("x-mock-chunks", 3)
+        usage = self._usage(_usage_openai(n))
         if not p.get("stream"):
             return self._send_json(200, {
                 "id": "chatcmpl-mock", "object": "chat.completion",
@@ -177,7 +217,7 @@ class _Handler(BaseHTTPRequestHandler):
                 "choices": [{"index": 0, "finish_reason": "stop",
                              "message": {"role": "assistant",
                                          "content": "hello from mock"}}],
-                "usage": _usage_openai(n)})
+                "usage": usage})
 
         fdelay = self._int_header("x-mock-frame-delay-ms", 0) / 1000.0
         self._start_sse()
@@ -198,8 +238,9 @@ class _Handler(BaseHTTPRequestHandler):
                   if i == 0 else {"content": "tok%d " % i})
         frame({}, finish="stop")
         so = p.get("stream_options") or {}
-        if isinstance(so, dict) and so.get("include_usage"):
-            frame(None, usage=_usage_openai(n), choices=False)
+        if (isinstance(so, dict) and so.get("include_usage")) or \
+                self.headers.get("x-mock-usage-always") == "1":
+            frame(None, usage=usage, choices=False)
         self._chunk(b"data: [DONE]\n\n")
         self._end_chunks()
 
@@ -207,44 +248,83 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_json(200, {
             "id": "cmpl-mock", "object": "text_completion",
             "created": int(time.time()),
-            "model": p.get("model", "gpt-3.5-turbo-instruct"),
+            "model": self._model(p.get("model", "gpt-3.5-turbo-instruct")),
             "choices": [{"text": "hello", "index": 0, "logprobs": None,
                          "finish_reason": "stop"}],
-            "usage": _usage_openai(1)})
+            "usage": self._usage(_usage_openai(1))})
 
     def _embeddings(self, p):
         inp = p.get("input", "")
         n = len(inp) if isinstance(inp, list) else 1
         self._send_json(200, {
-            "object": "list", "model": p.get("model", "text-embedding-3-small"),
+            "object": "list",
+            "model": self._model(p.get("model", "text-embedding-3-small")),
             "data": [{"object": "embedding", "index": i,
                       "embedding": [0.1, 0.2, 0.3]} for i in range(n)],
-            "usage": {"prompt_tokens": 5, "total_tokens": 5}})
+            "usage": self._usage({"prompt_tokens": 5, "total_tokens": 5})})
 
     def _responses(self, p):
-        self._send_json(200, {
-            "id": "resp_mock", "object": "response",
-            "created_at": int(time.time()), "status": "completed",
-            "model": p.get("model", "gpt-4o-mini"),
-            "output": [{"type": "message", "id": "msg_mock",
-                        "status": "completed", "role": "assistant",
-                        "content": [{"type": "output_text", "text": "hello",
-                                     "annotations": []}]}],
-            "usage": {"input_tokens": 11, "output_tokens": 2,
-                      "total_tokens": 13}})
+        model = self._model(p.get("model", "gpt-4o-mini"))
+        n = self._int_header("x-mock-chunks", 3)
+        usage = self._usage({"input_tokens": 11, "output_tokens": 2,
+                             "total_tokens": 13})
+        text = "hello" if not p.get("stream") else \
+            "".join("tok%d " % i for i in range(n))
+
+        def response(status, with_usage):
+            r = {"id": "resp_mock", "object": "response",
+                 "created_at": int(time.time()), "status": status,
+                 "model": model,
+                 "output": [{"type": "message", "id": "msg_mock",
+                             "status": "completed", "role": "assistant",
+                             "content": [{"type": "output_text",
+                                          "text": text,
+                                          "annotations": []}]}]
+                 if with_usage else [],
+                 "usage": usage if with_usage else None}
+            return r
+
+        if not p.get("stream"):
+            return self._send_json(200, response("completed", True))
+
+        fdelay = self._int_header("x-mock-frame-delay-ms", 0) / 1000.0
+        self._start_sse()
+        seq = [0]
+
+        def event(name, obj):
+            obj = dict(obj, type=name, sequence_number=seq[0])
+            seq[0] += 1
+            self._chunk(("event: %s\ndata: %s\n\n"
+                         % (name, json.dumps(obj))).encode())
+
+        event("response.created",
+              {"response": response("in_progress", False)})
+        for i in range(n):
+            if i and fdelay:
+                time.sleep(fdelay)
+            event("response.output_text.delta",
+                  {"item_id": "msg_mock", "output_index": 0,
+                   "content_index": 0, "delta": "tok%d " % i})
+        event("response.output_text.done",
+              {"item_id": "msg_mock", "output_index": 0,
+               "content_index": 0, "text": text})
+        event("response.completed",
+              {"response": response("completed", True)})
+        self._end_chunks()
 
     # -- Anthropic --------------------------------------------------------
 
     def _messages(self, p):
-        model = p.get("model", "claude-3-5-haiku-latest")
+        model = self._model(p.get("model", "claude-3-5-haiku-latest"))
         n = self._int_header("x-mock-chunks", 3)
+        usage = self._usage({"input_tokens": 11, "output_tokens": n})
         if not p.get("stream"):
             return self._send_json(200, {
                 "id": "msg_mock", "type": "message", "role": "assistant",
                 "model": model, "stop_reason": "end_turn",
                 "stop_sequence": None,
                 "content": [{"type": "text", "text": "hello from mock"}],
-                "usage": {"input_tokens": 11, "output_tokens": n}})
+                "usage": usage})
 
         fdelay = self._int_header("x-mock-frame-delay-ms", 0) / 1000.0
         self._start_sse()
@@ -256,7 +336,7 @@ class _Handler(BaseHTTPRequestHandler):
         event("message_start", {"type": "message_start", "message": {
             "id": "msg_mock", "type": "message", "role": "assistant",
             "model": model, "content": [], "stop_reason": None,
-            "usage": {"input_tokens": 11, "output_tokens": 1}}})
+            "usage": dict(usage, output_tokens=1)}})
         event("content_block_start", {"type": "content_block_start",
                                       "index": 0, "content_block": {
                                           "type": "text", "text": ""}})
@@ -268,10 +348,14 @@ class _Handler(BaseHTTPRequestHandler):
                 "delta": {"type": "text_delta", "text": "tok%d " % i}})
         event("content_block_stop", {"type": "content_block_stop",
                                      "index": 0})
-        event("message_delta", {"type": "message_delta",
-                                "delta": {"stop_reason": "end_turn",
-                                          "stop_sequence": None},
-                                "usage": {"output_tokens": n}})
+        deltas = self.headers.get("x-mock-deltas")
+        outs = [int(x) for x in deltas.split(",")] if deltas \
+            else [usage.get("output_tokens", n)]
+        for out in outs:
+            event("message_delta", {"type": "message_delta",
+                                    "delta": {"stop_reason": "end_turn",
+                                              "stop_sequence": None},
+                                    "usage": {"output_tokens": out}})
         event("message_stop", {"type": "message_stop"})
         self._end_chunks()
 

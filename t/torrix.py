@@ -8,6 +8,7 @@ Environment:
 
 import json
 import os
+from decimal import Decimal
 import re
 import signal
 import socket
@@ -173,6 +174,61 @@ def spool_frames(spool_dir):
             n += 1
             off += (8 + ln + 7) & ~7
     return n
+
+
+# -- money -----------------------------------------------------------------
+
+MONEY_PER_USD = 10 ** 8         # micro-cents
+
+
+def money(usd):
+    """A USD amount of the API (a JSON number) as integer micro-cents,
+    exactly (no binary float arithmetic); None stays None."""
+    if usd is None:
+        return None
+    m = Decimal(repr(usd)) * MONEY_PER_USD
+    assert m == m.to_integral_value(), "not a whole micro-cent: %r" % usd
+    return int(m)
+
+
+TOKEN_FIELDS = ("input", "output", "cache_read", "cache_write", "reasoning")
+
+
+def run_tokens(run):
+    """The run's token counts, every field present (absent: 0)."""
+    t = run.get("tokens") or {}
+    return {f: t.get(f, 0) for f in TOKEN_FIELDS}
+
+
+def expected_cost(price, tokens):
+    """The cost in micro-cents of these tokens (run_tokens shape, input
+    counting cached tokens) at a price of GET /pricing/{model}, by the
+    documented formula (shared/tx_price.h): per-1M prices, cache prices
+    falling back to the input price, tier prices for the whole request above
+    tier_threshold, one rounding half up."""
+    if price.get("free"):
+        return 0
+    above = price.get("tier_threshold") and \
+        tokens["input"] > price["tier_threshold"]
+    sfx = "_above" if above else ""
+    pin = money(price["input%s_per_mtok_usd" % sfx])
+    pout = money(price["output%s_per_mtok_usd" % sfx])
+    pcr = money(price.get("cache_read%s_per_mtok_usd" % sfx))
+    pcw = money(price.get("cache_write%s_per_mtok_usd" % sfx))
+    pcr = pin if pcr is None else pcr
+    pcw = pin if pcw is None else pcw
+    cr, cw = tokens["cache_read"], tokens["cache_write"]
+    uncached = max(tokens["input"] - cr - cw, 0)
+    total = uncached * pin + cr * pcr + cw * pcw + tokens["output"] * pout
+    return (total + 500000) // 1000000
+
+
+def assert_cost(run, cost_mc):
+    """The run's cost_usd is cost_mc micro-cents (to 1e-12 USD)."""
+    got = run.get("cost_usd")
+    assert got is not None, run
+    assert abs(got - cost_mc / MONEY_PER_USD) < 1e-12, \
+        ("cost_usd", got, "expected", cost_mc / MONEY_PER_USD, run)
 
 
 # -- admin API client ----------------------------------------------------
@@ -572,3 +628,17 @@ class Stack:
         """Polls GET /runs until it holds at least n runs; returns them."""
         return wait_until(lambda: (lambda r: r if len(r) >= n else None)(
             self.runs()), timeout, 0.1, "%d runs" % n)[0]
+
+    def run(self, run_id, timeout=5.0):
+        """GET /runs/{id} (with bodies), polled until ingested."""
+        def get():
+            r = self.api.get("/runs/" + run_id)
+            if r.status_code == 404:
+                return None
+            assert r.status_code == 200, r.text
+            return r.json()
+        return wait_until(get, timeout, 0.05, "run %s" % run_id)[0]
+
+    def price(self, model):
+        """GET /pricing/{model}."""
+        return self.api.ok("GET", "/pricing/" + model)
