@@ -371,10 +371,10 @@ txcp_alert_fire(MDB_txn *txn, const uint8_t *skey, size_t sklen, int level,
     cJSON_AddStringToObject(a, "scope", txcp_alert_scope_name(scope));
     cJSON_AddStringToObject(a, "scope_id", id);
     cJSON_AddStringToObject(a, "period", txcp_alert_period_name(kind));
-    cJSON_AddStringToObject(
-        a, "window_start",
-        txcp_time_format(tx_window_start(kind, index) * 1000000, 0, ts,
-                         sizeof(ts)));
+    cJSON_AddStringToObject(a, "window_start",
+                            txcp_time_format(tx_window_start(kind, index)
+                                                 * 1000000,
+                                             0, ts, sizeof(ts)));
     cJSON_AddStringToObject(a, "level",
                             level == TXCP_ALERT_HARD ? "hard" : "soft");
     cJSON_AddStringToObject(a, "event", event);

@@ -20,8 +20,8 @@
 
 
 static const char *const txcp_format_enum[] = {"auto", "json", "slack", NULL};
-static const char *const txcp_events[] = {"budget_exceeded",
-                                          "budget_threshold", NULL};
+static const char *const txcp_events[] = {"budget_exceeded", "budget_threshold",
+                                          NULL};
 
 
 static const txcp_field_t txcp_webhook_fields[] =
@@ -65,9 +65,10 @@ txcp_webhook_output(const cJSON *rec)
     out = txcp_json_output(txcp_webhook_fields, rec);
 
     if (out) {
-        cJSON_AddBoolToObject(
-            out, "secret_set",
-            cJSON_IsString(cJSON_GetObjectItemCaseSensitive(rec, "secret")));
+        cJSON_AddBoolToObject(out, "secret_set",
+                              cJSON_IsString(
+                                  cJSON_GetObjectItemCaseSensitive(rec,
+                                                                   "secret")));
     }
 
     return out;
@@ -293,8 +294,7 @@ txcp_api_webhooks_patch(txcp_req_t *r)
         goto internal;
     }
 
-    /* deliveries parked on a disabled webhook settle at the next scan */
-    txcp_webhook_kick();
+    txcp_webhook_changed();
 
     txcp_http_reply(r, 200, txcp_webhook_output(rec));
 
@@ -361,7 +361,7 @@ txcp_api_webhooks_delete(txcp_req_t *r)
         goto internal;
     }
 
-    txcp_webhook_kick();
+    txcp_webhook_changed();
 
     out = txcp_webhook_output(rec);
     cJSON_AddBoolToObject(out, "deleted", 1);
@@ -393,12 +393,12 @@ txcp_alert_output(const cJSON *a)
     cJSON       *out, *list, *d;
     const cJSON *it, *src;
 
-    static const char *const str[] = {"id",    "time",         "scope",
+    static const char *const str[] = {"id",       "time",   "scope",
                                       "scope_id", "period", "window_start",
-                                      "level", "event",        NULL};
-    static const char *const dfields[] = {"webhook_id",  "status",
-                                          "attempts",    "last_status",
-                                          "last_error",  "last_attempt_at",
+                                      "level",    "event",  NULL};
+    static const char *const dfields[] = {"webhook_id", "status",
+                                          "attempts",   "last_status",
+                                          "last_error", "last_attempt_at",
                                           NULL};
 
     out = cJSON_CreateObject();
@@ -409,14 +409,14 @@ txcp_alert_output(const cJSON *a)
     }
 
     s = txcp_json_str(a, "spent");
-    cJSON_AddItemToObject(
-        out, "spent_usd",
-        txcp_json_money_value(s ? (tx_money_t) strtoll(s, NULL, 10) : 0));
+    cJSON_AddItemToObject(out, "spent_usd",
+                          txcp_json_money_value(
+                              s ? (tx_money_t) strtoll(s, NULL, 10) : 0));
 
     s = txcp_json_str(a, "threshold");
-    cJSON_AddItemToObject(
-        out, "threshold_usd",
-        txcp_json_money_value(s ? (tx_money_t) strtoll(s, NULL, 10) : 0));
+    cJSON_AddItemToObject(out, "threshold_usd",
+                          txcp_json_money_value(
+                              s ? (tx_money_t) strtoll(s, NULL, 10) : 0));
 
     list = cJSON_AddArrayToObject(out, "deliveries");
 

@@ -95,7 +95,7 @@ static const txcp_option_t txcp_options[] = {
 
     {"webhook_give_up_s", TXCP_OPT_INT,
      offsetof(txcp_conf_t, webhook_give_up_s), 1, 30 * 86400, "86400", NULL,
-     "a delivery still failing this long after its alert is marked failed"},
+     "deliveries still failing this long after their alert are marked failed"},
 
     {"webhook_max_inflight", TXCP_OPT_INT,
      offsetof(txcp_conf_t, webhook_max_inflight), 1, 1024, "16", NULL,

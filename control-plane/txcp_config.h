@@ -21,9 +21,9 @@ typedef struct {
     long long snapshot_maxreaders;
     long long ingest_interval_ms;
     long long ingest_batch;
-    char     *dataplane_user; /* malloc'd, "" = none */
-    long long log_level;      /* TXCP_LOG_* */
-    long long daemonize;      /* 0/1 */
+    char     *dataplane_user;         /* malloc'd, "" = none */
+    long long log_level;              /* TXCP_LOG_* */
+    long long daemonize;              /* 0/1 */
     long long webhook_timeout_ms;     /* one delivery attempt */
     long long webhook_backoff_min_ms; /* first retry delay */
     long long webhook_backoff_max_ms; /* retry delay cap */

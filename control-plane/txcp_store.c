@@ -19,10 +19,11 @@
 
 
 static const char *const txcp_db_names[TXCP_DB_N] =
-    {"meta",   "orgs",   "users",        "projects",  "keys",     "admins",
-     "audit",  "runs",   "spool_cursor", "providers", "settings", "slugs",
-     "timers", "prices", "spend",        "rollups",   "runs_idx",
-     "webhooks", "alerts", "alert_marks", "outbox"};
+    {"meta",     "orgs",     "users",    "projects",     "keys",
+     "admins",   "audit",    "runs",     "spool_cursor", "providers",
+     "settings", "slugs",    "timers",   "prices",       "spend",
+     "rollups",  "runs_idx", "webhooks", "alerts",       "alert_marks",
+     "outbox"};
 
 
 static int txcp_store_bootstrap(MDB_txn *txn, char *secret, int *created);

@@ -20,9 +20,9 @@
 #include "txcp_webhook.h"
 
 
-#define TXCP_WH_EVENTS    32
-#define TXCP_WH_FINALIZE  64
-#define TXCP_WH_OKEY_MAX  (8 + TX_ID_MAX_LEN)
+#define TXCP_WH_EVENTS     32
+#define TXCP_WH_FINALIZE   64
+#define TXCP_WH_OKEY_MAX   (8 + TX_ID_MAX_LEN)
 #define TXCP_WH_SLACK_HOST "hooks.slack.com"
 
 
@@ -51,6 +51,7 @@ typedef struct {
     CURLM       *multi;
     int          epfd;
     int          kicked;
+    int          recheck;  /* settle rows of deleted / disabled webhooks */
     int64_t      timer_ms; /* monotonic deadline of curl's timer, -1 */
     int64_t      due_ms;   /* unix ms of the next due row, -1 */
     txcp_xfer_t *flight;
@@ -58,7 +59,7 @@ typedef struct {
 } txcp_webhook_ctx_t;
 
 
-static txcp_webhook_ctx_t txcp_wh = {NULL, -1, 0, -1, -1, NULL, 0};
+static txcp_webhook_ctx_t txcp_wh = {NULL, -1, 0, 0, -1, -1, NULL, 0};
 
 
 static int64_t
@@ -205,6 +206,14 @@ txcp_webhook_kick(void)
 }
 
 
+void
+txcp_webhook_changed(void)
+{
+    txcp_wh.kicked = 1;
+    txcp_wh.recheck = 1;
+}
+
+
 long
 txcp_webhook_timeout(void)
 {
@@ -238,8 +247,8 @@ txcp_webhook_timeout(void)
 int
 txcp_webhook_url_check(const char *url, int *slack)
 {
-    int   ok;
-    char *scheme, *host;
+    int    ok;
+    char  *scheme, *host;
     CURLU *u;
 
     *slack = 0;
@@ -273,9 +282,9 @@ txcp_webhook_url_check(const char *url, int *slack)
 static void
 txcp_wh_usd(const cJSON *alert, const char *field, char *buf, size_t len)
 {
-    char            num[40];
-    const char     *s;
-    long long       v;
+    char        num[40];
+    const char *s;
+    long long   v;
 
     s = txcp_json_str(alert, field);
     v = s ? strtoll(s, NULL, 10) : 0;
@@ -376,10 +385,9 @@ txcp_wh_body(const cJSON *alert, int slack)
 static struct curl_slist *
 txcp_wh_headers(const cJSON *alert, const char *secret, const char *body)
 {
-    char                        line[256], hex[2 * crypto_auth_hmacsha256_BYTES
-                                               + 1];
-    uint8_t                     mac[crypto_auth_hmacsha256_BYTES];
-    struct curl_slist          *h, *n;
+    char               line[256], hex[2 * crypto_auth_hmacsha256_BYTES + 1];
+    uint8_t            mac[crypto_auth_hmacsha256_BYTES];
+    struct curl_slist *h, *n;
     crypto_auth_hmacsha256_state st;
 
     h = NULL;
@@ -609,17 +617,19 @@ txcp_wh_record(uint64_t seq, const char *hook_id, long status,
     txcp_json_set(d, "attempts", cJSON_CreateNumber((double) attempts));
 
     if (attempted) {
-        txcp_json_set(d, "last_status", status > 0
-                                            ? cJSON_CreateNumber(status)
-                                            : cJSON_CreateNull());
+        txcp_json_set(d, "last_status",
+                      status > 0 ? cJSON_CreateNumber(status)
+                                 : cJSON_CreateNull());
     }
 
     txcp_json_set(d, "last_error",
                   ok ? cJSON_CreateNull()
                      : cJSON_CreateString(why ? why : error));
-    txcp_json_set(
-        d, "last_attempt_at",
-        cJSON_CreateString(txcp_time_format(now_ms * 1000, 0, ts, sizeof(ts))));
+    if (attempted) {
+        txcp_json_set(d, "last_attempt_at",
+                      cJSON_CreateString(
+                          txcp_time_format(now_ms * 1000, 0, ts, sizeof(ts))));
+    }
 
     if (final) {
         rc = mdb_del(txn, txcp.db[TXCP_DB_OUTBOX], &k, NULL);
@@ -743,7 +753,7 @@ txcp_wh_hook_free(cJSON *hook)
 static void
 txcp_wh_scan(void)
 {
-    int             rc, i, nfin;
+    int             rc, i, nfin, recheck;
     char            hook_id[TX_ID_MAX_LEN + 1];
     int64_t         now_ms, next;
     uint64_t        seq;
@@ -753,7 +763,9 @@ txcp_wh_scan(void)
     MDB_cursor     *cur;
     txcp_finalize_t fin[TXCP_WH_FINALIZE];
 
+    recheck = txcp_wh.recheck;
     txcp_wh.kicked = 0;
+    txcp_wh.recheck = 0;
     txcp_wh.due_ms = -1;
     now_ms = txcp_now_us() / 1000;
     nfin = 0;
@@ -786,6 +798,23 @@ txcp_wh_scan(void)
         }
 
         if (next > now_ms) {
+            hook = recheck && nfin < TXCP_WH_FINALIZE
+                       ? txcp_store_get(txn, TXCP_DB_WEBHOOKS, hook_id)
+                       : NULL;
+
+            if (recheck && nfin < TXCP_WH_FINALIZE
+                && (hook == NULL || !txcp_json_bool(hook, "enabled", 1)))
+            {
+                fin[nfin].seq = seq;
+                snprintf(fin[nfin].hook, sizeof(fin[nfin].hook), "%s", hook_id);
+                fin[nfin].why = hook ? "webhook disabled" : "webhook deleted";
+                nfin++;
+                txcp_wh_hook_free(hook);
+                continue;
+            }
+
+            txcp_wh_hook_free(hook);
+
             if (txcp_wh.due_ms < 0 || next < txcp_wh.due_ms) {
                 txcp_wh.due_ms = next;
             }
@@ -857,9 +886,8 @@ txcp_webhook_run(int readable)
         for (i = 0; i < n; i++) {
             flags = ((ev[i].events & EPOLLIN) ? CURL_CSELECT_IN : 0)
                     | ((ev[i].events & EPOLLOUT) ? CURL_CSELECT_OUT : 0)
-                    | ((ev[i].events & (EPOLLERR | EPOLLHUP))
-                           ? CURL_CSELECT_ERR
-                           : 0);
+                    | ((ev[i].events & (EPOLLERR | EPOLLHUP)) ? CURL_CSELECT_ERR
+                                                              : 0);
 
             curl_multi_socket_action(txcp_wh.multi, ev[i].data.fd, flags,
                                      &running);

@@ -61,6 +61,13 @@ void txcp_webhook_run(int readable);
 void txcp_webhook_kick(void);
 
 /*
+ * A webhook was edited or deleted: at the next run, the pending deliveries
+ * of deleted or disabled webhooks are settled as "failed" at once instead
+ * of at their next attempt.
+ */
+void txcp_webhook_changed(void);
+
+/*
  * Checks a webhook URL: http(s), a host, parseable by libcurl.  *slack is
  * set to 1 when the host is hooks.slack.com.  TX_OK or TX_ERROR.
  */

@@ -98,11 +98,60 @@ expect 200 $B/audit/verify
 TORRIX_TEST=1 "$CP" audit tamper --data "$D/data" --seq 3 >/dev/null
 "$CP" audit verify --data "$D/data" && { echo "FAIL tamper undetected"; fail=1; }
 expect 200 $B/audit/verify
+# issue 4: limits fields, webhooks, alerts (a local receiver records bodies)
+RP=$((PORT + 1))
+cat > "$D/recv.py" <<'PY'
+import http.server, json, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        b = self.rfile.read(int(self.headers.get('content-length', 0)))
+        with open(sys.argv[2], 'a') as f:
+            f.write(json.dumps({"path": self.path, "body": b.decode(),
+                                "sig": self.headers.get('x-torrix-signature')}) + "\n")
+        self.send_response(200); self.send_header('content-length', '0'); self.end_headers()
+    def log_message(self, *a): pass
+http.server.HTTPServer(('127.0.0.1', int(sys.argv[1])), H).serve_forever()
+PY
+python3 "$D/recv.py" $RP "$D/hooks.jsonl" & RPID=$!
+[ "$(expect 200 -X PATCH -d '{"rpm":60,"tpm":1000,"soft_alert_pct":90}' $B/orgs/$ORG | j 'd["rpm"], d["tpm"], d["soft_alert_pct"]')" = "60 1000 90" ] || { echo "FAIL org limits"; fail=1; }
+[ "$(expect 200 -X PATCH -d '{"instance_daily_cap_usd":500,"instance_soft_alert_usd":400}' $B/settings | j 'd["instance_daily_cap_usd"], d["instance_soft_alert_usd"]')" = "500.0 400.0" ] || { echo "FAIL instance caps"; fail=1; }
+"$T" snapdump "$D/data/snapshot" | grep -q "instance_daily_cap = 50000000000" || { echo "FAIL instance cap not published"; fail=1; }
+expect 400 -d '{"url":"ftp://x"}' $B/webhooks >/dev/null
+expect 400 -d '{"url":"http://127.0.0.1:1/","events":["nope"]}' $B/webhooks >/dev/null
+WH=$(expect 201 -d "{\"url\":\"http://127.0.0.1:$RP/h\",\"secret\":\"whsec-123\"}" $B/webhooks | j 'd["id"]')
+WS=$(expect 201 -d "{\"url\":\"http://127.0.0.1:$RP/s\",\"format\":\"slack\",\"events\":[\"budget_exceeded\"]}" $B/webhooks | j 'd["id"]')
+[ "$(expect 200 $B/webhooks/$WH | j '"secret" in d, d["secret_set"]')" = "False True" ] || { echo "FAIL secret shown"; fail=1; }
+expect 200 -X PATCH -d '{"name":"ops"}' $B/webhooks/$WH >/dev/null
+K3=$(expect 201 -d "{\"name\":\"capped\",\"user_id\":\"$USR\",\"daily_cap_usd\":0.0001}" $B/keys | j 'd["id"]')
+"$T" spool "$D/data/spool" 10 seal 0 "$K3" >/dev/null
+for i in 1 2 3 4 5 6 7 8 9 10; do   # ingest, then delivery: wait up to 5 s
+    [ "$(req "$B/alerts?scope=key&scope_id=$K3" | head -1 | j 'sum(x["status"] == "delivered" for a in d["data"] for x in a["deliveries"])')" = 3 ] && break
+    sleep 0.5
+done
+[ "$(expect 200 "$B/alerts?scope=key&scope_id=$K3" | j '[(a["level"], a["period"], [x["status"] for x in a["deliveries"]]) for a in d["data"]]')" = "[('hard', 'daily', ['delivered', 'delivered']), ('soft', 'daily', ['delivered'])]" ] || { echo "FAIL alerts"; fail=1; }
+"$T" spool "$D/data/spool" 10 seal 0 "$K3" >/dev/null
+sleep 0.5
+[ "$(expect 200 "$B/alerts?scope=key&scope_id=$K3" | j 'len(d["data"])')" = 2 ] || { echo "FAIL alert repeated"; fail=1; }
+python3 - "$D/hooks.jsonl" "$K3" <<'PY' || { echo "FAIL webhook bodies"; fail=1; }
+import json, sys, hmac, hashlib
+rows = [json.loads(l) for l in open(sys.argv[1])]
+mine = [r for r in rows if r["path"] == "/h" and json.loads(r["body"])["scope_id"] == sys.argv[2]]
+assert sorted(json.loads(r["body"])["event"] for r in mine) == ["budget_exceeded", "budget_threshold"], mine
+for r in mine:
+    assert r["sig"] == "sha256=" + hmac.new(b"whsec-123", r["body"].encode(), hashlib.sha256).hexdigest()
+    b = json.loads(r["body"]); assert b["scope"] == "key" and b["period"] == "daily" and b["alert_id"].startswith("alr_")
+slack = [json.loads(r["body"]) for r in rows if r["path"] == "/s"]
+assert slack and all("text" in b and b["blocks"][0]["text"]["type"] == "mrkdwn" for b in slack)
+PY
+[ "$(expect 200 "$B/audit?limit=10" | j '[a["diff"]["secret"][1] for a in d["data"] if a["target_type"]=="webhook" and "secret" in a["diff"]]')" = "['[redacted]']" ] || { echo "FAIL webhook audit"; fail=1; }
+expect 200 -X DELETE $B/webhooks/$WS >/dev/null
+expect 404 $B/webhooks/$WS >/dev/null
+kill $RPID
 head -c 1100000 /dev/zero | tr '\0' a > "$D/big"
 expect 413 --data-binary @"$D/big" $B/keys >/dev/null
 kill -TERM $PID; wait $PID; rc=$?
 [ $rc = 0 ] || { echo "FAIL exit $rc"; fail=1; }
-if grep -q "$A\|$S1\|$S2\|sk-xyz" "$D/err.log"; then echo "FAIL secret logged"; fail=1; fi
+if grep -q "$A\|$S1\|$S2\|sk-xyz\|whsec-123" "$D/err.log"; then echo "FAIL secret logged"; fail=1; fi
 if grep -qi "ERROR: AddressSanitizer\|runtime error" "$D/err.log"; then
     echo "FAIL sanitizer"; grep -A20 "Sanitizer\|runtime error" "$D/err.log"; fail=1
 fi
