@@ -430,3 +430,41 @@ ngx_http_torrix_cache_price(MDB_txn *txn, const u_char *model, size_t len)
 
     return e->found ? &e->price : NULL;
 }
+
+
+/*
+ * The price the memo already holds, without a transaction: *known is set
+ * when the memo has an answer for the model (priced or not).  The memo is at
+ * most one publish old: the next transaction of any request refreshes it.
+ */
+const tx_price_t *
+ngx_http_torrix_cache_price_peek(const u_char *model, size_t len,
+                                 ngx_uint_t *known)
+{
+    uint32_t                        hash;
+    ngx_uint_t                      i;
+    ngx_http_torrix_cache_t        *c;
+    ngx_http_torrix_cached_price_t *e;
+
+    c = &ngx_http_torrix_cache;
+    *known = 0;
+
+    if (!c->valid || len == 0) {
+        return NULL;
+    }
+
+    hash = ngx_crc32_short((u_char *) model, len);
+
+    for (i = 0; i < c->nprices; i++) {
+        e = &c->prices[i];
+
+        if (e->hash == hash && e->model.len == len
+            && ngx_memcmp(e->model.data, model, len) == 0)
+        {
+            *known = 1;
+            return e->found ? &e->price : NULL;
+        }
+    }
+
+    return NULL;
+}

@@ -234,6 +234,7 @@ ngx_http_torrix_put_usage(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx,
     MDB_txn          *txn;
     ngx_str_t         model;
     const tx_price_t *price;
+    ngx_uint_t        known;
     tx_usage_t        u;
     tx_money_t        cost;
     ngx_uint_t        found;
@@ -293,30 +294,40 @@ ngx_http_torrix_put_usage(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx,
     found = 0;
     cost = 0;
 
-    txn = ngx_http_torrix_snapshot_begin(r->connection->log);
+    /* the memo usually knows the price: no transaction then */
+    price = ngx_http_torrix_cache_price_peek(model.data, model.len, &known);
 
-    if (txn) {
-        price = ngx_http_torrix_cache_price(txn, model.data, model.len);
+    if (known && price == NULL && ctx->model.len) {
+        price = ngx_http_torrix_cache_price_peek(ctx->model.data,
+                                                 ctx->model.len, &known);
+    }
 
-        if (price == NULL && ctx->model.len) {
-            price = ngx_http_torrix_cache_price(txn, ctx->model.data,
-                                                ctx->model.len);
-        }
+    if (!known) {
+        txn = ngx_http_torrix_snapshot_begin(r->connection->log);
 
-        if (price
-            && (price->free
-                || tx_price_cost(price, u.input, u.output, u.cache_read,
-                                 u.cache_write, &cost)
-                       == TX_OK))
-        {
-            found = 1;
+        if (txn) {
+            price = ngx_http_torrix_cache_price(txn, model.data, model.len);
 
-            if (price->free) {
-                cost = 0;
+            if (price == NULL && ctx->model.len) {
+                price = ngx_http_torrix_cache_price(txn, ctx->model.data,
+                                                    ctx->model.len);
             }
-        }
 
-        ngx_http_torrix_snapshot_end();
+            ngx_http_torrix_snapshot_end();
+        }
+    }
+
+    if (price
+        && (price->free
+            || tx_price_cost(price, u.input, u.output, u.cache_read,
+                             u.cache_write, &cost)
+                   == TX_OK))
+    {
+        found = 1;
+
+        if (price->free) {
+            cost = 0;
+        }
     }
 
     if (!found) {

@@ -249,6 +249,9 @@ ngx_http_torrix_provider_t *ngx_http_torrix_cache_provider(MDB_txn   *txn,
                                                            ngx_str_t *name);
 const tx_price_t *ngx_http_torrix_cache_price(MDB_txn *txn, const u_char *model,
                                               size_t len);
+const tx_price_t *ngx_http_torrix_cache_price_peek(const u_char *model,
+                                                   size_t        len,
+                                                   ngx_uint_t   *known);
 
 /*
  * "scheme://" + the name of the upstream{} block serving the URL's

@@ -170,8 +170,13 @@ def test_concurrent_burst_never_overshoots(stack):
     spent = s["day"]["cost_usd"]
     assert abs(spent - ok * RUN_COST) < 1e-12, (spent, ok)
     assert spent <= cap, (spent, cap)
-    # and nothing more gets through afterwards
-    assert stack.chat(k["key"], extra=body).status_code == 429
+    # the reservations of the burst are gone: sequential requests may use
+    # the room left, and then the key stops, still under the cap
+    more = 0
+    while stack.chat(k["key"], extra=body).status_code == 200:
+        more += 1
+        assert more <= 15, "the cap never tripped"
+    assert (ok + more) * RUN_COST <= cap
 
 
 def test_reservation_released_on_client_abort(stack):
