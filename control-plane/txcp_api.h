@@ -102,6 +102,18 @@ void txcp_api_keys_rotate(txcp_req_t *r);
  */
 void txcp_keys_sweep(int64_t now);
 
+/*
+ * `torrix-cp keys seed N --data DIR [--project ID] [--config FILE]`
+ * (txcp_seed.c): creates N keys offline, the first through
+ * txcp_api_keys_create() (actor "cli"), the others from its record and
+ * audit diff, 10,000 per store txn, each batch published.  Refuses (exit 1)
+ * a store another process has open.  Prints one JSON line
+ * {"count","seconds","last_id","last_key"}: only the last secret is kept.
+ * Exit 0, 1 (refused, bad --project, or snapshot left for the next start to
+ * resync) or 2 (usage, store missing, write failed).
+ */
+int txcp_seed_cli(int argc, char **argv);
+
 /* orgs, users, projects: r->resource says which */
 void txcp_api_tenant_create(txcp_req_t *r);
 void txcp_api_tenant_list(txcp_req_t *r);

@@ -6,6 +6,7 @@
  *   torrix-cp audit verify --data DIR
  *   torrix-cp pricing import FILE --data DIR      (LiteLLM JSON catalog)
  *   torrix-cp audit tamper --data DIR --seq N     (test aid, TORRIX_TEST=1)
+ *   torrix-cp keys seed N --data DIR [--project ID]   (offline, benchmarks)
  */
 
 #include <errno.h>
@@ -272,6 +273,10 @@ main(int argc, char **argv)
 
     if (argc >= 2 && strcmp(argv[1], "pricing") == 0) {
         return txcp_pricing_cli(argc, argv);
+    }
+
+    if (argc >= 2 && strcmp(argv[1], "keys") == 0) {
+        return txcp_seed_cli(argc, argv);
     }
 
     for (i = 1; i < argc; i++) {
