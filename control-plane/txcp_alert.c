@@ -490,6 +490,52 @@ txcp_alert_check(MDB_txn *txn, const txcp_acc_t *acc, int64_t now_us,
 
 
 int
+txcp_alert_refused(MDB_txn *txn, const uint8_t *skey, size_t sklen,
+                   int64_t now_us, int *created)
+{
+    int               rc, fired, scope, kind;
+    char              id[TX_ID_MAX_LEN + 1];
+    size_t            idlen;
+    uint32_t          index;
+    tx_money_t        spent;
+    txcp_thresholds_t t;
+
+    if (sklen < 6 || sklen > 6 + TX_ID_MAX_LEN) {
+        return 0;
+    }
+
+    scope = skey[0];
+    kind = skey[1];
+    index = txcp_be32(skey + 2);
+    idlen = sklen - 6;
+
+    memcpy(id, skey + 6, idlen);
+    id[idlen] = '\0';
+
+    if (strlen(id) != idlen || (scope == TX_SCOPE_INSTANCE) != (idlen == 0)) {
+        return 0;
+    }
+
+    txcp_alert_thresholds(txn, scope, kind, index, id, &t);
+
+    if (t.hard <= 0) {
+        return 0;
+    }
+
+    spent = txcp_spend_get(txn, skey, sklen);
+
+    rc = txcp_alert_fire(txn, skey, sklen, TXCP_ALERT_HARD, spent, t.hard,
+                         now_us, &fired);
+
+    if (rc == 0) {
+        *created += fired;
+    }
+
+    return rc;
+}
+
+
+int
 txcp_alert_prune(int64_t now)
 {
     int         rc, kind;

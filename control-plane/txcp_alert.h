@@ -58,6 +58,15 @@ int txcp_alert_check(MDB_txn *txn, const txcp_acc_t *acc, int64_t now_us,
  * Deletes the marks of windows older than the previous one at `now` (unix
  * seconds), like the spend windows they refer to.  TX_OK or TX_ERROR.
  */
+/*
+ * The hard alert of a budget that refused a request (the run's TX_RUN_LIMIT
+ * spend key): the gateway reserves each request's worst case, so spend
+ * itself rarely reaches a cap; the first refusal is when it is exceeded.
+ * Fires at most once per scope, window and level, like txcp_alert_check.
+ */
+int txcp_alert_refused(MDB_txn *txn, const uint8_t *skey, size_t sklen,
+                       int64_t now_us, int *created);
+
 int txcp_alert_prune(int64_t now);
 
 /* "key", "user", "project", "org", "instance" of a TX_SCOPE_*. */

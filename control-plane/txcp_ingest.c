@@ -547,7 +547,7 @@ txcp_ingest_one(MDB_txn *txn, const char *name, const uint8_t *payload,
     size_t          olen;
     const uint8_t  *rec;
     char            err[128];
-    tx_str_t        tags, mreq, mresp, *preq, *presp;
+    tx_str_t        tags, mreq, mresp, *preq, *presp, limit;
     txcp_run_t      run;
     tx_pii_result_t rq, rs;
     MDB_val         k, v;
@@ -633,6 +633,11 @@ txcp_ingest_one(MDB_txn *txn, const char *name, const uint8_t *payload,
 
     if (rc == 0) {
         rc = txcp_runs_index(txn, &run, 0);
+    }
+
+    if (rc == 0 && tx_rec_find(payload, plen, TX_RUN_LIMIT, &limit) == TX_OK) {
+        rc = txcp_alert_refused(txn, limit.data, limit.len, txcp_now_us(),
+                                &txcp_ictx.alerts);
     }
 
     if (rc != 0) {

@@ -42,6 +42,8 @@ ngx_http_torrix_log_handler(ngx_http_request_t *r)
     size_t                       size, body_max;
     uint8_t                     *buf;
     uint64_t                     tokens;
+    size_t                       limit_len;
+    uint8_t                      limit_key[TX_SPEND_KEY_MAX];
     tx_money_t                   cost;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_torrix_module);
@@ -157,6 +159,15 @@ ngx_http_torrix_log_handler(ngx_http_request_t *r)
 
     if (ctx->upstream_host.len) {
         ngx_http_torrix_put_str(&wb, TX_RUN_TARGET, &ctx->upstream_host);
+    }
+
+    if (ctx->limit_scope) {
+        /* which budget refused it: torrix-cp raises the hard alert */
+        limit_len =
+            tx_spend_key(limit_key, ctx->limit_scope->scope,
+                         ctx->limit_scope->kind, ctx->limit_scope->index,
+                         ctx->limit_scope->id.data, ctx->limit_scope->id.len);
+        tx_rec_put_bytes(&wb, TX_RUN_LIMIT, limit_key, limit_len);
     }
 
     if (ctx->err_type) {

@@ -139,6 +139,8 @@ uint32_t tx_crc32(uint32_t crc, const void *data, size_t len);
 #define TX_RUN_TARGET        33  /* str: upstream URL host (no secrets) */
 #define TX_RUN_RESERVED      34  /* i64 money reserved at admission */
 #define TX_RUN_EDGE          35  /* str: edge name */
+#define TX_RUN_LIMIT         36  /* bytes: the spend key (tx_spend_key) of
+                                    the budget that refused this request */
 
 #define TX_RUNF_SAMPLED      0x01
 #define TX_RUNF_STREAM       0x02
