@@ -161,8 +161,8 @@ def wrk(url, lua, conns, duration, pids):
     }
 
 
-def write_lua(tmp, key):
-    lua = tmp / "post.lua"
+def write_lua(tmp, key, name="post"):
+    lua = tmp / (name + ".lua")
     body = request_body().replace("\\", "\\\\").replace('"', '\\"')
     lua.write_text(
         'wrk.method = "POST"\n'
@@ -302,7 +302,12 @@ def main():
                              rpm=10 ** 9, tpm=10 ** 12,
                              daily_cap_usd=1e6, monthly_budget_usd=1e6)
         api.ok("PATCH", "/settings", {"sample_rate": 0.01})
+        # the same key shape without any limit or budget: the cost of the
+        # limit checks is the difference between the two torrix rows
+        free = stack.api.create_key(
+                                    allowed_models=["gpt-4o*", "claude-*"])
         lua = write_lua(tmp, key["key"])
+        lua_free = write_lua(tmp, free["key"], "post-nolimits")
 
         # warm up every path once
         for url in ("http://127.0.0.1:%d/v1/chat/completions" % p_mock,
@@ -319,6 +324,8 @@ def main():
             ("plain", "http://127.0.0.1:%d/v1/chat/completions" % p_plain,
              plain.workers()),
             ("torrix", stack.url + "/v1/chat/completions", gw.workers()),
+            ("torrix-nolimits", stack.url + "/v1/chat/completions",
+             gw.workers()),
         ]
         only = set(filter(None, args.only.split(",")))
         if only:
@@ -332,13 +339,14 @@ def main():
                          str(out_dir / ("perf-%s.data" % name)), "-p",
                          ",".join(map(str, pids))],
                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                r = wrk(url, lua, c, args.duration, pids)
+                r = wrk(url, lua_free if name == "torrix-nolimits" else lua,
+                        c, args.duration, pids)
                 if prof:
                     prof.send_signal(signal.SIGINT)
                     prof.wait(30)
                 r.update({"setup": name, "conns": c})
                 results.append(r)
-                print("  %-7s c=%-3d %9.0f req/s  p50 %6.3f ms  p99 %6.3f ms"
+                print("  %-15s c=%-3d %9.0f req/s  p50 %6.3f ms  p99 %6.3f ms"
                       "  cpu %5.1f us/req  non2xx %d"
                       % (name, c, r["rps"], r["p50_ms"] or 0,
                          r["p99_ms"] or 0, r["cpu_us_per_req"] or 0,

@@ -51,6 +51,21 @@ def test_rpm(stack):
     assert r.json()["error"]["type"] == "rate_limit_error"
 
 
+def test_rpm_concurrent_across_workers(stack):
+    """50 concurrent requests on many connections (both workers) against
+    RPM 10: exactly the bucket's 10 get through (refill in a second of burst
+    is a sixth of a request)."""
+    k = stack.api.create_key(rpm=10)
+
+    def one(_):
+        return stack.chat(k["key"]).status_code
+
+    with concurrent.futures.ThreadPoolExecutor(25) as ex:
+        codes = list(ex.map(one, range(50)))
+    assert codes.count(200) == 10, codes
+    assert codes.count(429) == 40, codes
+
+
 def test_rpm_key_overrides_project(stack):
     prj = stack.api.create("projects", slug="rl", name="rl", rpm=2)
     inherits = stack.api.create_key(project_id=prj["id"])
