@@ -506,3 +506,29 @@ def test_run_fields_and_tags(stack):
     # the run filter by tag
     assert [x["id"] for x in stack.runs(tag="env=prod")] == [run["id"]]
     assert stack.runs(tag="team=k") == []
+
+
+def test_include_usage_injected_body_shapes(stack):
+    """Injection works on bodies as clients really write them: null
+    stream_options, keys in any order, pretty-printed, a prompt that
+    mentions stream_options, include_usage false given twice."""
+    k = stack.api.create_key()
+    msg = '"messages":[{"role":"user","content":"hi"}]'
+    bodies = [
+        '{"model":"gpt-4o","stream":true,"stream_options":null,%s}' % msg,
+        '{"stream_options":{"include_usage":false},"model":"gpt-4o",%s,'
+        '"stream":true}' % msg,
+        '{\n  "model": "gpt-4o",\n  "stream" : true,\n  "messages": [{"role":'
+        '"user","content":"stream_options {\\"include_usage\\": false}"}]\n}',
+        '{"model":"gpt-4o","stream":true,"stream_options":{"include_usage":'
+        'false},"stream_options":{"include_usage":false},%s}' % msg,
+    ]
+    for b in bodies:
+        r = stack.gw("POST", "/v1/chat/completions", k["key"], b,
+                     headers=usage_hdr(OPENAI_USAGE), stream=True)
+        stream_no_usage_chunk(r)
+        up = stack.mock.requests[-1].json()     # duplicate keys: last wins
+        assert up["stream_options"]["include_usage"] is True, (b, up)
+        assert up["messages"] == json.loads(b)["messages"]
+        run = check_run(stack, r, OPENAI_TOKENS, "gpt-4o")
+        assert run["flags"]["usage_injected"] is True, (b, run)

@@ -223,3 +223,29 @@ def test_activity_csv(stack):
     assert len(other) == len(ids) - len(mine)
     r = stack.api.get("/users/usr_aaaaaaaaaaaaaaaaaaaa/activity.csv")
     assert r.status_code == 404, r.text
+
+
+def test_runs_filters(stack):
+    users, keys, ids, err_id = traffic(stack)
+    runs = {r["id"]: r for r in all_runs(stack, ids)}
+    named = stack.chat(keys[0]["key"], headers={"x-torrix-name": "eval-7"})
+    named_id = named.headers["x-torrix-run-id"]
+    stack.run(named_id)
+
+    def ids_of(**f):
+        return sorted(r["id"] for r in stack.runs(**f))
+    assert ids_of(key_id=keys[1]["id"]) == sorted(
+        i for i in ids if runs[i]["key_id"] == keys[1]["id"])
+    assert ids_of(user_id=users[0]["id"]) == sorted(
+        [i for i in ids if runs[i]["key_id"] == keys[0]["id"]] + [named_id])
+    assert ids_of(model="gpt-4o") == sorted(
+        i for i in ids if runs[i]["model"] == "gpt-4o")
+    assert ids_of(status="error") == [err_id]
+    assert ids_of(status=500) == [err_id]
+    assert ids_of(name="eval-7") == [named_id]
+    assert ids_of(tag="agent=cli") == [err_id]
+    assert ids_of(since="2099-01-01T00:00:00Z") == []
+    assert ids_of(until="2020-01-01T00:00:00Z") == []
+    assert len(ids_of(since="2020-01-01T00:00:00Z")) == len(ids) + 1
+    # filters combine
+    assert ids_of(key_id=keys[1]["id"], model="gpt-4o-mini") == [err_id]
