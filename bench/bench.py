@@ -13,6 +13,7 @@ request of the gateway worker, the torrix/plain ratio, and the SSE check
 as JSON lines to bench-out/results.jsonl.  Every run is bounded in time.
 
     ./build.sh bench [--duration SECONDS] [--quick]
+    ./build.sh bench --scale [--duration SECONDS] [--quick]   (scale.py)
 """
 
 import argparse
@@ -219,12 +220,21 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--duration", type=int, default=8)
     ap.add_argument("--conns", default="16,64")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="interleaved rounds; the median round is reported")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--only", default="",
                     help="comma-separated setups to run (direct,plain,torrix)")
     ap.add_argument("--perf", action="store_true",
                     help="perf record the Torrix worker (bench-out/perf.data)")
+    ap.add_argument("--scale", action="store_true",
+                    help="the scale figures instead: 10 vs 1,000,000 keys "
+                         "(bench/scale.py; --duration and --quick apply)")
     args = ap.parse_args()
+    if args.scale:
+        import scale
+        return scale.main(["--duration", str(args.duration)]
+                          + (["--quick"] if args.quick else []))
     if args.quick:
         args.duration = 3
     conns = [int(c) for c in args.conns.split(",")]
@@ -330,27 +340,44 @@ def main():
         only = set(filter(None, args.only.split(",")))
         if only:
             setups = [s for s in setups if s[0] in only or s[0] == "plain"]
+        runs = {}
+        for rnd in range(1 if args.perf else args.rounds):
+            for c in conns:
+                for name, url, pids in setups:
+                    prof = None
+                    if args.perf and name in ("torrix", "plain"):
+                        prof = subprocess.Popen(
+                            ["perf", "record", "-e", "cpu-clock",
+                             "--call-graph", "dwarf,16384", "-F", "2000",
+                             "-o", str(out_dir / ("perf-%s.data" % name)),
+                             "-p", ",".join(map(str, pids))],
+                            stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+                    r = wrk(url, lua_free if name == "torrix-nolimits"
+                            else lua, c, args.duration, pids)
+                    if prof:
+                        prof.send_signal(signal.SIGINT)
+                        prof.wait(30)
+                    r.update({"setup": name, "conns": c, "round": rnd})
+                    runs.setdefault((name, c), []).append(r)
+                    print("  round %d %-15s c=%-3d %9.0f req/s  p50 %6.3f ms"
+                          "  p99 %6.3f ms  cpu %5.1f us/req  non2xx %d"
+                          % (rnd, name, c, r["rps"], r["p50_ms"] or 0,
+                             r["p99_ms"] or 0, r["cpu_us_per_req"] or 0,
+                             r["non_2xx"]), flush=True)
+        # the median round of each setup, by requests/s
         for c in conns:
-            for name, url, pids in setups:
-                prof = None
-                if args.perf and name in ("torrix", "plain"):
-                    prof = subprocess.Popen(
-                        ["perf", "record", "-e", "cpu-clock", "-g", "-o",
-                         str(out_dir / ("perf-%s.data" % name)), "-p",
-                         ",".join(map(str, pids))],
-                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                r = wrk(url, lua_free if name == "torrix-nolimits" else lua,
-                        c, args.duration, pids)
-                if prof:
-                    prof.send_signal(signal.SIGINT)
-                    prof.wait(30)
-                r.update({"setup": name, "conns": c})
-                results.append(r)
-                print("  %-15s c=%-3d %9.0f req/s  p50 %6.3f ms  p99 %6.3f ms"
-                      "  cpu %5.1f us/req  non2xx %d"
-                      % (name, c, r["rps"], r["p50_ms"] or 0,
-                         r["p99_ms"] or 0, r["cpu_us_per_req"] or 0,
-                         r["non_2xx"]), flush=True)
+            for name, _, _ in setups:
+                rs = sorted(runs[(name, c)], key=lambda x: x["rps"])
+                results.append(rs[len(rs) // 2])
+
+        # unloaded latency: one connection, so no queueing behind the CPU
+        lat = {}
+        for name, url, pids in setups:
+            if name in ("plain", "torrix"):
+                lat[name] = wrk(url, lua, 1, max(3, args.duration // 2), pids)
+        added_p50_us = (lat["torrix"]["p50_ms"] - lat["plain"]["p50_ms"]) \
+            * 1000 if len(lat) == 2 else None
 
         time.sleep(1.0)
         health = api.ok("GET", "/health")
@@ -386,6 +413,11 @@ def main():
                      r["p99_ms"] or 0, r["cpu_us_per_req"] or 0,
                      r["ratio_vs_plain"]))
     print()
+    if added_p50_us is not None:
+        print("One connection: p50 %.3f ms plain, %.3f ms Torrix: Torrix adds "
+              "%.0f us at p50 (p99 %.3f vs %.3f ms)"
+              % (lat["plain"]["p50_ms"], lat["torrix"]["p50_ms"], added_p50_us,
+                 lat["plain"]["p99_ms"], lat["torrix"]["p99_ms"]))
     print("SSE: time to first byte %.2f ms direct, %.2f ms through Torrix "
           "(+%.2f ms); max frame lag %.2f ms; frames delayed: %s"
           % (sse["ttfb_direct_ms"], sse["ttfb_torrix_ms"],
@@ -401,6 +433,9 @@ def main():
             r["time"] = stamp
             f.write(json.dumps(r) + "\n")
         f.write(json.dumps({"time": stamp, "sse": sse,
+                            "c1_plain": lat.get("plain"),
+                            "c1_torrix": lat.get("torrix"),
+                            "added_p50_us_c1": added_p50_us,
                             "ingest": health.get("ingest"),
                             "worker_rss_kb": rss}) + "\n")
     print("results appended to %s" % (out_dir / "results.jsonl"))
