@@ -17,22 +17,22 @@
 #include <sys/types.h>
 
 
-#define TX_OK        0
+#define TX_OK       0
 #define TX_ERROR    -1
-#define TX_AGAIN    -2     /* nothing yet: try again later */
-#define TX_DONE     -3     /* end reached (sealed file, end of list) */
-#define TX_DECLINED -5     /* not applicable / not found */
+#define TX_AGAIN    -2 /* nothing yet: try again later */
+#define TX_DONE     -3 /* end reached (sealed file, end of list) */
+#define TX_DECLINED -5 /* not applicable / not found */
 
 
 /* A borrowed byte string: never owns its bytes, never NUL-terminated. */
 typedef struct {
-    size_t          len;
-    const uint8_t  *data;
+    size_t         len;
+    const uint8_t *data;
 } tx_str_t;
 
 
-#define tx_str_eq(s, lit)                                                     \
-    ((s)->len == sizeof(lit) - 1                                              \
+#define tx_str_eq(s, lit)                                                      \
+    ((s)->len == sizeof(lit) - 1                                               \
      && memcmp((s)->data, lit, sizeof(lit) - 1) == 0)
 
 
@@ -42,7 +42,7 @@ typedef struct {
  */
 typedef int64_t tx_money_t;
 
-#define TX_MONEY_PER_USD  100000000LL
+#define TX_MONEY_PER_USD 100000000LL
 
 
 /*

@@ -102,10 +102,10 @@ tx_json_fail(tx_json_ctx_t *cx, const char *what, size_t at)
 static size_t
 tx_json_skip_plain(const uint8_t *p, size_t j, size_t len)
 {
-    uint64_t  v, q, b;
+    uint64_t v, q, b;
 
-#define TX_ONES   0x0101010101010101ULL
-#define TX_HIGHS  0x8080808080808080ULL
+#define TX_ONES  0x0101010101010101ULL
+#define TX_HIGHS 0x8080808080808080ULL
 
     while (j + 8 <= len) {
         memcpy(&v, p + j, 8);

@@ -12,7 +12,7 @@
 #include "tx_core.h"
 
 
-#define TX_JSON_MAX_DEPTH  128
+#define TX_JSON_MAX_DEPTH 128
 
 
 /*
@@ -20,26 +20,26 @@
  * (for a string, including its quotes).  off == -1: the field is absent.
  */
 typedef struct {
-    ssize_t  off;
-    size_t   len;
+    ssize_t off;
+    size_t  len;
 } tx_json_span_t;
 
 
 typedef struct {
-    tx_json_span_t  model;           /* top-level "model" value */
-    tx_json_span_t  stream;          /* top-level "stream" value */
-    tx_json_span_t  max_tokens;      /* "max_tokens" */
-    tx_json_span_t  max_completion_tokens;
-    tx_json_span_t  max_output_tokens; /* /v1/responses */
-    tx_json_span_t  stream_options;  /* top-level "stream_options" value */
-    tx_json_span_t  include_usage;   /* stream_options.include_usage */
+    tx_json_span_t model;      /* top-level "model" value */
+    tx_json_span_t stream;     /* top-level "stream" value */
+    tx_json_span_t max_tokens; /* "max_tokens" */
+    tx_json_span_t max_completion_tokens;
+    tx_json_span_t max_output_tokens; /* /v1/responses */
+    tx_json_span_t stream_options;    /* top-level "stream_options" value */
+    tx_json_span_t include_usage;     /* stream_options.include_usage */
 
     /* decoded conveniences */
-    int             stream_on;       /* "stream": true */
-    int             include_usage_on;
-    int             model_is_string;
-    int             model_has_escape; /* model string contains '\' */
-    int64_t         max_out;         /* first of the max_* fields, -1 none:
+    int     stream_on; /* "stream": true */
+    int     include_usage_on;
+    int     model_is_string;
+    int     model_has_escape; /* model string contains '\' */
+    int64_t max_out;          /* first of the max_* fields, -1 none:
                                         in the order above, the first one
                                         present whose value is a plain
                                         non-negative integer that fits
@@ -60,7 +60,7 @@ typedef struct {
  * NULL.
  */
 int tx_json_scan_request(const uint8_t *p, size_t len, tx_json_req_t *req,
-    char *err, size_t errlen);
+                         char *err, size_t errlen);
 
 /*
  * Decodes a JSON string span (with its quotes) into out, handling escapes
@@ -68,7 +68,7 @@ int tx_json_scan_request(const uint8_t *p, size_t len, tx_json_req_t *req,
  * it does not fit in outlen or is not a valid string.
  */
 ssize_t tx_json_unescape(const uint8_t *span, size_t len, uint8_t *out,
-    size_t outlen);
+                         size_t outlen);
 
 
 #endif /* TX_JSON_H */

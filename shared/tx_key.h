@@ -19,13 +19,13 @@
 #include "tx_core.h"
 
 
-#define TX_KEY_PREFIX       "sk-torrix-"
-#define TX_KEY_PREFIX_LEN   (sizeof(TX_KEY_PREFIX) - 1)
-#define TX_KEY_SECRET_LEN   (TX_KEY_PREFIX_LEN + 43)
-#define TX_KEY_HASH_LEN     32
-#define TX_KEY_HASHKEY_LEN  32
-#define TX_ID_RAND_LEN      20
-#define TX_ID_MAX_LEN       32
+#define TX_KEY_PREFIX      "sk-torrix-"
+#define TX_KEY_PREFIX_LEN  (sizeof(TX_KEY_PREFIX) - 1)
+#define TX_KEY_SECRET_LEN  (TX_KEY_PREFIX_LEN + 43)
+#define TX_KEY_HASH_LEN    32
+#define TX_KEY_HASHKEY_LEN 32
+#define TX_ID_RAND_LEN     20
+#define TX_ID_MAX_LEN      32
 
 
 /*
@@ -42,7 +42,7 @@ int tx_key_shape_ok(const uint8_t *s, size_t len);
 
 /* out = BLAKE2b-256 keyed with hash_key over the secret bytes. */
 int tx_key_hash(const uint8_t *hash_key, const uint8_t *secret, size_t len,
-    uint8_t *out);
+                uint8_t *out);
 
 /*
  * Writes prefix + 20 random base32 characters + NUL into out, which must

@@ -61,36 +61,36 @@
 #include "tx_core.h"
 
 
-#define TX_PII_EMAIL      0x01
-#define TX_PII_PHONE      0x02
-#define TX_PII_CARD       0x04
-#define TX_PII_IBAN       0x08
-#define TX_PII_SECRET     0x10
-#define TX_PII_ALL        0x1f
+#define TX_PII_EMAIL  0x01
+#define TX_PII_PHONE  0x02
+#define TX_PII_CARD   0x04
+#define TX_PII_IBAN   0x08
+#define TX_PII_SECRET 0x10
+#define TX_PII_ALL    0x1f
 
 /* kind indexes (counts[], tx_pii_kind_name): the built-ins by bit order,
    then the custom rules in the order they were added */
-#define TX_PII_K_EMAIL    0
-#define TX_PII_K_PHONE    1
-#define TX_PII_K_CARD     2
-#define TX_PII_K_IBAN     3
-#define TX_PII_K_SECRET   4
-#define TX_PII_K_CUSTOM   5
+#define TX_PII_K_EMAIL  0
+#define TX_PII_K_PHONE  1
+#define TX_PII_K_CARD   2
+#define TX_PII_K_IBAN   3
+#define TX_PII_K_SECRET 4
+#define TX_PII_K_CUSTOM 5
 
-#define TX_PII_RULES_MAX  32
-#define TX_PII_KINDS      (TX_PII_K_CUSTOM + TX_PII_RULES_MAX)
-#define TX_PII_NAME_MAX   32
+#define TX_PII_RULES_MAX 32
+#define TX_PII_KINDS     (TX_PII_K_CUSTOM + TX_PII_RULES_MAX)
+#define TX_PII_NAME_MAX  32
 
 
-typedef struct tx_pii_s  tx_pii_t;
+typedef struct tx_pii_s tx_pii_t;
 
 
 typedef struct {
-    uint8_t   *data;                  /* malloc'd, NUL-terminated */
-    size_t     len;                   /* without the NUL */
-    unsigned   total;                 /* values replaced, all kinds */
-    unsigned   found[TX_PII_KINDS];   /* values replaced, per kind */
-    unsigned   distinct[TX_PII_KINDS]; /* distinct values: the highest
+    uint8_t *data;                   /* malloc'd, NUL-terminated */
+    size_t   len;                    /* without the NUL */
+    unsigned total;                  /* values replaced, all kinds */
+    unsigned found[TX_PII_KINDS];    /* values replaced, per kind */
+    unsigned distinct[TX_PII_KINDS]; /* distinct values: the highest
                                           token number, per kind */
 } tx_pii_result_t;
 
@@ -112,7 +112,7 @@ int tx_pii_create(tx_pii_t **pii, unsigned kinds, char *err, size_t errlen);
  * the same set.
  */
 int tx_pii_add_rule(tx_pii_t *pii, const char *name, const char *regex,
-    char *err, size_t errlen);
+                    char *err, size_t errlen);
 
 /* Releases the set and its compiled rules.  NULL is ignored. */
 void tx_pii_free(tx_pii_t *pii);
@@ -132,7 +132,7 @@ const char *tx_pii_kind_name(const tx_pii_t *pii, int kind);
  * failure) leaves res->data NULL.
  */
 int tx_pii_mask(const tx_pii_t *pii, const uint8_t *in, size_t len,
-    tx_pii_result_t *res, char *err, size_t errlen);
+                tx_pii_result_t *res, char *err, size_t errlen);
 
 /* Frees res->data and clears it; safe to call twice. */
 void tx_pii_result_free(tx_pii_result_t *res);

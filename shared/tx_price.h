@@ -36,37 +36,37 @@
 #include "tx_record.h"
 
 
-#define TX_PRICE_IN               1   /* i64 money per 1M input tokens */
-#define TX_PRICE_OUT              2   /* i64 per 1M output tokens */
-#define TX_PRICE_CACHE_READ       3   /* i64, absent: = IN */
-#define TX_PRICE_CACHE_WRITE      4   /* i64, absent: = IN */
-#define TX_PRICE_TIER             5   /* u64 input tokens threshold, 0 none */
-#define TX_PRICE_IN_ABOVE         6   /* i64 */
-#define TX_PRICE_OUT_ABOVE        7   /* i64 */
-#define TX_PRICE_CACHE_READ_ABOVE 8   /* i64 */
+#define TX_PRICE_IN                1  /* i64 money per 1M input tokens */
+#define TX_PRICE_OUT               2  /* i64 per 1M output tokens */
+#define TX_PRICE_CACHE_READ        3  /* i64, absent: = IN */
+#define TX_PRICE_CACHE_WRITE       4  /* i64, absent: = IN */
+#define TX_PRICE_TIER              5  /* u64 input tokens threshold, 0 none */
+#define TX_PRICE_IN_ABOVE          6  /* i64 */
+#define TX_PRICE_OUT_ABOVE         7  /* i64 */
+#define TX_PRICE_CACHE_READ_ABOVE  8  /* i64 */
 #define TX_PRICE_CACHE_WRITE_ABOVE 9  /* i64 */
-#define TX_PRICE_PROVIDER         10  /* str: "openai", "anthropic", ... */
-#define TX_PRICE_FREE             11  /* u64 1: zero cost */
-#define TX_PRICE_SOURCE           12  /* u64 TX_PRICE_SRC_* */
+#define TX_PRICE_PROVIDER          10 /* str: "openai", "anthropic", ... */
+#define TX_PRICE_FREE              11 /* u64 1: zero cost */
+#define TX_PRICE_SOURCE            12 /* u64 TX_PRICE_SRC_* */
 
-#define TX_PRICE_SRC_DEFAULT      1   /* the table shipped with Torrix */
-#define TX_PRICE_SRC_CATALOG      2   /* imported LiteLLM catalog */
-#define TX_PRICE_SRC_CUSTOM       3   /* set through the API: wins */
+#define TX_PRICE_SRC_DEFAULT 1 /* the table shipped with Torrix */
+#define TX_PRICE_SRC_CATALOG 2 /* imported LiteLLM catalog */
+#define TX_PRICE_SRC_CUSTOM  3 /* set through the API: wins */
 
 
 typedef struct {
-    tx_money_t  in;
-    tx_money_t  out;
-    tx_money_t  cache_read;     /* -1: unset */
-    tx_money_t  cache_write;    /* -1: unset */
-    uint64_t    tier;
-    tx_money_t  in_above;
-    tx_money_t  out_above;
-    tx_money_t  cache_read_above;   /* -1: unset */
-    tx_money_t  cache_write_above;  /* -1: unset */
-    tx_str_t    provider;
-    int         free;
-    uint64_t    source;
+    tx_money_t in;
+    tx_money_t out;
+    tx_money_t cache_read;  /* -1: unset */
+    tx_money_t cache_write; /* -1: unset */
+    uint64_t   tier;
+    tx_money_t in_above;
+    tx_money_t out_above;
+    tx_money_t cache_read_above;  /* -1: unset */
+    tx_money_t cache_write_above; /* -1: unset */
+    tx_str_t   provider;
+    int        free;
+    uint64_t   source;
 } tx_price_t;
 
 
@@ -82,7 +82,7 @@ void tx_price_encode(tx_wbuf_t *wb, const tx_price_t *p);
  * in use is negative (other than -1, "unset", for cache prices).
  */
 int tx_price_cost(const tx_price_t *p, uint64_t input, uint64_t output,
-    uint64_t cache_read, uint64_t cache_write, tx_money_t *cost);
+                  uint64_t cache_read, uint64_t cache_write, tx_money_t *cost);
 
 /*
  * Converts a per-token USD price written as a decimal string ("2.5e-06",

@@ -19,7 +19,7 @@
 #include "tx_core.h"
 
 
-#define TX_REC_HDR_LEN  6
+#define TX_REC_HDR_LEN 6
 
 
 /*
@@ -28,17 +28,17 @@
  * enough.  `pos - start` is the encoded length.
  */
 typedef struct {
-    uint8_t  *start;
-    uint8_t  *pos;
-    uint8_t  *end;
-    int       overflow;
+    uint8_t *start;
+    uint8_t *pos;
+    uint8_t *end;
+    int      overflow;
 } tx_wbuf_t;
 
 
 void tx_wbuf_init(tx_wbuf_t *wb, uint8_t *buf, size_t len);
 
 void tx_rec_put_bytes(tx_wbuf_t *wb, uint16_t tag, const void *data,
-    size_t len);
+                      size_t len);
 void tx_rec_put_u64(tx_wbuf_t *wb, uint16_t tag, uint64_t v);
 void tx_rec_put_i64(tx_wbuf_t *wb, uint16_t tag, int64_t v);
 
@@ -46,13 +46,13 @@ void tx_rec_put_i64(tx_wbuf_t *wb, uint16_t tag, int64_t v);
 void tx_rec_put_cstr(tx_wbuf_t *wb, uint16_t tag, const char *s);
 
 /* Size a field of `len` value bytes takes once encoded. */
-#define tx_rec_field_size(len)  (TX_REC_HDR_LEN + (len))
+#define tx_rec_field_size(len) (TX_REC_HDR_LEN + (len))
 
 
 /* An iterator over an encoded record; borrows the record's bytes. */
 typedef struct {
-    const uint8_t  *pos;
-    const uint8_t  *end;
+    const uint8_t *pos;
+    const uint8_t *end;
 } tx_rec_iter_t;
 
 

@@ -48,25 +48,25 @@
 #include "tx_key.h"
 
 
-#define TX_SNAP_SCHEMA        1
-#define TX_SNAP_MAX_DBS       32
+#define TX_SNAP_SCHEMA  1
+#define TX_SNAP_MAX_DBS 32
 
-#define TX_SNAP_DB_META       "meta"
-#define TX_SNAP_DB_KHASH      "khash"
-#define TX_SNAP_DB_KEYS       "keys"
-#define TX_SNAP_DB_PROJECTS   "projects"
-#define TX_SNAP_DB_ORGS       "orgs"
-#define TX_SNAP_DB_USERS      "users"
-#define TX_SNAP_DB_PROVIDERS  "providers"
-#define TX_SNAP_DB_SETTINGS   "settings"
-#define TX_SNAP_DB_PRICES     "prices"
-#define TX_SNAP_DB_SPEND      "spend"
+#define TX_SNAP_DB_META      "meta"
+#define TX_SNAP_DB_KHASH     "khash"
+#define TX_SNAP_DB_KEYS      "keys"
+#define TX_SNAP_DB_PROJECTS  "projects"
+#define TX_SNAP_DB_ORGS      "orgs"
+#define TX_SNAP_DB_USERS     "users"
+#define TX_SNAP_DB_PROVIDERS "providers"
+#define TX_SNAP_DB_SETTINGS  "settings"
+#define TX_SNAP_DB_PRICES    "prices"
+#define TX_SNAP_DB_SPEND     "spend"
 
-#define TX_SNAP_META_SCHEMA        "schema"
-#define TX_SNAP_META_GEN           "gen"
-#define TX_SNAP_META_HASH_KEY      "hash_key"
-#define TX_SNAP_META_PUBLISHED_AT  "published_at"
-#define TX_SNAP_META_WATERMARK     "ingest_watermark"
+#define TX_SNAP_META_SCHEMA       "schema"
+#define TX_SNAP_META_GEN          "gen"
+#define TX_SNAP_META_HASH_KEY     "hash_key"
+#define TX_SNAP_META_PUBLISHED_AT "published_at"
+#define TX_SNAP_META_WATERMARK    "ingest_watermark"
 
 
 /*
@@ -75,96 +75,98 @@
  * (empty for the instance).  torrix-cp publishes day, week and month windows
  * for every scope and keeps the current and previous window of each kind.
  */
-#define TX_SCOPE_INSTANCE  1
-#define TX_SCOPE_ORG       2
-#define TX_SCOPE_PROJECT   3
-#define TX_SCOPE_USER      4
-#define TX_SCOPE_KEY       5
+#define TX_SCOPE_INSTANCE 1
+#define TX_SCOPE_ORG      2
+#define TX_SCOPE_PROJECT  3
+#define TX_SCOPE_USER     4
+#define TX_SCOPE_KEY      5
 
-#define TX_SPEND_KEY_MAX   (6 + TX_ID_MAX_LEN)
+#define TX_SPEND_KEY_MAX (6 + TX_ID_MAX_LEN)
 
 /*
  * Writes the spend key of (scope, window kind, index, id) into out
  * (TX_SPEND_KEY_MAX bytes) and returns its length.
  */
 size_t tx_spend_key(uint8_t *out, int scope, int kind, uint32_t index,
-    const uint8_t *id, size_t idlen);
+                    const uint8_t *id, size_t idlen);
 
 
 /* khash values */
-#define TX_KH_KEY_ID     1   /* str: "key_..." */
-#define TX_KH_NOT_AFTER  2   /* i64: unix seconds; absent or 0: no limit */
+#define TX_KH_KEY_ID    1 /* str: "key_..." */
+#define TX_KH_NOT_AFTER 2 /* i64: unix seconds; absent or 0: no limit */
 
 
 /* keys values */
-#define TX_KEY_ID             1   /* str */
-#define TX_KEY_NAME           2   /* str */
-#define TX_KEY_PROJECT        3   /* str: project id, may be absent */
-#define TX_KEY_USER           4   /* str: owner user id, may be absent */
-#define TX_KEY_ORG            5   /* str: org id, may be absent */
-#define TX_KEY_ACCESS         6   /* u64: TX_ACCESS_* */
-#define TX_KEY_STATUS         7   /* u64: TX_STATUS_* */
-#define TX_KEY_EXPIRES_AT     8   /* i64: unix seconds, 0 = never */
-#define TX_KEY_MODELS         9   /* str: '\n'-separated globs, "*" = any */
-#define TX_KEY_RPM            10  /* u64, 0 = unlimited */
-#define TX_KEY_TPM            11  /* u64, 0 = unlimited */
-#define TX_KEY_DAILY_CAP      12  /* i64 money, 0 = none */
-#define TX_KEY_MONTHLY_BUDGET 13  /* i64 money, 0 = none */
-#define TX_KEY_SOFT_PCT       14  /* u64: soft alert percent */
-#define TX_KEY_METADATA       15  /* str: '\n'-separated "k=v" */
+#define TX_KEY_ID             1  /* str */
+#define TX_KEY_NAME           2  /* str */
+#define TX_KEY_PROJECT        3  /* str: project id, may be absent */
+#define TX_KEY_USER           4  /* str: owner user id, may be absent */
+#define TX_KEY_ORG            5  /* str: org id, may be absent */
+#define TX_KEY_ACCESS         6  /* u64: TX_ACCESS_* */
+#define TX_KEY_STATUS         7  /* u64: TX_STATUS_* */
+#define TX_KEY_EXPIRES_AT     8  /* i64: unix seconds, 0 = never */
+#define TX_KEY_MODELS         9  /* str: '\n'-separated globs, "*" = any */
+#define TX_KEY_RPM            10 /* u64, 0 = unlimited */
+#define TX_KEY_TPM            11 /* u64, 0 = unlimited */
+#define TX_KEY_DAILY_CAP      12 /* i64 money, 0 = none */
+#define TX_KEY_MONTHLY_BUDGET 13 /* i64 money, 0 = none */
+#define TX_KEY_SOFT_PCT       14 /* u64: soft alert percent */
+#define TX_KEY_METADATA       15 /* str: '\n'-separated "k=v" */
 
-#define TX_ACCESS_FULL   1
-#define TX_ACCESS_READ   2
+#define TX_ACCESS_FULL 1
+#define TX_ACCESS_READ 2
 
-#define TX_STATUS_ACTIVE    1
-#define TX_STATUS_REVOKED   2
-#define TX_STATUS_DISABLED  3
+#define TX_STATUS_ACTIVE   1
+#define TX_STATUS_REVOKED  2
+#define TX_STATUS_DISABLED 3
 
 
 /* projects values */
-#define TX_PRJ_ID         1   /* str */
-#define TX_PRJ_SLUG       2   /* str */
-#define TX_PRJ_ORG        3   /* str */
-#define TX_PRJ_ACTIVE     4   /* u64 0/1 */
-#define TX_PRJ_DLP        5   /* u64 0/1 */
-#define TX_PRJ_RPM        6   /* u64 default for its keys, 0 = none */
-#define TX_PRJ_TPM        7   /* u64 */
-#define TX_PRJ_DAILY_CAP  8   /* i64 money */
-#define TX_PRJ_MONTHLY_CAP 9  /* i64 money */
+#define TX_PRJ_ID          1 /* str */
+#define TX_PRJ_SLUG        2 /* str */
+#define TX_PRJ_ORG         3 /* str */
+#define TX_PRJ_ACTIVE      4 /* u64 0/1 */
+#define TX_PRJ_DLP         5 /* u64 0/1 */
+#define TX_PRJ_RPM         6 /* u64 default for its keys, 0 = none */
+#define TX_PRJ_TPM         7 /* u64 */
+#define TX_PRJ_DAILY_CAP   8 /* i64 money */
+#define TX_PRJ_MONTHLY_CAP 9 /* i64 money */
 
 /* orgs values */
-#define TX_ORG_ID         1   /* str */
-#define TX_ORG_NAME       2   /* str */
-#define TX_ORG_SPEND_CAP  3   /* i64 money per month, 0 = none */
-#define TX_ORG_ROLLOVER   4   /* u64 0/1 */
-#define TX_ORG_DLP        5   /* u64 0/1 */
-#define TX_ORG_RPM        6   /* u64 */
-#define TX_ORG_TPM        7   /* u64 */
+#define TX_ORG_ID        1 /* str */
+#define TX_ORG_NAME      2 /* str */
+#define TX_ORG_SPEND_CAP 3 /* i64 money per month, 0 = none */
+#define TX_ORG_ROLLOVER  4 /* u64 0/1 */
+#define TX_ORG_DLP       5 /* u64 0/1 */
+#define TX_ORG_RPM       6 /* u64 */
+#define TX_ORG_TPM       7 /* u64 */
 
 /* users values */
-#define TX_USR_ID         1   /* str */
-#define TX_USR_ORG        2   /* str */
-#define TX_USR_STATUS     3   /* u64 TX_STATUS_* */
-#define TX_USR_WEEKLY_CAP 4   /* i64 money */
+#define TX_USR_ID         1 /* str */
+#define TX_USR_ORG        2 /* str */
+#define TX_USR_STATUS     3 /* u64 TX_STATUS_* */
+#define TX_USR_WEEKLY_CAP 4 /* i64 money */
 
 
 /* providers values */
-#define TX_PRV_NAME       1   /* str */
-#define TX_PRV_KIND       2   /* u64 TX_PROVIDER_* */
-#define TX_PRV_BASE_URL   3   /* str: e.g. "https://api.openai.com/v1" */
-#define TX_PRV_API_KEY    4   /* str: credential; absent when none */
+#define TX_PRV_NAME     1 /* str */
+#define TX_PRV_KIND     2 /* u64 TX_PROVIDER_* */
+#define TX_PRV_BASE_URL 3 /* str: e.g. "https://api.openai.com/v1" */
+#define TX_PRV_API_KEY  4 /* str: credential; absent when none */
 
-#define TX_PROVIDER_OPENAI      1
-#define TX_PROVIDER_ANTHROPIC   2
-#define TX_PROVIDER_COMPAT      3   /* any OpenAI-compatible base URL */
-#define TX_PROVIDER_OLLAMA      4
+#define TX_PROVIDER_OPENAI    1
+#define TX_PROVIDER_ANTHROPIC 2
+#define TX_PROVIDER_COMPAT    3 /* any OpenAI-compatible base URL */
+#define TX_PROVIDER_OLLAMA    4
 
 
 /* settings */
-#define TX_SET_PROXY_TARGETS  "proxy_targets"  /* '\n'-separated URL
+#define TX_SET_PROXY_TARGETS                                                   \
+    "proxy_targets"                      /* '\n'-separated URL
                                                   patterns, tx_url.h */
-#define TX_SET_SAMPLE_RATE    "sample_rate"    /* u64: parts per million */
-#define TX_SET_DEFAULT_MAX_TOKENS "default_max_tokens" /* u64: output tokens
+#define TX_SET_SAMPLE_RATE "sample_rate" /* u64: parts per million */
+#define TX_SET_DEFAULT_MAX_TOKENS                                              \
+    "default_max_tokens"                               /* u64: output tokens
                                                   assumed when a request has
                                                   no max_tokens (4096) */
 #define TX_SET_INSTANCE_DAILY_CAP "instance_daily_cap" /* i64 money, 0 none */
@@ -176,35 +178,35 @@ size_t tx_spend_key(uint8_t *out, int scope, int kind, uint32_t index,
  * the value's bytes and are valid only while the read transaction lives.
  */
 typedef struct {
-    tx_str_t    id;
-    tx_str_t    name;
-    tx_str_t    project;
-    tx_str_t    user;
-    tx_str_t    org;
-    tx_str_t    models;
-    tx_str_t    metadata;
-    uint64_t    access;
-    uint64_t    status;
-    int64_t     expires_at;
-    uint64_t    rpm;
-    uint64_t    tpm;
-    tx_money_t  daily_cap;
-    tx_money_t  monthly_budget;
-    uint64_t    soft_pct;
+    tx_str_t   id;
+    tx_str_t   name;
+    tx_str_t   project;
+    tx_str_t   user;
+    tx_str_t   org;
+    tx_str_t   models;
+    tx_str_t   metadata;
+    uint64_t   access;
+    uint64_t   status;
+    int64_t    expires_at;
+    uint64_t   rpm;
+    uint64_t   tpm;
+    tx_money_t daily_cap;
+    tx_money_t monthly_budget;
+    uint64_t   soft_pct;
 } tx_key_rec_t;
 
 
 typedef struct {
-    tx_str_t    key_id;
-    int64_t     not_after;
+    tx_str_t key_id;
+    int64_t  not_after;
 } tx_khash_rec_t;
 
 
 typedef struct {
-    tx_str_t    name;
-    tx_str_t    base_url;
-    tx_str_t    api_key;
-    uint64_t    kind;
+    tx_str_t name;
+    tx_str_t base_url;
+    tx_str_t api_key;
+    uint64_t kind;
 } tx_provider_rec_t;
 
 
@@ -214,8 +216,7 @@ typedef struct {
  */
 int tx_key_rec_decode(const void *val, size_t len, tx_key_rec_t *k);
 int tx_khash_rec_decode(const void *val, size_t len, tx_khash_rec_t *kh);
-int tx_provider_rec_decode(const void *val, size_t len,
-    tx_provider_rec_t *p);
+int tx_provider_rec_decode(const void *val, size_t len, tx_provider_rec_t *p);
 
 /*
  * Returns 1 when `model` matches one of the '\n'-separated glob patterns
@@ -223,11 +224,11 @@ int tx_provider_rec_decode(const void *val, size_t len,
  * nothing, "*" matches everything), else 0.
  */
 int tx_glob_list_match(const tx_str_t *patterns, const uint8_t *model,
-    size_t len);
+                       size_t len);
 
 /* Returns 1 when `s` matches the glob `pat` (`*` wildcard only). */
 int tx_glob_match(const uint8_t *pat, size_t plen, const uint8_t *s,
-    size_t slen);
+                  size_t slen);
 
 
 #endif /* TX_SNAPSHOT_H */

@@ -37,28 +37,28 @@
 #include "tx_core.h"
 
 
-#define TX_SPOOL_MAGIC       "TXSPOOL1"
-#define TX_SPOOL_HDR_LEN     64
-#define TX_SPOOL_FRAME_HDR   8
-#define TX_SPOOL_SEALED      0xffffffffu
-#define TX_SPOOL_SUFFIX      ".txs"
-#define TX_SPOOL_MAX_RECORD  (1024 * 1024)
+#define TX_SPOOL_MAGIC      "TXSPOOL1"
+#define TX_SPOOL_HDR_LEN    64
+#define TX_SPOOL_FRAME_HDR  8
+#define TX_SPOOL_SEALED     0xffffffffu
+#define TX_SPOOL_SUFFIX     ".txs"
+#define TX_SPOOL_MAX_RECORD (1024 * 1024)
 
 
 /* File header (all little endian) */
 typedef struct {
-    char      magic[8];       /* TX_SPOOL_MAGIC */
-    uint32_t  version;        /* 1 */
-    uint32_t  pid;
-    int64_t   created_us;
-    uint64_t  capacity;       /* file size in bytes */
-    uint8_t   pad[32];
+    char     magic[8]; /* TX_SPOOL_MAGIC */
+    uint32_t version;  /* 1 */
+    uint32_t pid;
+    int64_t  created_us;
+    uint64_t capacity; /* file size in bytes */
+    uint8_t  pad[32];
 } tx_spool_hdr_t;
 
 
 /* Writes a header for a new file into base (at least TX_SPOOL_HDR_LEN). */
 void tx_spool_hdr_init(void *base, uint32_t pid, int64_t created_us,
-    uint64_t capacity);
+                       uint64_t capacity);
 
 /*
  * Checks a header (magic, version, a sane capacity); TX_OK or TX_ERROR.
@@ -78,8 +78,8 @@ size_t tx_spool_frame_size(size_t len);
  * TX_SPOOL_HDR_LEN, a multiple of 8).  `base` must be 4-byte aligned (an
  * mmap is): the length word is published with a release store.
  */
-int tx_spool_append(uint8_t *base, size_t cap, size_t *off,
-    const void *payload, size_t len);
+int tx_spool_append(uint8_t *base, size_t cap, size_t *off, const void *payload,
+                    size_t len);
 
 /* Marks the file finished at *off (room for it is always kept). */
 void tx_spool_seal(uint8_t *base, size_t cap, size_t off);
@@ -94,7 +94,7 @@ void tx_spool_seal(uint8_t *base, size_t cap, size_t off);
  *             *off is unchanged, the rest of the file is unreadable
  */
 int tx_spool_read(const uint8_t *base, size_t size, size_t *off,
-    const uint8_t **payload, size_t *len);
+                  const uint8_t **payload, size_t *len);
 
 /*
  * CRC-32C (Castagnoli) of data, continuing crc (0 to start): the SSE4.2
@@ -104,64 +104,67 @@ uint32_t tx_crc32(uint32_t crc, const void *data, size_t len);
 
 
 /* Run record tags (TLV payload of a spool frame, also the store's value) */
-#define TX_RUN_ID            1   /* 16 bytes: 6-byte ms time + 10 random */
-#define TX_RUN_START_US      2   /* i64 unix microseconds */
-#define TX_RUN_KEY_ID        3   /* str */
-#define TX_RUN_PROJECT       4   /* str */
-#define TX_RUN_ORG           5   /* str */
-#define TX_RUN_USER          6   /* str: key owner */
-#define TX_RUN_ENDPOINT      7   /* u64 TX_EP_* */
-#define TX_RUN_MODEL_REQ     8   /* str: model the client asked for */
-#define TX_RUN_MODEL         9   /* str: model actually served */
-#define TX_RUN_PROVIDER      10  /* str */
-#define TX_RUN_STATUS        11  /* u64 HTTP status sent to the client */
-#define TX_RUN_UPSTREAM_STATUS 12 /* u64, 0 = no upstream response */
-#define TX_RUN_LATENCY_US    13  /* u64 total */
-#define TX_RUN_UPSTREAM_US   14  /* u64 upstream response time */
-#define TX_RUN_TTFT_US       15  /* u64 time to first body byte */
-#define TX_RUN_BYTES_IN      16  /* u64 request bytes */
-#define TX_RUN_BYTES_OUT     17  /* u64 response bytes */
-#define TX_RUN_TOKENS_IN     18  /* u64 */
-#define TX_RUN_TOKENS_OUT    19  /* u64 */
+#define TX_RUN_ID                 1  /* 16 bytes: 6-byte ms time + 10 random */
+#define TX_RUN_START_US           2  /* i64 unix microseconds */
+#define TX_RUN_KEY_ID             3  /* str */
+#define TX_RUN_PROJECT            4  /* str */
+#define TX_RUN_ORG                5  /* str */
+#define TX_RUN_USER               6  /* str: key owner */
+#define TX_RUN_ENDPOINT           7  /* u64 TX_EP_* */
+#define TX_RUN_MODEL_REQ          8  /* str: model the client asked for */
+#define TX_RUN_MODEL              9  /* str: model actually served */
+#define TX_RUN_PROVIDER           10 /* str */
+#define TX_RUN_STATUS             11 /* u64 HTTP status sent to the client */
+#define TX_RUN_UPSTREAM_STATUS    12 /* u64, 0 = no upstream response */
+#define TX_RUN_LATENCY_US         13 /* u64 total */
+#define TX_RUN_UPSTREAM_US        14 /* u64 upstream response time */
+#define TX_RUN_TTFT_US            15 /* u64 time to first body byte */
+#define TX_RUN_BYTES_IN           16 /* u64 request bytes */
+#define TX_RUN_BYTES_OUT          17 /* u64 response bytes */
+#define TX_RUN_TOKENS_IN          18 /* u64 */
+#define TX_RUN_TOKENS_OUT         19 /* u64 */
 #define TX_RUN_TOKENS_CACHE_READ  20 /* u64 */
 #define TX_RUN_TOKENS_CACHE_WRITE 21 /* u64 */
 #define TX_RUN_TOKENS_REASONING   22 /* u64 */
-#define TX_RUN_COST          23  /* i64 money */
-#define TX_RUN_FLAGS         24  /* u64 TX_RUNF_* */
-#define TX_RUN_NAME          25  /* str: x-torrix-name */
-#define TX_RUN_END_USER      26  /* str: x-torrix-user */
-#define TX_RUN_TAGS          27  /* str: '\n'-separated k=v */
-#define TX_RUN_ERROR_TYPE    28  /* str */
-#define TX_RUN_ERROR         29  /* str: error message */
-#define TX_RUN_REQ_BODY      30  /* bytes, when sampled or error */
-#define TX_RUN_RESP_BODY     31  /* bytes, when sampled or error */
-#define TX_RUN_METHOD        32  /* str */
-#define TX_RUN_TARGET        33  /* str: upstream URL host (no secrets) */
-#define TX_RUN_RESERVED      34  /* i64 money reserved at admission */
-#define TX_RUN_EDGE          35  /* str: edge name */
-#define TX_RUN_LIMIT         36  /* bytes: the spend key (tx_spend_key) of
+#define TX_RUN_COST               23 /* i64 money */
+#define TX_RUN_FLAGS              24 /* u64 TX_RUNF_* */
+#define TX_RUN_NAME               25 /* str: x-torrix-name */
+#define TX_RUN_END_USER           26 /* str: x-torrix-user */
+#define TX_RUN_TAGS               27 /* str: '\n'-separated k=v */
+#define TX_RUN_ERROR_TYPE         28 /* str */
+#define TX_RUN_ERROR              29 /* str: error message */
+#define TX_RUN_REQ_BODY           30 /* bytes, when sampled or error */
+#define TX_RUN_RESP_BODY          31 /* bytes, when sampled or error */
+#define TX_RUN_METHOD             32 /* str */
+#define TX_RUN_TARGET             33 /* str: upstream URL host (no secrets) */
+#define TX_RUN_RESERVED           34 /* i64 money reserved at admission */
+#define TX_RUN_EDGE               35 /* str: edge name */
+#define TX_RUN_LIMIT                                                           \
+    36 /* bytes: the spend key (tx_spend_key) of
                                     the budget that refused this request */
 
-#define TX_RUNF_SAMPLED      0x01
-#define TX_RUNF_STREAM       0x02
-#define TX_RUNF_CANCELLED    0x04
-#define TX_RUNF_ERROR        0x08
-#define TX_RUNF_UNPRICED     0x10
-#define TX_RUNF_REJECTED     0x20  /* refused by the gateway itself */
-#define TX_RUNF_TRUNCATED    0x40  /* a stored body was cut */
-#define TX_RUNF_ESTIMATED    0x80  /* tokens estimated from delivered text
+#define TX_RUNF_SAMPLED   0x01
+#define TX_RUNF_STREAM    0x02
+#define TX_RUNF_CANCELLED 0x04
+#define TX_RUNF_ERROR     0x08
+#define TX_RUNF_UNPRICED  0x10
+#define TX_RUNF_REJECTED  0x20 /* refused by the gateway itself */
+#define TX_RUNF_TRUNCATED 0x40 /* a stored body was cut */
+#define TX_RUNF_ESTIMATED                                                      \
+    0x80 /* tokens estimated from delivered text
                                       (stream cut before its usage frame) */
-#define TX_RUNF_USAGE_INJECTED 0x100 /* the gateway asked the provider for
+#define TX_RUNF_USAGE_INJECTED                                                 \
+    0x100 /* the gateway asked the provider for
                                         stream usage the client did not */
 
-#define TX_EP_UNKNOWN        0
-#define TX_EP_CHAT           1   /* /v1/chat/completions */
-#define TX_EP_COMPLETIONS    2   /* /v1/completions */
-#define TX_EP_EMBEDDINGS     3   /* /v1/embeddings */
-#define TX_EP_RESPONSES      4   /* /v1/responses */
-#define TX_EP_MODELS         5   /* /v1/models */
-#define TX_EP_MESSAGES       6   /* /v1/messages (Anthropic) */
-#define TX_EP_PROXY          7   /* /proxy */
+#define TX_EP_UNKNOWN     0
+#define TX_EP_CHAT        1 /* /v1/chat/completions */
+#define TX_EP_COMPLETIONS 2 /* /v1/completions */
+#define TX_EP_EMBEDDINGS  3 /* /v1/embeddings */
+#define TX_EP_RESPONSES   4 /* /v1/responses */
+#define TX_EP_MODELS      5 /* /v1/models */
+#define TX_EP_MESSAGES    6 /* /v1/messages (Anthropic) */
+#define TX_EP_PROXY       7 /* /proxy */
 
 /* Name of an endpoint ("chat.completions", ...); "unknown" if out of range */
 const char *tx_endpoint_name(uint64_t ep);

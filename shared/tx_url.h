@@ -32,13 +32,13 @@
 
 
 typedef struct {
-    int       https;      /* 1 https, 0 http */
-    tx_str_t  host;       /* without brackets for IPv6 literals */
-    uint16_t  port;       /* explicit or default */
-    int       port_set;   /* port was written in the URL */
-    tx_str_t  path;       /* from the first '/', query excluded; may be "" */
-    tx_str_t  query;      /* after '?', may be empty */
-    tx_str_t  hostport;   /* the authority as written (for Host:) */
+    int      https;    /* 1 https, 0 http */
+    tx_str_t host;     /* without brackets for IPv6 literals */
+    uint16_t port;     /* explicit or default */
+    int      port_set; /* port was written in the URL */
+    tx_str_t path;     /* from the first '/', query excluded; may be "" */
+    tx_str_t query;    /* after '?', may be empty */
+    tx_str_t hostport; /* the authority as written (for Host:) */
 } tx_url_t;
 
 

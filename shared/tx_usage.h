@@ -74,39 +74,40 @@
 #include "tx_core.h"
 
 
-#define TX_METER_JSON        1   /* one JSON document (the whole body) */
-#define TX_METER_SSE         2   /* text/event-stream */
+#define TX_METER_JSON 1 /* one JSON document (the whole body) */
+#define TX_METER_SSE  2 /* text/event-stream */
 
-#define TX_METER_OPENAI      1   /* OpenAI and OpenAI-compatible shapes */
-#define TX_METER_ANTHROPIC   2
+#define TX_METER_OPENAI    1 /* OpenAI and OpenAI-compatible shapes */
+#define TX_METER_ANTHROPIC 2
 
-#define TX_METER_DEPTH       12  /* key path levels tracked */
-#define TX_METER_KEY_MAX     48  /* longer keys are tracked as "unknown" */
-#define TX_METER_MODEL_MAX   128
+#define TX_METER_DEPTH     12 /* key path levels tracked */
+#define TX_METER_KEY_MAX   48 /* longer keys are tracked as "unknown" */
+#define TX_METER_MODEL_MAX 128
 
 /* events reported by tx_meter_feed (SSE only) */
-#define TX_METER_EV_NONE        0
-#define TX_METER_EV_END         1  /* the byte consumed last ended an event */
-#define TX_METER_EV_END_USAGE   2  /* ... and that event was a usage-only
+#define TX_METER_EV_NONE 0
+#define TX_METER_EV_END  1 /* the byte consumed last ended an event */
+#define TX_METER_EV_END_USAGE                                                  \
+    2                      /* ... and that event was a usage-only
                                       chunk: OpenAI "choices":[] + "usage" */
-#define TX_METER_EV_DONE        3  /* ... and that event was "data: [DONE]" */
+#define TX_METER_EV_DONE 3 /* ... and that event was "data: [DONE]" */
 
 
 typedef struct {
-    uint64_t  input;        /* all input tokens, cached included */
-    uint64_t  output;       /* output tokens, reasoning included */
-    uint64_t  cache_read;
-    uint64_t  cache_write;
-    uint64_t  reasoning;
-    uint64_t  out_chars;    /* delivered output characters (streams) */
-    int       has_usage;    /* a usage object with token counts was seen */
-    size_t    model_len;
-    char      model[TX_METER_MODEL_MAX];
+    uint64_t input;  /* all input tokens, cached included */
+    uint64_t output; /* output tokens, reasoning included */
+    uint64_t cache_read;
+    uint64_t cache_write;
+    uint64_t reasoning;
+    uint64_t out_chars; /* delivered output characters (streams) */
+    int      has_usage; /* a usage object with token counts was seen */
+    size_t   model_len;
+    char     model[TX_METER_MODEL_MAX];
 } tx_usage_t;
 
 
-#define TX_METER_NEST        256 /* deeper JSON nesting is malformed */
-#define TX_METER_NAME_MAX    32  /* event names kept (longer truncated) */
+#define TX_METER_NEST     256 /* deeper JSON nesting is malformed */
+#define TX_METER_NAME_MAX 32  /* event names kept (longer truncated) */
 
 
 /*
@@ -115,53 +116,53 @@ typedef struct {
  * change; read results through the functions below.
  */
 typedef struct {
-    int         format;
-    int         provider;
-    int         failed;                /* JSON mode: gave up, not JSON */
+    int format;
+    int provider;
+    int failed; /* JSON mode: gave up, not JSON */
 
     /* SSE framing */
-    int         sse_state;
-    int         sse_field;             /* which field the current line is */
-    int         sse_cr;                /* the last line ended with a CR */
-    int         sse_reset;             /* start a new event at next line */
-    unsigned    sse_lines;             /* lines in the current event */
-    unsigned    sse_bom;               /* BOM bytes matched */
-    size_t      sse_fname_len;
-    char        sse_fname[8];
-    size_t      sse_name_len;
-    char        sse_name[TX_METER_NAME_MAX];
-    unsigned    ev_data_lines;
-    int         ev_failed;             /* this event's JSON is malformed */
-    int         ev_choices;            /* top-level "choices": [] state */
-    int         ev_usage;              /* this event had usage numbers */
-    int         ev_not_done;
-    size_t      done_match;
+    int      sse_state;
+    int      sse_field; /* which field the current line is */
+    int      sse_cr;    /* the last line ended with a CR */
+    int      sse_reset; /* start a new event at next line */
+    unsigned sse_lines; /* lines in the current event */
+    unsigned sse_bom;   /* BOM bytes matched */
+    size_t   sse_fname_len;
+    char     sse_fname[8];
+    size_t   sse_name_len;
+    char     sse_name[TX_METER_NAME_MAX];
+    unsigned ev_data_lines;
+    int      ev_failed;  /* this event's JSON is malformed */
+    int      ev_choices; /* top-level "choices": [] state */
+    int      ev_usage;   /* this event had usage numbers */
+    int      ev_not_done;
+    size_t   done_match;
 
     /* JSON tokenizer */
-    int         state;
-    int         depth;
-    int         str_kind;              /* what the current string feeds */
-    int         num_state;
-    int         num_target;
-    int         num_ok;
-    int         lit;
-    int         lit_pos;
-    int         uni_left;
-    uint32_t    uni;
-    uint32_t    hi;                    /* pending high surrogate (model) */
-    int         key_bad;
-    size_t      key_len;
-    size_t      model_pos;
-    uint64_t    num;
-    char        key[TX_METER_KEY_MAX];
-    uint8_t     path[TX_METER_DEPTH];  /* interned key ids per level */
-    uint32_t    arrays[TX_METER_NEST / 32];  /* 1 bit a level: array */
+    int      state;
+    int      depth;
+    int      str_kind; /* what the current string feeds */
+    int      num_state;
+    int      num_target;
+    int      num_ok;
+    int      lit;
+    int      lit_pos;
+    int      uni_left;
+    uint32_t uni;
+    uint32_t hi; /* pending high surrogate (model) */
+    int      key_bad;
+    size_t   key_len;
+    size_t   model_pos;
+    uint64_t num;
+    char     key[TX_METER_KEY_MAX];
+    uint8_t  path[TX_METER_DEPTH];       /* interned key ids per level */
+    uint32_t arrays[TX_METER_NEST / 32]; /* 1 bit a level: array */
 
-    tx_usage_t  u;                     /* model, out_chars, has_usage */
+    tx_usage_t u; /* model, out_chars, has_usage */
 
     /* raw values as seen, normalised by tx_meter_result */
-    uint64_t    raw[8];
-    unsigned    raw_seen;
+    uint64_t raw[8];
+    unsigned raw_seen;
 } tx_meter_t;
 
 

@@ -12,8 +12,8 @@
 static int64_t
 tx_days_from_civil(int64_t y, unsigned m)
 {
-    int64_t   era;
-    unsigned  yoe, doy, doe;
+    int64_t  era;
+    unsigned yoe, doy, doe;
 
     y -= m <= 2;
     era = (y >= 0 ? y : y - 399) / 400;
@@ -28,8 +28,8 @@ tx_days_from_civil(int64_t y, unsigned m)
 static void
 tx_civil_from_days(int64_t z, int64_t *y, unsigned *m)
 {
-    int64_t   era;
-    unsigned  doe, yoe, doy, mp;
+    int64_t  era;
+    unsigned doe, yoe, doy, mp;
 
     z += 719468;
     era = (z >= 0 ? z : z - 146096) / 146097;
@@ -46,8 +46,8 @@ tx_civil_from_days(int64_t z, int64_t *y, unsigned *m)
 uint32_t
 tx_window_index(int kind, int64_t t)
 {
-    int64_t   days, y;
-    unsigned  m;
+    int64_t  days, y;
+    unsigned m;
 
     if (t < 0) {
         t = 0;
@@ -56,7 +56,6 @@ tx_window_index(int kind, int64_t t)
     days = t / 86400;
 
     switch (kind) {
-
     case TX_WIN_WEEK:
         return (uint32_t) ((days + 3) / 7);
 
@@ -74,7 +73,6 @@ int64_t
 tx_window_start(int kind, uint32_t index)
 {
     switch (kind) {
-
     case TX_WIN_WEEK:
         return ((int64_t) index * 7 - 3) * 86400;
 
@@ -90,7 +88,7 @@ tx_window_start(int kind, uint32_t index)
 int64_t
 tx_window_left(int kind, int64_t t)
 {
-    int64_t  end;
+    int64_t end;
 
     end = tx_window_start(kind, tx_window_index(kind, t) + 1);
 
@@ -100,7 +98,7 @@ tx_window_left(int kind, int64_t t)
 
 size_t
 tx_spend_key(uint8_t *out, int scope, int kind, uint32_t index,
-    const uint8_t *id, size_t idlen)
+             const uint8_t *id, size_t idlen)
 {
     if (idlen > TX_ID_MAX_LEN) {
         idlen = TX_ID_MAX_LEN;

@@ -14,9 +14,9 @@
 #include "tx_core.h"
 
 
-#define TX_WIN_DAY    'd'
-#define TX_WIN_WEEK   'w'
-#define TX_WIN_MONTH  'm'
+#define TX_WIN_DAY   'd'
+#define TX_WIN_WEEK  'w'
+#define TX_WIN_MONTH 'm'
 
 
 /* The index of the window of kind `kind` holding unix time t (seconds). */

@@ -24,7 +24,7 @@ typedef union {
 static void
 test_crc32(void **state)
 {
-    uint8_t  zeros[32], ones[32];
+    uint8_t zeros[32], ones[32];
 
     /* CRC-32C check value and RFC 3720 (iSCSI) B.4 vectors */
     assert_int_equal(tx_crc32(0, "123456789", 9), 0xe3069283u);

@@ -22,7 +22,7 @@ static void
 test_week(void **state)
 {
     /* 2026-11-22 is a Sunday; 2026-11-23 a Monday */
-    uint32_t  sun, mon;
+    uint32_t sun, mon;
 
     sun = tx_window_index(TX_WIN_WEEK, 1795391999);
     mon = tx_window_index(TX_WIN_WEEK, 1795392000);
@@ -38,7 +38,7 @@ static void
 test_month(void **state)
 {
     /* 2026-11-30T23:59:59Z -> 2026-12-01T00:00:00Z */
-    uint32_t  nov, dec;
+    uint32_t nov, dec;
 
     nov = tx_window_index(TX_WIN_MONTH, 1796083199);
     dec = tx_window_index(TX_WIN_MONTH, 1796083200);
