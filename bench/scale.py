@@ -19,11 +19,15 @@ limits bench.py's key has.  Then, all on loopback:
      sweep: RSS/PSS/shared of each worker (/proc/PID/smaps_rollup) and of
      its snapshot/data.mdb mapping (/proc/PID/smaps); data.mdb size;
   d. torrix-cp ingest during (a): runs/s from GET /api/v1/health, backlog
-     and drain time, CPU per run; spool bytes per 1,000 runs counted from
-     the frames (files are preallocated, so their sizes say nothing): each
-     new spool file is hard-linked aside while it exists, so torrix-cp's
-     unlink after ingest does not lose it, and read after the run.
+     and drain time, CPU per run; its ceiling: torrix-cp SIGSTOPped through
+     a wrk run, then the backlog drain timed; spool bytes per 1,000 runs
+     counted from the frames (files are preallocated, so their sizes say
+     nothing): each new spool file is hard-linked aside while it exists, so
+     torrix-cp's unlink after ingest does not lose it, and read after the
+     run.
 
+Both key counts are set up first and (a) runs in --rounds interleaved
+rounds (the median is shown), so drift on a shared machine hits both.
 Prints a table, appends one JSON line per key count to
 bench-out/results.jsonl.  Every run is bounded in time.
 
@@ -36,6 +40,7 @@ import http.client
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -87,6 +92,33 @@ def pct(values, p):
 def file_size(path):
     st = os.stat(path)
     return {"bytes": st.st_size, "disk_bytes": st.st_blocks * 512}
+
+
+def lmdb_stat(env):
+    """Pages used, free pages and the keys/khash trees of an LMDB env
+    (mdb_stat, lmdb-utils); {} when mdb_stat is missing."""
+    try:
+        out = subprocess.run(["mdb_stat", "-a", "-ef", str(env)],
+                             capture_output=True, text=True,
+                             timeout=60).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    res, section = {}, ""
+    for line in out.splitlines():
+        if not line.startswith(" "):
+            section = line.replace("Status of ", "").strip()
+            continue
+        k, _, v = line.strip().partition(": ")
+        if k == "Number of pages used":
+            res["pages_used"] = int(v)
+        elif k == "Page size":
+            res["page_size"] = int(v)
+        elif k == "Free pages":
+            res["free_pages"] = int(v)
+        elif section in ("keys", "khash") and k in ("Tree depth",
+                                                    "Leaf pages"):
+            res["%s_%s" % (section, k.split()[0].lower())] = int(v)
+    return res
 
 
 def smaps_rollup(pid):
@@ -394,23 +426,50 @@ def gw_conf(tmp, name, data, mock_port, port, workers):
                         "worker_processes %d;" % workers)
 
 
-def run_keys(n, tmp, upstream, args):
-    d = tmp / ("keys-%d" % n)
-    d.mkdir()
-    for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
-        (d / sub).mkdir()
-    stack = torrix.Stack(d, upstream)
-    res = {"bench": "scale", "keys": n, "duration_s": args.duration,
-           "conns": 32, "nproc": os.cpu_count(),
-           "loadavg_before": os.getloadavg()[0]}
-    gws = []
-    try:
-        # first start: store, admin key; the tenants bench.py has
+class Size:
+    """One key count: its data dir, torrix-cp, the seeded key, a gateway."""
+
+    def __init__(self, n, tmp, upstream, args):
+        self.n, self.upstream, self.args = n, upstream, args
+        self.d = tmp / ("keys-%d" % n)
+        self.d.mkdir()
+        for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+            (self.d / sub).mkdir()
+        self.stack = torrix.Stack(self.d, upstream)
+        self.gws = []
+        self.gw = None
+        self.rounds = []
+        self.res = {"bench": "scale", "keys": n, "duration_s": args.duration,
+                    "conns": 32, "nproc": os.cpu_count(),
+                    "loadavg_before": os.getloadavg()[0]}
+
+    @property
+    def url(self):
+        return self.stack.url + "/v1/chat/completions"
+
+    def gateway(self, name, workers):
+        gw = bench.Nginx(self.d, name, gw_conf(
+            self.d, name, self.stack.data, self.upstream.port,
+            self.stack.port, workers))
+        self.gws.append(gw)
+        gw.start(self.stack.port)
+        torrix.wait_until(lambda: len(gw.workers()) == workers, 10, 0.02,
+                          "%d workers" % workers)
+        return gw
+
+    def stop_gateway(self, gw):
+        self.gws.remove(gw)
+        gw.stop()
+
+    def setup(self):
+        """First start (store, admin key, tenants as bench.py), seed, start
+        again, give the last key bench.py's limits, start the gateway."""
+        stack, n = self.stack, self.n
         stack.start_cp()
         api = stack.api
         org = api.create("orgs", name="scale", spend_cap_usd=1e6)
-        prj = api.create("projects", slug="scale", name="scale",
-                         org_id=org["id"], daily_cap_usd=1e6)
+        self.prj = api.create("projects", slug="scale", name="scale",
+                              org_id=org["id"], daily_cap_usd=1e6)
         api.ok("PATCH", "/settings", {"sample_rate": 0.01})
         stack.stop_cp()
         store0 = file_size(stack.data / "store" / "data.mdb")["bytes"]
@@ -419,62 +478,65 @@ def run_keys(n, tmp, upstream, args):
         t0 = time.monotonic()
         p = subprocess.run([str(torrix.CP_BIN), "keys", "seed", str(n),
                             "--data", str(stack.data),
-                            "--project", prj["id"]],
+                            "--project", self.prj["id"]],
                            capture_output=True, text=True, timeout=600)
         assert p.returncode == 0, "seed failed: %s" % p.stderr
         seed = json.loads(p.stdout)
-        res["seed"] = {
+        self.res["seed"] = {
             "seconds": seed["seconds"],
             "wall_s": time.monotonic() - t0,
             "store_growth_bytes": file_size(
                 stack.data / "store" / "data.mdb")["bytes"] - store0,
             "store": file_size(stack.data / "store" / "data.mdb"),
             "snapshot": file_size(stack.data / "snapshot" / "data.mdb"),
+            "snapshot_lmdb": lmdb_stat(stack.data / "snapshot"),
+            "store_lmdb": lmdb_stat(stack.data / "store"),
         }
-        key_id, secret = seed["last_id"], seed["last_key"]
-        stack.secrets.add(secret)
+        self.key_id, self.secret = seed["last_id"], seed["last_key"]
+        stack.secrets.add(self.secret)
 
-        res["cp_start_s"] = start_cp(stack, 180)
-        log("%d keys: torrix-cp up in %.1f s" % (n, res["cp_start_s"]))
-        api.ok("PATCH", "/keys/" + key_id, {
+        self.res["cp_start_s"] = start_cp(stack, 180)
+        log("%d keys: torrix-cp up in %.1f s" % (n, self.res["cp_start_s"]))
+        api.ok("PATCH", "/keys/" + self.key_id, {
             "allowed_models": MODEL_ALLOWED, "rpm": 10 ** 9,
             "tpm": 10 ** 12, "daily_cap_usd": 1e6,
             "monthly_budget_usd": 1e6})
-        lua = bench.write_lua(d, secret)
-        sweep = d / "sweep.lua"
-        sweep.write_text(SWEEP_LUA % bench.request_body()
-                         .replace("\\", "\\\\").replace('"', '\\"'))
+        self.lua = bench.write_lua(self.d, self.secret)
+        self.sweep = self.d / "sweep.lua"
+        self.sweep.write_text(SWEEP_LUA % bench.request_body()
+                              .replace("\\", "\\\\").replace('"', '\\"'))
 
-        # (a) + (d): one worker, as bench.py
-        gw = bench.Nginx(d, "gw1", gw_conf(d, "gw1", stack.data,
-                                          upstream.port, stack.port, 1))
-        gws.append(gw)
-        gw.start(stack.port)
-        url = stack.url + "/v1/chat/completions"
-        r = torrix.http("POST", url, data=bench.request_body(),
-                        headers={"Authorization": "Bearer " + secret,
+        self.gw = self.gateway("gw1", 1)
+        r = torrix.http("POST", self.url, data=bench.request_body(),
+                        headers={"Authorization": "Bearer " + self.secret,
                                  "Content-Type": "application/json"})
         assert r.status_code == 200, (r.status_code, r.text)
 
-        keeper = SpoolKeeper(stack.data / "spool", d / "spool-kept")
+    def round(self, rnd):
+        """(a) + (d): valid key under wrk, the ingest and spool alongside;
+        then the unknown-key sweep."""
+        args, stack, n = self.args, self.stack, self.n
+        keep = self.d / ("spool-kept-%d" % rnd)
+        keeper = SpoolKeeper(stack.data / "spool", keep)
         keeper.start()
         h0, c0 = health(stack), bench.cpu_ticks([stack.cp_proc.pid])
         t0 = time.monotonic()
-        log("%d keys: wrk -c32 %ds" % (n, args.duration))
-        a = bench.wrk(url, lua, 32, args.duration, gw.workers())
+        log("%d keys, round %d: wrk -c32 %ds" % (n, rnd + 1, args.duration))
+        a = bench.wrk(self.url, self.lua, 32, args.duration,
+                      self.gw.workers())
         t_run = time.monotonic() - t0
         h1 = health(stack)
         target = h0["ingested"] + a["requests"]
-        hz = os.sysconf("SC_CLK_TCK")
         last, _ = torrix.wait_until(
             lambda: (lambda h: h if h["ingested"] >= target else None)(
                 health(stack)), 30, 0.05, "ingest to catch up")
         drain = time.monotonic() - t0 - t_run
         c1 = bench.cpu_ticks([stack.cp_proc.pid])
         keeper.stop()
-        frames, used, files, fsize = spool_bytes(d / "spool-kept")
-        res["admission"] = a
-        res["ingest"] = {
+        frames, used, files, fsize = spool_bytes(keep)
+        shutil.rmtree(keep, ignore_errors=True)
+        hz = os.sysconf("SC_CLK_TCK")
+        ingest = {
             "runs_during_wrk": h1["ingested"] - h0["ingested"],
             "runs_per_s": (h1["ingested"] - h0["ingested"]) / t_run,
             "backlog_at_end": target - h1["ingested"],
@@ -483,58 +545,103 @@ def run_keys(n, tmp, upstream, args):
             / max(1, last["ingested"] - h0["ingested"]),
             "torn": last["torn"], "duplicates": last["duplicates"],
         }
-        res["spool"] = {
+        spool = {"frames": frames, "frame_bytes": used,
+                 "files": files, "file_bytes": fsize,
+                 "files_missed": keeper.missed}
+        secs = max(2, args.duration // 2)
+        log("%d keys, round %d: unknown-key sweep %ds" % (n, rnd + 1, secs))
+        u = bench.wrk(self.url, self.sweep, 32, secs, self.gw.workers())
+        self.rounds.append({"admission": a, "unknown_key": u,
+                            "ingest": ingest, "spool": spool})
+
+    def summarize_rounds(self):
+        """The median round by req/s; spool totals over every round."""
+        rs = sorted(self.rounds, key=lambda r: r["admission"]["rps"])
+        mid = rs[len(rs) // 2]
+        us = sorted(self.rounds, key=lambda r: r["unknown_key"]["rps"])
+        self.res["rounds"] = len(rs)
+        self.res["admission"] = mid["admission"]
+        self.res["admission_rounds_rps"] = [r["admission"]["rps"]
+                                            for r in self.rounds]
+        self.res["admission_rounds_cpu_us"] = [
+            r["admission"]["cpu_us_per_req"] for r in self.rounds]
+        self.res["unknown_key"] = us[len(us) // 2]["unknown_key"]
+        self.res["ingest"] = mid["ingest"]
+        frames = sum(r["spool"]["frames"] for r in self.rounds)
+        used = sum(r["spool"]["frame_bytes"] for r in self.rounds)
+        self.res["spool"] = {
             "frames": frames, "frame_bytes": used,
             "bytes_per_1000_runs": used * 1000.0 / frames if frames else None,
-            "files": files, "file_bytes": fsize,
-            "files_missed": keeper.missed,
+            "files": sum(r["spool"]["files"] for r in self.rounds),
+            "files_missed": sum(r["spool"]["files_missed"]
+                                for r in self.rounds),
+            "sample_rate": 0.01,
         }
-        shutil.rmtree(d / "spool-kept", ignore_errors=True)
 
-        log("%d keys: unknown-key sweep %ds" % (n, max(2, args.duration // 2)))
-        s = bench.wrk(url, sweep, 32, max(2, args.duration // 2),
-                      gw.workers())
-        res["unknown_key"] = s
+    def capacity(self):
+        """torrix-cp stopped (SIGSTOP) through a wrk run, then the backlog
+        drain timed: the ingest ceiling rather than the serving rate."""
+        stack, secs = self.stack, max(2, self.args.duration // 2)
+        h0 = health(stack)
+        pid = stack.cp_proc.pid
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            log("%d keys: torrix-cp stopped, wrk %ds" % (self.n, secs))
+            a = bench.wrk(self.url, self.lua, 32, secs, self.gw.workers())
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        target = h0["ingested"] + a["requests"]
+        c0 = bench.cpu_ticks([pid])
+        t0 = time.monotonic()
+        torrix.wait_until(lambda: health(stack)["ingested"] >= target, 60,
+                          0.01, "backlog drained")
+        el = time.monotonic() - t0
+        hz = os.sysconf("SC_CLK_TCK")
+        self.res["ingest_drain"] = {
+            "backlog_runs": a["requests"], "seconds": el,
+            "runs_per_s": a["requests"] / el,
+            "cp_cpu_us_per_run": (bench.cpu_ticks([pid]) - c0) / hz * 1e6
+            / a["requests"]}
 
+    def finish(self):
+        """(b) with the 1-worker gateway, then (c) with 2 workers."""
+        n, args = self.n, self.args
         log("%d keys: write -> enforced, %d trials" % (n, args.trials))
-        res["enforce"] = enforcement(stack, key_id, secret, prj["id"],
-                                     args.trials)
-        gw.stop()
-        gws.remove(gw)
+        self.res["enforce"] = enforcement(self.stack, self.key_id,
+                                          self.secret, self.prj["id"],
+                                          args.trials)
+        self.stop_gateway(self.gw)
 
-        # (c): two workers, memory after a wrk run and after the sweep
-        gw2 = bench.Nginx(d, "gw2", gw_conf(d, "gw2", stack.data,
-                                           upstream.port, stack.port, 2))
-        gws.append(gw2)
-        gw2.start(stack.port)
-        torrix.wait_until(lambda: len(gw2.workers()) == 2, 10, 0.02,
-                          "2 workers")
+        gw2 = self.gateway("gw2", 2)
         pids = gw2.workers()
         secs = max(2, args.duration // 2)
         log("%d keys: 2 workers, wrk %ds + sweep %ds" % (n, secs, secs))
         before = {p: bench.cpu_ticks([p]) for p in pids}
-        bench.wrk(url, lua, 32, secs, pids)
+        bench.wrk(self.url, self.lua, 32, secs, pids)
         served = [bench.cpu_ticks([p]) - before[p] for p in pids]
         mem_run = worker_memory(pids)
-        bench.wrk(url, sweep, 32, secs, pids)
+        bench.wrk(self.url, self.sweep, 32, secs, pids)
         mem_sweep = worker_memory(pids)
-        res["memory"] = {
+        cp = worker_memory([self.stack.cp_proc.pid])[0]
+        self.res["memory"] = {
             "worker_cpu_ticks_in_wrk": served,
             "after_wrk": mem_run, "after_sweep": mem_sweep,
-            "snapshot": file_size(stack.data / "snapshot" / "data.mdb"),
+            "cp_after_sweep": cp,
+            "snapshot": file_size(self.stack.data / "snapshot" / "data.mdb"),
         }
-        res["loadavg_after"] = os.getloadavg()[0]
-        res["problems"] = []
-    finally:
-        for g in gws:
+        self.stop_gateway(gw2)
+        self.res["loadavg_after"] = os.getloadavg()[0]
+
+    def close(self):
+        for g in list(self.gws):
             try:
                 g.stop()
             except Exception as e:          # keep cleaning up
                 print("nginx stop: %s" % e, file=sys.stderr)
-        res.setdefault("problems", []).extend(stack.close())
-        if not args.keep:
-            shutil.rmtree(stack.data, ignore_errors=True)
-    return res
+        self.gws = []
+        self.res.setdefault("problems", []).extend(self.stack.close())
+        if not self.args.keep:
+            shutil.rmtree(self.stack.data, ignore_errors=True)
 
 
 # -- output -------------------------------------------------------------------
@@ -562,9 +669,17 @@ def table(results):
     row("seed: seconds (store / snapshot data.mdb)", lambda r: "%.1f s (%s / %s)"
         % (r["seed"]["seconds"], mb(r["seed"]["store"]["bytes"] / 1024),
            mb(r["seed"]["snapshot"]["bytes"] / 1024)))
+    row("snapshot: pages used / free, keys and khash depth",
+        lambda r: "%d / %d, %d and %d" % (
+            r["seed"]["snapshot_lmdb"]["pages_used"],
+            r["seed"]["snapshot_lmdb"]["free_pages"],
+            r["seed"]["snapshot_lmdb"]["keys_tree"],
+            r["seed"]["snapshot_lmdb"]["khash_tree"]))
     row("torrix-cp start (snapshot resync)",
         lambda r: "%.2f s" % r["cp_start_s"])
-    row("valid key, c=32: req/s", lambda r: "%.0f" % r["admission"]["rps"])
+    row("valid key, c=32: req/s (median of rounds)",
+        lambda r: "%.0f (%s)" % (r["admission"]["rps"], ", ".join(
+            "%.0f" % x for x in r["admission_rounds_rps"])))
     row("valid key: p50 / p99 ms", lambda r: "%.3f / %.3f" % (
         r["admission"]["p50_ms"], r["admission"]["p99_ms"]))
     row("valid key: worker CPU us/req",
@@ -591,6 +706,10 @@ def table(results):
                 "%d kB / %d kB" % (w["snapshot_rss_kb"],
                                    w["snapshot_pss_kb"])
                 for w in r["memory"][phase]))
+    row("torrix-cp data.mdb mapping RSS / PSS after sweep",
+        lambda r: "%d kB / %d kB" % (
+            r["memory"]["cp_after_sweep"]["snapshot_rss_kb"],
+            r["memory"]["cp_after_sweep"]["snapshot_pss_kb"]))
     row("2 workers: CPU ticks each in the wrk run", lambda r: " / ".join(
         str(t) for t in r["memory"]["worker_cpu_ticks_in_wrk"]))
     row("load average before / after", lambda r: "%.2f / %.2f" % (
@@ -599,6 +718,9 @@ def table(results):
         lambda r: "%.0f (%d, %.2f s)" % (
             r["ingest"]["runs_per_s"], r["ingest"]["backlog_at_end"],
             r["ingest"]["drain_s"]))
+    row("ingest ceiling: backlog drained, runs/s (CPU us/run)",
+        lambda r: "%.0f (%.1f)" % (r["ingest_drain"]["runs_per_s"],
+                                   r["ingest_drain"]["cp_cpu_us_per_run"]))
     row("torrix-cp CPU us/run ingested",
         lambda r: "%.1f" % r["ingest"]["cp_cpu_us_per_run"])
     row("spool bytes per 1,000 runs (frames counted)",
@@ -624,13 +746,15 @@ def main(argv=None):
     ap.add_argument("--duration", type=int, default=8,
                     help="seconds of the main wrk run (default 8)")
     ap.add_argument("--trials", type=int, default=20)
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="interleaved rounds of (a); the median is shown")
     ap.add_argument("--quick", action="store_true",
-                    help="3 s runs, 10 trials")
+                    help="3 s runs, 1 round, 10 trials")
     ap.add_argument("--keep", action="store_true",
                     help="keep the data dirs under /tmp")
     args = ap.parse_args(argv)
     if args.quick:
-        args.duration, args.trials = 3, 10
+        args.duration, args.trials, args.rounds = 3, 10, 1
     counts = [int(c) for c in args.keys.split(",")]
 
     out_dir = bench.REPO / "bench-out"
@@ -654,16 +778,29 @@ def main(argv=None):
         port = p_mock
         url = "http://127.0.0.1:%d" % p_mock
 
-    results = []
+    sizes = []
     t_start = time.monotonic()
     try:
         mock.start(p_mock)
         for n in counts:
-            results.append(run_keys(n, tmp, Upstream, args))
+            sizes.append(Size(n, tmp, Upstream, args))
+            sizes[-1].setup()
+        # interleaved rounds: drift on a shared machine hits every size
+        for rnd in range(args.rounds):
+            for sz in sizes:
+                sz.round(rnd)
+        for sz in sizes:
+            sz.summarize_rounds()
+            sz.capacity()
+        for sz in sizes:
+            sz.finish()
     finally:
+        for sz in sizes:
+            sz.close()
         mock.stop()
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
+    results = [sz.res for sz in sizes]
 
     table(results)
     for r in results:
