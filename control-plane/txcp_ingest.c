@@ -463,8 +463,8 @@ txcp_ingest_reserve(size_t need)
 static int
 txcp_ingest_rewrite(const uint8_t *payload, size_t plen, txcp_run_t *run,
                     const tx_str_t *tags, const tx_str_t *req,
-                    const tx_str_t *resp, int zero_cost, const uint8_t **out,
-                    size_t *olen)
+                    const tx_str_t *resp, int zero_cost, const char *etype,
+                    const char *emsg, const uint8_t **out, size_t *olen)
 {
     uint16_t      tag;
     tx_str_t      v;
@@ -472,7 +472,9 @@ txcp_ingest_rewrite(const uint8_t *payload, size_t plen, txcp_run_t *run,
     tx_rec_iter_t it;
 
     if (txcp_ingest_reserve(plen + tags->len + 64 + (req ? req->len : 0)
-                            + (resp ? resp->len : 0))
+                            + (resp ? resp->len : 0)
+                            + (etype ? strlen(etype) + 8 : 0)
+                            + (emsg ? strlen(emsg) + 8 : 0))
         != TX_OK)
     {
         return TX_ERROR;
@@ -502,6 +504,14 @@ txcp_ingest_rewrite(const uint8_t *payload, size_t plen, txcp_run_t *run,
 
     if (resp) {
         tx_rec_put_bytes(&wb, TX_RUN_RESP_BODY, resp->data, resp->len);
+    }
+
+    if (etype) {
+        tx_rec_put_cstr(&wb, TX_RUN_ERROR_TYPE, etype);
+    }
+
+    if (emsg) {
+        tx_rec_put_cstr(&wb, TX_RUN_ERROR, emsg);
     }
 
     if (zero_cost) {
@@ -535,6 +545,60 @@ txcp_ingest_free_model(const txcp_run_t *run)
 
 
 /*
+ * The provider's own error type and message from a failed run's response
+ * body: OpenAI {"error":{"type","message"}} and Anthropic
+ * {"type":"error","error":{"type","message"}}.  Returns 1 when found.
+ */
+static int
+txcp_ingest_provider_error(const tx_str_t *body, char *type, size_t tlen,
+                           char *msg, size_t mlen)
+{
+    int         found;
+    cJSON      *root, *err, *t, *m;
+    const char *end;
+
+    found = 0;
+    type[0] = '\0';
+    msg[0] = '\0';
+
+    if (body->len == 0 || body->len > 256 * 1024) {
+        return 0;
+    }
+
+    root = cJSON_ParseWithLengthOpts((const char *) body->data, body->len, &end,
+                                     0);
+    if (root == NULL) {
+        return 0;
+    }
+
+    err = cJSON_GetObjectItemCaseSensitive(root, "error");
+
+    if (cJSON_IsObject(err)) {
+        t = cJSON_GetObjectItemCaseSensitive(err, "type");
+        m = cJSON_GetObjectItemCaseSensitive(err, "message");
+
+        if (cJSON_IsString(t)) {
+            snprintf(type, tlen, "%s", t->valuestring);
+            found = 1;
+        }
+
+        if (cJSON_IsString(m)) {
+            snprintf(msg, mlen, "%s", m->valuestring);
+            found = 1;
+        }
+
+    } else if (cJSON_IsString(err)) {
+        snprintf(msg, mlen, "%s", err->valuestring);
+        found = 1;
+    }
+
+    cJSON_Delete(root);
+
+    return found;
+}
+
+
+/*
  * Enriches and inserts one spooled run, with its index rows, rollups and
  * spend deltas.  Returns 0 inserted, 1 duplicate, 2 not a run record, or
  * -1 on a store error (the txn must be aborted).
@@ -543,10 +607,10 @@ static int
 txcp_ingest_one(MDB_txn *txn, const char *name, const uint8_t *payload,
                 size_t plen)
 {
-    int             rc, zero;
+    int             rc, zero, perr;
     size_t          olen;
     const uint8_t  *rec;
-    char            err[128];
+    char            err[128], etype[64], emsg[512];
     tx_str_t        tags, mreq, mresp, *preq, *presp, limit;
     txcp_run_t      run;
     tx_pii_result_t rq, rs;
@@ -602,12 +666,19 @@ txcp_ingest_one(MDB_txn *txn, const char *name, const uint8_t *payload,
         }
     }
 
+    /* a provider error's type and message, from the (masked) body */
+    perr = run.status >= 400 && run.error_type.len == 0
+           && !(run.flags & TX_RUNF_REJECTED)
+           && txcp_ingest_provider_error(presp ? presp : &run.resp_body, etype,
+                                         sizeof(etype), emsg, sizeof(emsg));
+
     rec = payload;
     olen = plen;
 
-    if ((tags.len || run.tags.len || zero || preq || presp)
+    if ((tags.len || run.tags.len || zero || preq || presp || perr)
         && txcp_ingest_rewrite(payload, plen, &run, &tags, preq, presp, zero,
-                               &rec, &olen)
+                               perr && etype[0] ? etype : NULL,
+                               perr && emsg[0] ? emsg : NULL, &rec, &olen)
                != TX_OK)
     {
         tx_pii_result_free(&rq);

@@ -70,7 +70,8 @@ ngx_http_torrix_log_handler(ngx_http_request_t *r)
         flags |= TX_RUNF_REJECTED;
     }
 
-    if (status >= 400 || r->connection->error) {
+    /* a client that went away cancelled the run; it is not an error */
+    if (status >= 400 && status != NGX_HTTP_CLIENT_CLOSED_REQUEST) {
         flags |= TX_RUNF_ERROR;
     }
 
@@ -260,10 +261,20 @@ ngx_http_torrix_put_usage(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx,
 
     tx_meter_result(ctx->meter, &u);
 
-    if (!u.has_usage && u.out_chars) {
-        /* a stream cut before its usage frame: bill what was delivered */
+    if (u.out_chars && (*flags & TX_RUNF_CANCELLED || !u.has_usage)
+        && u.output < (u.out_chars + 3) / 4)
+    {
+        /*
+         * a stream cut before its final usage (OpenAI sends none until the
+         * end; Anthropic's message_start holds a placeholder output count):
+         * bill what was delivered
+         */
         u.output = (u.out_chars + 3) / 4;
-        u.input = (ctx->prompt_bytes + 3) / 4;
+
+        if (!u.has_usage) {
+            u.input = (ctx->prompt_bytes + 3) / 4;
+        }
+
         *flags |= TX_RUNF_ESTIMATED;
     }
 
