@@ -647,7 +647,7 @@ class Size:
 # -- output -------------------------------------------------------------------
 
 def mb(kb):
-    return "%.1f MB" % (kb / 1024.0)
+    return "%.1f MiB" % (kb / 1024.0)
 
 
 def table(results):
