@@ -218,47 +218,14 @@ txcp_hex(const uint8_t *in, size_t n, char *out)
 }
 
 
-static int
-txcp_hexval(char c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-
-    return -1;
-}
-
-
 int
 txcp_unhex(const char *s, uint8_t *out, size_t n)
 {
-    size_t i;
-    int    hi, lo;
-
     if (strlen(s) != 2 * n) {
         return TX_ERROR;
     }
 
-    for (i = 0; i < n; i++) {
-        hi = txcp_hexval(s[2 * i]);
-        lo = txcp_hexval(s[2 * i + 1]);
-
-        if (hi < 0 || lo < 0) {
-            return TX_ERROR;
-        }
-
-        out[i] = (uint8_t) (hi << 4 | lo);
-    }
-
-    return TX_OK;
+    return tx_unhex(s, 2 * n, out);
 }
 
 

@@ -95,7 +95,8 @@ ngx_http_torrix_cache_sync(MDB_txn *txn, ngx_log_t *log)
 
     ngx_memzero(c, sizeof(ngx_http_torrix_cache_t));
 
-    c->pool = ngx_create_pool(4096, log);
+    /* the cycle's log: the pool outlives the request that made it */
+    c->pool = ngx_create_pool(4096, ngx_cycle->log);
     if (c->pool == NULL) {
         return NGX_ERROR;
     }

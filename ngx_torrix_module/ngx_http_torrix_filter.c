@@ -18,6 +18,9 @@
 #include "ngx_http_torrix_module.h"
 
 
+#define NGX_HTTP_TORRIX_HDR_VALUE 128
+
+
 static ngx_int_t ngx_http_torrix_header_filter(ngx_http_request_t *r);
 static ngx_int_t ngx_http_torrix_body_filter(ngx_http_request_t *r,
                                              ngx_chain_t        *in);
@@ -28,8 +31,8 @@ static ngx_int_t ngx_http_torrix_meter_start(ngx_http_request_t    *r,
 static ngx_int_t ngx_http_torrix_limit_out(ngx_http_request_t    *r,
                                            ngx_http_torrix_ctx_t *ctx);
 static ngx_int_t ngx_http_torrix_add_header(ngx_http_request_t *r,
-                                            const char *name, u_char *value,
-                                            size_t len);
+                                            const char *name, const char *fmt,
+                                            ...);
 static ngx_int_t ngx_http_torrix_error_page_body(ngx_http_request_t    *r,
                                                  ngx_http_torrix_ctx_t *ctx,
                                                  ngx_chain_t           *in);
@@ -508,11 +511,23 @@ ngx_http_torrix_error_page_body(ngx_http_request_t    *r,
 }
 
 
+/* adds a response header whose value is printed into the pool */
 static ngx_int_t
 ngx_http_torrix_add_header(ngx_http_request_t *r, const char *name,
-                           u_char *value, size_t len)
+                           const char *fmt, ...)
 {
+    u_char          *p, *last;
+    va_list          args;
     ngx_table_elt_t *h;
+
+    p = ngx_pnalloc(r->pool, NGX_HTTP_TORRIX_HDR_VALUE);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    va_start(args, fmt);
+    last = ngx_vslprintf(p, p + NGX_HTTP_TORRIX_HDR_VALUE, fmt, args);
+    va_end(args);
 
     h = ngx_list_push(&r->headers_out.headers);
     if (h == NULL) {
@@ -522,8 +537,8 @@ ngx_http_torrix_add_header(ngx_http_request_t *r, const char *name,
     h->hash = 1;
     h->key.data = (u_char *) name;
     h->key.len = ngx_strlen(name);
-    h->value.data = value;
-    h->value.len = len;
+    h->value.data = p;
+    h->value.len = last - p;
 
     return NGX_OK;
 }
@@ -533,103 +548,64 @@ ngx_http_torrix_add_header(ngx_http_request_t *r, const char *name,
 static ngx_int_t
 ngx_http_torrix_limit_out(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
 {
-    u_char                *p, *s;
     ngx_http_torrix_cap_t *cap;
 
-    p = ngx_pnalloc(r->pool, 512);
-    if (p == NULL) {
+    static const char *scopes[] = {"",        "instance", "org",
+                                   "project", "user",     "key"};
+
+    if (ctx->rl_set && ctx->rpm
+        && (ngx_http_torrix_add_header(r, "x-ratelimit-limit-requests", "%uL",
+                                       ctx->rpm)
+                != NGX_OK
+            || ngx_http_torrix_add_header(r, "x-ratelimit-remaining-requests",
+                                          "%L", ctx->rl_req_remaining)
+                   != NGX_OK
+            || ngx_http_torrix_add_header(r, "x-ratelimit-reset-requests",
+                                          "%Lms",
+                                          ngx_max(ctx->rl_req_reset_ms, 0))
+                   != NGX_OK))
+    {
         return NGX_ERROR;
     }
 
-    if (ctx->rl_set && ctx->rpm) {
-        s = p;
-        p = ngx_sprintf(p, "%uL", ctx->rpm);
-        if (ngx_http_torrix_add_header(r, "x-ratelimit-limit-requests", s,
-                                       p - s)
-            != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
-
-        s = p;
-        p = ngx_sprintf(p, "%L", ctx->rl_req_remaining);
-        if (ngx_http_torrix_add_header(r, "x-ratelimit-remaining-requests", s,
-                                       p - s)
-            != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
-
-        s = p;
-        p = ngx_sprintf(p, "%Lms", ngx_max(ctx->rl_req_reset_ms, 0));
-        if (ngx_http_torrix_add_header(r, "x-ratelimit-reset-requests", s,
-                                       p - s)
-            != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
-    }
-
-    if (ctx->rl_set && ctx->tpm) {
-        s = p;
-        p = ngx_sprintf(p, "%uL", ctx->tpm);
-        if (ngx_http_torrix_add_header(r, "x-ratelimit-limit-tokens", s, p - s)
-            != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
-
-        s = p;
-        p = ngx_sprintf(p, "%L", ctx->rl_tok_remaining);
-        if (ngx_http_torrix_add_header(r, "x-ratelimit-remaining-tokens", s,
-                                       p - s)
-            != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
-
-        s = p;
-        p = ngx_sprintf(p, "%Lms", ngx_max(ctx->rl_tok_reset_ms, 0));
-        if (ngx_http_torrix_add_header(r, "x-ratelimit-reset-tokens", s, p - s)
-            != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
-    }
-
-    if (r->headers_out.status == NGX_HTTP_TOO_MANY_REQUESTS && ctx->retry_after)
+    if (ctx->rl_set && ctx->tpm
+        && (ngx_http_torrix_add_header(r, "x-ratelimit-limit-tokens", "%uL",
+                                       ctx->tpm)
+                != NGX_OK
+            || ngx_http_torrix_add_header(r, "x-ratelimit-remaining-tokens",
+                                          "%L", ctx->rl_tok_remaining)
+                   != NGX_OK
+            || ngx_http_torrix_add_header(r, "x-ratelimit-reset-tokens", "%Lms",
+                                          ngx_max(ctx->rl_tok_reset_ms, 0))
+                   != NGX_OK))
     {
-        s = p;
-        p = ngx_sprintf(p, "%L", ctx->retry_after);
-        if (ngx_http_torrix_add_header(r, "retry-after", s, p - s) != NGX_OK) {
-            return NGX_ERROR;
-        }
-
-        cap = ctx->limit_scope;
-        s = p;
-
-        if (cap) {
-            p = ngx_sprintf(p, "%s:%V:%s",
-                            cap->scope == TX_SCOPE_INSTANCE  ? "instance"
-                            : cap->scope == TX_SCOPE_ORG     ? "org"
-                            : cap->scope == TX_SCOPE_PROJECT ? "project"
-                            : cap->scope == TX_SCOPE_USER    ? "user"
-                                                             : "key",
-                            &cap->id,
-                            cap->kind == TX_WIN_DAY    ? "daily"
-                            : cap->kind == TX_WIN_WEEK ? "weekly"
-                                                       : "monthly");
-
-        } else {
-            p = ngx_sprintf(p, "key:%V:%s", &ctx->key_id,
-                            ctx->limit_tokens ? "tpm" : "rpm");
-        }
-
-        if (ngx_http_torrix_add_header(r, "x-torrix-limit-scope", s, p - s)
-            != NGX_OK) {
-            return NGX_ERROR;
-        }
+        return NGX_ERROR;
     }
 
-    return NGX_OK;
+    if (r->headers_out.status != NGX_HTTP_TOO_MANY_REQUESTS
+        || ctx->retry_after == 0)
+    {
+        return NGX_OK;
+    }
+
+    if (ngx_http_torrix_add_header(r, "retry-after", "%L", ctx->retry_after)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    cap = ctx->limit_scope;
+
+    if (cap) {
+        return ngx_http_torrix_add_header(r, "x-torrix-limit-scope", "%s:%V:%s",
+                                          scopes[cap->scope % 6], &cap->id,
+                                          cap->kind == TX_WIN_DAY ? "daily"
+                                          : cap->kind == TX_WIN_WEEK
+                                              ? "weekly"
+                                              : "monthly");
+    }
+
+    return ngx_http_torrix_add_header(r, "x-torrix-limit-scope", "key:%V:%s",
+                                      &ctx->key_id,
+                                      ctx->limit_tokens ? "tpm" : "rpm");
 }

@@ -8,6 +8,25 @@
 #include "tx_core.h"
 
 
+static int
+tx_hexval(char c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+
+    if (c >= 'A' && c <= 'F') {
+        return c - 'A' + 10;
+    }
+
+    return -1;
+}
+
+
 #define TX_MONEY_DECIMALS 8
 #define TX_EXP_CAP        100000
 
@@ -50,7 +69,7 @@ tx_money_format(tx_money_t m, char *buf, size_t len)
 int
 tx_money_parse(const char *s, size_t len, tx_money_t *out)
 {
-    int         neg, eneg, any;
+    int         neg, any;
     size_t      i;
     int64_t     exp, scale, shift, zeros, fraclen;
     uint64_t    m, lim;
@@ -128,35 +147,9 @@ tx_money_parse(const char *s, size_t len, tx_money_t *out)
         }
     }
 
-    exp = 0;
-
-    if (i < len && (p[i] == 'e' || p[i] == 'E')) {
-        i++;
-        eneg = 0;
-
-        if (i < len && (p[i] == '+' || p[i] == '-')) {
-            eneg = (p[i] == '-');
-            i++;
-        }
-
-        any = 0;
-
-        while (i < len && p[i] >= '0' && p[i] <= '9') {
-            if (exp < TX_EXP_CAP) {
-                exp = exp * 10 + (p[i] - '0');
-            }
-
-            any = 1;
-            i++;
-        }
-
-        if (!any) {
-            return TX_ERROR;
-        }
-
-        if (eneg) {
-            exp = -exp;
-        }
+    if (tx_decimal_exponent((const char *) p, len, &i, TX_EXP_CAP, &exp)
+        != TX_OK) {
+        return TX_ERROR;
     }
 
     if (i != len) {
@@ -195,6 +188,75 @@ tx_money_parse(const char *s, size_t len, tx_money_t *out)
     }
 
     *out = neg ? (tx_money_t) (0 - m) : (tx_money_t) m;
+
+    return TX_OK;
+}
+
+
+int
+tx_unhex(const char *s, size_t len, uint8_t *out)
+{
+    int    hi, lo;
+    size_t i;
+
+    if (len % 2) {
+        return TX_ERROR;
+    }
+
+    for (i = 0; i < len / 2; i++) {
+        hi = tx_hexval(s[2 * i]);
+        lo = tx_hexval(s[2 * i + 1]);
+
+        if (hi < 0 || lo < 0) {
+            return TX_ERROR;
+        }
+
+        out[i] = (uint8_t) (hi << 4 | lo);
+    }
+
+    return TX_OK;
+}
+
+
+int
+tx_decimal_exponent(const char *s, size_t len, size_t *i, int64_t cap,
+                    int64_t *exp)
+{
+    int     eneg, any;
+    int64_t e;
+
+    e = 0;
+
+    if (*i < len && (s[*i] == 'e' || s[*i] == 'E')) {
+        (*i)++;
+        eneg = 0;
+
+        if (*i < len && (s[*i] == '+' || s[*i] == '-')) {
+            eneg = (s[*i] == '-');
+            (*i)++;
+        }
+
+        any = 0;
+
+        while (*i < len && s[*i] >= '0' && s[*i] <= '9') {
+            if (e < cap) {
+                e = e * 10 + (s[*i] - '0');
+            }
+
+            any = 1;
+            (*i)++;
+        }
+
+        if (!any) {
+            return TX_ERROR;
+        }
+
+        if (eneg) {
+            e = -e;
+        }
+    }
+
+    *exp = e;
 
     return TX_OK;
 }

@@ -63,4 +63,20 @@ char *tx_money_format(tx_money_t m, char *buf, size_t len);
 int tx_money_parse(const char *s, size_t len, tx_money_t *out);
 
 
+/*
+ * Decodes len hex characters (upper or lower case; len even) into len / 2
+ * bytes at out.  TX_OK, or TX_ERROR on an odd length or a non-hex character
+ * (out may then be partly written).
+ */
+int tx_unhex(const char *s, size_t len, uint8_t *out);
+
+/*
+ * Parses an optional decimal exponent ("e-05", "E+3") at s[*i] up to len,
+ * advancing *i; the value is capped at +-cap.  TX_OK (no exponent: *exp = 0)
+ * or TX_ERROR (an 'e' without digits).
+ */
+int tx_decimal_exponent(const char *s, size_t len, size_t *i, int64_t cap,
+                        int64_t *exp);
+
+
 #endif /* TX_CORE_H */

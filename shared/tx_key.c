@@ -164,44 +164,13 @@ tx_run_id_hex(const uint8_t *id, char *out)
 }
 
 
-static int
-tx_hexval(char c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-
-    return -1;
-}
-
-
 int
 tx_run_id_parse(const char *hex, size_t len, uint8_t *out)
 {
-    int     i, hi, lo;
     uint8_t id[16];
 
-    if (hex == NULL || len != 32) {
+    if (hex == NULL || len != 32 || tx_unhex(hex, len, id) != TX_OK) {
         return TX_ERROR;
-    }
-
-    for (i = 0; i < 16; i++) {
-        hi = tx_hexval(hex[2 * i]);
-        lo = tx_hexval(hex[2 * i + 1]);
-
-        if (hi < 0 || lo < 0) {
-            return TX_ERROR;
-        }
-
-        id[i] = (uint8_t) (hi << 4 | lo);
     }
 
     memcpy(out, id, sizeof(id));

@@ -230,7 +230,7 @@ tx_price_cost(const tx_price_t *p, uint64_t input, uint64_t output,
 int
 tx_price_from_per_token(const char *s, size_t len, tx_money_t *out)
 {
-    int      any, eneg, nonzero, rd;
+    int      nonzero, rd;
     size_t   i, int_start, int_end, frac_start, frac_end, n;
     int64_t  exp, point, k;
     uint64_t v;
@@ -273,35 +273,10 @@ tx_price_from_per_token(const char *s, size_t len, tx_money_t *out)
         }
     }
 
-    exp = 0;
-
-    if (i < len && (s[i] == 'e' || s[i] == 'E')) {
-        i++;
-        eneg = 0;
-
-        if (i < len && (s[i] == '+' || s[i] == '-')) {
-            eneg = (s[i] == '-');
-            i++;
-        }
-
-        any = 0;
-
-        while (i < len && s[i] >= '0' && s[i] <= '9') {
-            if (exp < TX_PRICE_EXPCAP) {
-                exp = exp * 10 + (s[i] - '0');
-            }
-
-            any = 1;
-            i++;
-        }
-
-        if (!any) {
-            return TX_ERROR;
-        }
-
-        if (eneg) {
-            exp = -exp;
-        }
+    if (tx_decimal_exponent((const char *) s, len, &i, TX_PRICE_EXPCAP, &exp)
+        != TX_OK)
+    {
+        return TX_ERROR;
     }
 
     if (i != len) {
