@@ -9,6 +9,8 @@
 #   ./build.sh fuzz [SECS]  build and run the libFuzzer harnesses
 #   ./build.sh bench [--duration S] [--quick]
 #                           side-by-side benchmark: mock, plain nginx, Torrix
+#   ./build.sh bench --scale [--duration S] [--quick]
+#                           scale figures: 10 vs 1,000,000 keys (bench/scale.py)
 #
 # Environment: TORRIX_PORT (8088), TORRIX_CP_PORT (8089), TORRIX_DATA
 # (./data), and the providers' own OPENAI_API_KEY, OPENAI_BASE_URL,
