@@ -162,15 +162,33 @@ def wrk(url, lua, conns, duration, pids):
     }
 
 
-def write_lua(tmp, key, name="post"):
+def write_lua(tmp, key, name="post", extra=None):
     lua = tmp / (name + ".lua")
     body = request_body().replace("\\", "\\\\").replace('"', '\\"')
-    lua.write_text(
-        'wrk.method = "POST"\n'
-        'wrk.body = "%s"\n'
-        'wrk.headers["Content-Type"] = "application/json"\n'
-        'wrk.headers["Authorization"] = "Bearer %s"\n' % (body, key))
+    text = ('wrk.method = "POST"\n'
+            'wrk.body = "%s"\n'
+            'wrk.headers["Content-Type"] = "application/json"\n'
+            'wrk.headers["Authorization"] = "Bearer %s"\n' % (body, key))
+    for k, v in (extra or {}).items():
+        text += 'wrk.headers["%s"] = "%s"\n' % (k, v)
+    lua.write_text(text)
     return lua
+
+
+def start_portkey(port):
+    """The Portkey gateway from npm, bound to loopback (bench/peers)."""
+    peers = REPO / "bench" / "peers"
+    entry = peers / "node_modules/@portkey-ai/gateway/build/start-server.js"
+    if not entry.exists():
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=peers,
+                       check=True, timeout=600, stdout=subprocess.DEVNULL)
+    env = dict(os.environ, NODE_ENV="production")
+    p = subprocess.Popen(["node", "-r", str(peers / "loopback.cjs"),
+                          str(entry), "--port=%d" % port, "--headless"],
+                         cwd=peers, env=env, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    torrix.wait_until(lambda: torrix.port_open(port), 30, what="portkey")
+    return p
 
 
 def sse_check(stack, key, mock_port):
@@ -225,6 +243,8 @@ def main():
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--only", default="",
                     help="comma-separated setups to run (direct,plain,torrix)")
+    ap.add_argument("--peers", action="store_true",
+                    help="also run the Portkey gateway from npm (bench/peers)")
     ap.add_argument("--perf", action="store_true",
                     help="perf record the Torrix worker (bench-out/perf.data)")
     ap.add_argument("--scale", action="store_true",
@@ -318,6 +338,13 @@ def main():
                                     allowed_models=["gpt-4o*", "claude-*"])
         lua = write_lua(tmp, key["key"])
         lua_free = write_lua(tmp, free["key"], "post-nolimits")
+        lua_peer = write_lua(tmp, "sk-bench-upstream", "post-portkey", {
+            "x-portkey-provider": "openai",
+            "x-portkey-custom-host": "http://127.0.0.1:%d/v1" % p_mock})
+        peer = None
+        if args.peers:
+            p_peer = torrix.free_port()
+            peer = start_portkey(p_peer)
 
         # warm up every path once
         for url in ("http://127.0.0.1:%d/v1/chat/completions" % p_mock,
@@ -337,6 +364,9 @@ def main():
             ("torrix-nolimits", stack.url + "/v1/chat/completions",
              gw.workers()),
         ]
+        if peer:
+            setups.append(("portkey", "http://127.0.0.1:%d/v1/chat/completions"
+                           % p_peer, [peer.pid]))
         only = set(filter(None, args.only.split(",")))
         if only:
             setups = [s for s in setups if s[0] in only or s[0] == "plain"]
@@ -353,8 +383,9 @@ def main():
                              "-p", ",".join(map(str, pids))],
                             stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
-                    r = wrk(url, lua_free if name == "torrix-nolimits"
-                            else lua, c, args.duration, pids)
+                    r = wrk(url, {"torrix-nolimits": lua_free,
+                                  "portkey": lua_peer}.get(name, lua),
+                            c, args.duration, pids)
                     if prof:
                         prof.send_signal(signal.SIGINT)
                         prof.wait(30)
@@ -389,6 +420,9 @@ def main():
         sse = sse_check(stack, key["key"], sse_mock.port)
         rss = [rss_kb(p) for p in gw.workers()]
     finally:
+        if peer:
+            peer.terminate()
+            peer.wait(10)
         gw.stop()
         stack.close()
         plain.stop()
@@ -412,6 +446,15 @@ def main():
                   % (r["setup"], c, r["rps"], r["p50_ms"] or 0,
                      r["p99_ms"] or 0, r["cpu_us_per_req"] or 0,
                      r["ratio_vs_plain"]))
+    for c in conns:
+        peer_r = [r for r in results if r["setup"] == "portkey"
+                  and r["conns"] == c]
+        tor = [r for r in results if r["setup"] == "torrix"
+               and r["conns"] == c]
+        if peer_r and tor and peer_r[0]["rps"]:
+            tor[0]["ratio_vs_portkey"] = tor[0]["rps"] / peer_r[0]["rps"]
+            print("c=%d: Torrix %.1fx the requests/s of the Portkey gateway"
+                  % (c, tor[0]["ratio_vs_portkey"]))
     print()
     if added_p50_us is not None:
         print("One connection: p50 %.3f ms plain, %.3f ms Torrix: Torrix adds "
