@@ -16,6 +16,9 @@
 #include <sys/mman.h>
 
 
+#define NGX_HTTP_TORRIX_POPULATE (256 * 1024)
+
+
 typedef struct {
     ngx_str_t        dir;
     size_t           size;
@@ -23,6 +26,8 @@ typedef struct {
     ngx_fd_t         fd;
     u_char          *base;
     size_t           off;
+    size_t           populated; /* pages mapped writable up to here */
+    ngx_uint_t       no_populate;
     ngx_msec_t       opened;
     ngx_uint_t       records;
     ngx_event_t      timer;
@@ -33,6 +38,8 @@ typedef struct {
 
 
 static ngx_int_t ngx_http_torrix_spool_open(ngx_log_t *log);
+static void      ngx_http_torrix_spool_populate(ngx_http_torrix_spool_t *sp,
+                                                size_t                   need);
 static void      ngx_http_torrix_spool_close(ngx_log_t *log);
 static void      ngx_http_torrix_spool_tick(ngx_event_t *ev);
 
@@ -122,6 +129,7 @@ ngx_http_torrix_spool_open(ngx_log_t *log)
     tx_spool_hdr_init(sp->base, (uint32_t) ngx_pid, now, sp->size);
 
     sp->off = TX_SPOOL_HDR_LEN;
+    sp->populated = 0;
     sp->opened = ngx_current_msec;
     sp->records = 0;
     sp->failed = 0;
@@ -195,6 +203,8 @@ ngx_http_torrix_spool_write(ngx_log_t *log, const u_char *rec, size_t len)
         return NGX_ERROR;
     }
 
+    ngx_http_torrix_spool_populate(sp, sp->off + tx_spool_frame_size(len));
+
     if (tx_spool_append(sp->base, sp->size, &sp->off, rec, len) != TX_OK) {
         ngx_http_torrix_spool_close(log);
 
@@ -230,4 +240,30 @@ ngx_http_torrix_spool_tick(ngx_event_t *ev)
     }
 
     ngx_add_timer(ev, ngx_min(sp->rotate, 1000));
+}
+
+
+/*
+ * Maps the next stretch of the file writable in one call
+ * (MADV_POPULATE_WRITE, Linux 5.14+) rather than taking a page fault per
+ * fresh page on the request path; older kernels just fault as before.
+ */
+static void
+ngx_http_torrix_spool_populate(ngx_http_torrix_spool_t *sp, size_t need)
+{
+#ifdef MADV_POPULATE_WRITE
+    size_t len;
+
+    while (!sp->no_populate && need > sp->populated && sp->populated < sp->size)
+    {
+        len = ngx_min(NGX_HTTP_TORRIX_POPULATE, sp->size - sp->populated);
+
+        if (madvise(sp->base + sp->populated, len, MADV_POPULATE_WRITE) == -1) {
+            sp->no_populate = 1;
+            return;
+        }
+
+        sp->populated += len;
+    }
+#endif
 }
