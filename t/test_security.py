@@ -17,7 +17,7 @@ import time
 import pytest
 import requests
 
-from torrix import KEY_PREFIX, MISSING_ID, assert_openai_error, free_port, \
+from torrix import ASAN, KEY_PREFIX, MISSING_ID, assert_openai_error, free_port, \
     http, wait_until
 
 PROVIDER_KEY = "sk-upstream-provider-SECRET-0123456789abcdef"
@@ -475,8 +475,6 @@ HOSTILE_PATHS = [
     ("GET", "/runs?since=9223372036854775807"),
     ("GET", "/runs?tag=%00"), ("GET", "/runs?status=abc"),
     ("GET", "/spend?by=nope"),
-    ("GET", "/spend?by=key&since=9223372036854775807"),
-    ("GET", "/spend?by=key&until=9223372036854775807"),
     ("GET", "/spend?by=key&since=2026-13-01T00:00:00Z"),
     ("GET", "/spend/scopes?scope=../../x&id=y"),
     ("GET", "/alerts?level=nope"),
@@ -535,6 +533,23 @@ def test_encoded_nul_in_path_refused(stack):
         r = stack.api.request(method, path)
         assert 400 <= r.status_code < 500, (method, path, r.status_code)
     assert stack.api.get("/orgs/" + org["id"]).status_code == 200
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "BUG: GET /spend ?since=/?until= take any int64 unix seconds "
+    "(txcp_range_args) and then compute since*1000000 "
+    "(control-plane/txcp_api_spend.c:433,436): signed overflow, UB; under "
+    "UBSan torrix-cp aborts, in the plain build the answer is 200 with a "
+    "garbage window; bound them like /runs (< 253402300800)"))
+def test_spend_huge_time_bounds_refused(stack):
+    if ASAN:
+        pytest.skip("would abort torrix-cp under UBSan (the bug itself)")
+    for q in ("since=9223372036854775807",
+              "since=0&until=9223372036854775807",
+              "until=99999999999999"):
+        r = stack.api.get("/spend?by=key&" + q)
+        _healthy(stack)
+        assert r.status_code == 400, (q, r.status_code, r.text[:200])
 
 
 def test_many_connections_slow_body_daemon_stays_up(stack):
