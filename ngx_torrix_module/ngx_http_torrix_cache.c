@@ -27,6 +27,7 @@ typedef struct {
 
 typedef struct {
     uint64_t    gen;
+    uint64_t    seq;
     ngx_uint_t  valid;
     ngx_pool_t *pool;
 
@@ -51,7 +52,28 @@ static ngx_int_t ngx_http_torrix_cache_build_provider(
     ngx_http_torrix_provider_t *p, tx_provider_rec_t *rec);
 
 
+/*
+ * Admission plans per key: the scopes, caps and ingested spend a key's
+ * requests are checked against, a pure function of the snapshot generation
+ * and the UTC day.  Kept outside the memo proper so a new generation costs
+ * no memset: an entry is valid when its stamp matches.
+ */
+#define NGX_HTTP_TORRIX_CACHE_PLANS 1024
+
+typedef struct {
+    uint64_t               seq;
+    uint32_t               hash;
+    uint32_t               day;
+    ngx_http_torrix_plan_t plan;
+    size_t                 key_len;
+    u_char                 key_id[TX_ID_MAX_LEN];
+} ngx_http_torrix_cached_plan_t;
+
+
 static ngx_http_torrix_cache_t ngx_http_torrix_cache;
+static ngx_http_torrix_cached_plan_t
+                ngx_http_torrix_plans[NGX_HTTP_TORRIX_CACHE_PLANS];
+static uint64_t ngx_http_torrix_cache_seq;
 
 /* clang-format off */
 static const struct {
@@ -103,6 +125,9 @@ ngx_http_torrix_cache_sync(MDB_txn *txn, ngx_log_t *log)
 
     c->gen = gen;
     c->valid = 1;
+
+    /* a distinct stamp per memo lifetime, even if gen values repeat */
+    c->seq = ++ngx_http_torrix_cache_seq;
 
     return NGX_OK;
 }
@@ -468,4 +493,58 @@ ngx_http_torrix_cache_price_peek(const u_char *model, size_t len,
     }
 
     return NULL;
+}
+
+
+static ngx_http_torrix_cached_plan_t *
+ngx_http_torrix_cache_plan_slot(ngx_str_t *key_id, uint32_t *hash)
+{
+    *hash = ngx_crc32_short(key_id->data, key_id->len);
+
+    return &ngx_http_torrix_plans[*hash % NGX_HTTP_TORRIX_CACHE_PLANS];
+}
+
+
+const ngx_http_torrix_plan_t *
+ngx_http_torrix_cache_plan_get(ngx_str_t *key_id, uint32_t day)
+{
+    uint32_t                       hash;
+    ngx_http_torrix_cached_plan_t *e;
+
+    if (!ngx_http_torrix_cache.valid || key_id->len > TX_ID_MAX_LEN) {
+        return NULL;
+    }
+
+    e = ngx_http_torrix_cache_plan_slot(key_id, &hash);
+
+    if (e->seq != ngx_http_torrix_cache.seq || e->hash != hash || e->day != day
+        || e->key_len != key_id->len
+        || ngx_memcmp(e->key_id, key_id->data, key_id->len) != 0)
+    {
+        return NULL;
+    }
+
+    return &e->plan;
+}
+
+
+void
+ngx_http_torrix_cache_plan_put(ngx_str_t *key_id, uint32_t day,
+                               const ngx_http_torrix_plan_t *plan)
+{
+    uint32_t                       hash;
+    ngx_http_torrix_cached_plan_t *e;
+
+    if (!ngx_http_torrix_cache.valid || key_id->len > TX_ID_MAX_LEN) {
+        return;
+    }
+
+    e = ngx_http_torrix_cache_plan_slot(key_id, &hash);
+
+    e->seq = ngx_http_torrix_cache.seq;
+    e->hash = hash;
+    e->day = day;
+    e->key_len = key_id->len;
+    ngx_memcpy(e->key_id, key_id->data, key_id->len);
+    e->plan = *plan;
 }

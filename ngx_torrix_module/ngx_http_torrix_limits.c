@@ -23,18 +23,21 @@ static tx_money_t ngx_http_torrix_ingested(ngx_http_torrix_ctx_t *ctx,
                                            ngx_str_t *id, ngx_uint_t kind,
                                            uint32_t index);
 static int64_t    ngx_http_torrix_field(const tx_str_t *rec, uint16_t tag);
+static void       ngx_http_torrix_plan_scopes(ngx_http_torrix_ctx_t *ctx,
+                                              MDB_txn               *txn);
+static void       ngx_http_torrix_plan_apply(ngx_http_torrix_ctx_t        *ctx,
+                                             const ngx_http_torrix_plan_t *plan);
+static void       ngx_http_torrix_plan_save(ngx_http_torrix_ctx_t *ctx);
 
 
 ngx_int_t
 ngx_http_torrix_limits(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
 {
-    int64_t           max_out, v;
-    uint64_t          prj_rpm, prj_tpm, org_rpm, org_tpm, est_in;
-    MDB_txn          *txn;
-    tx_str_t          val;
-    ngx_str_t         none;
-    tx_money_t        cap, prev;
-    const tx_price_t *price;
+    int64_t                       max_out;
+    uint64_t                      est_in;
+    MDB_txn                      *txn;
+    const tx_price_t             *price;
+    const ngx_http_torrix_plan_t *plan;
 
     if (ctx->endpoint == TX_EP_MODELS) {
         return NGX_OK;
@@ -55,88 +58,15 @@ ngx_http_torrix_limits(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
 
     ctx->watermark_us = ngx_http_torrix_cache_watermark(txn);
 
-    prj_rpm = 0;
-    prj_tpm = 0;
-    org_rpm = 0;
-    org_tpm = 0;
+    plan = ngx_http_torrix_cache_plan_get(&ctx->key_id, ctx->windows[0]);
 
-    /* key */
+    if (plan) {
+        ngx_http_torrix_plan_apply(ctx, plan);
 
-    ngx_http_torrix_add_cap(ctx, txn, TX_SCOPE_KEY, &ctx->key_id, TX_WIN_DAY,
-                            ctx->key_daily_cap);
-    ngx_http_torrix_add_cap(ctx, txn, TX_SCOPE_KEY, &ctx->key_id, TX_WIN_MONTH,
-                            ctx->key_monthly_budget);
-
-    /* project */
-
-    if (ctx->project.len
-        && ngx_http_torrix_snapshot_get(txn, NGX_HTTP_TORRIX_DB_PROJECTS,
-                                        ctx->project.data, ctx->project.len,
-                                        &val)
-               == TX_OK)
-    {
-        prj_rpm = ngx_http_torrix_field(&val, TX_PRJ_RPM);
-        prj_tpm = ngx_http_torrix_field(&val, TX_PRJ_TPM);
-
-        ngx_http_torrix_add_cap(ctx, txn, TX_SCOPE_PROJECT, &ctx->project,
-                                TX_WIN_DAY,
-                                ngx_http_torrix_field(&val, TX_PRJ_DAILY_CAP));
-        ngx_http_torrix_add_cap(ctx, txn, TX_SCOPE_PROJECT, &ctx->project,
-                                TX_WIN_MONTH,
-                                ngx_http_torrix_field(&val,
-                                                      TX_PRJ_MONTHLY_CAP));
+    } else {
+        ngx_http_torrix_plan_scopes(ctx, txn);
+        ngx_http_torrix_plan_save(ctx);
     }
-
-    /* organization: monthly cap, plus last month's unused part on rollover */
-
-    if (ctx->org.len
-        && ngx_http_torrix_snapshot_get(txn, NGX_HTTP_TORRIX_DB_ORGS,
-                                        ctx->org.data, ctx->org.len, &val)
-               == TX_OK)
-    {
-        org_rpm = ngx_http_torrix_field(&val, TX_ORG_RPM);
-        org_tpm = ngx_http_torrix_field(&val, TX_ORG_TPM);
-
-        cap = ngx_http_torrix_field(&val, TX_ORG_SPEND_CAP);
-
-        if (cap > 0 && ngx_http_torrix_field(&val, TX_ORG_ROLLOVER)) {
-            prev = ngx_http_torrix_ingested(ctx, txn, TX_SCOPE_ORG, &ctx->org,
-                                            TX_WIN_MONTH, ctx->windows[2] - 1);
-            if (prev < cap) {
-                cap += cap - prev;
-            }
-        }
-
-        ngx_http_torrix_add_cap(ctx, txn, TX_SCOPE_ORG, &ctx->org, TX_WIN_MONTH,
-                                cap);
-    }
-
-    /* user: weekly */
-
-    if (ctx->user.len
-        && ngx_http_torrix_snapshot_get(txn, NGX_HTTP_TORRIX_DB_USERS,
-                                        ctx->user.data, ctx->user.len, &val)
-               == TX_OK)
-    {
-        ngx_http_torrix_add_cap(ctx, txn, TX_SCOPE_USER, &ctx->user,
-                                TX_WIN_WEEK,
-                                ngx_http_torrix_field(&val, TX_USR_WEEKLY_CAP));
-    }
-
-    /* instance: daily hard cap */
-
-    v = ngx_http_torrix_cache_setting(txn, NGX_HTTP_TORRIX_SET_INSTANCE_CAP);
-
-    if (v > 0) {
-        ngx_str_null(&none);
-        ngx_http_torrix_add_cap(ctx, txn, TX_SCOPE_INSTANCE, &none, TX_WIN_DAY,
-                                v);
-    }
-
-    /* a key's own rate limits win over its project's, then its org's */
-
-    ctx->rpm = ctx->key_rpm ? ctx->key_rpm : (prj_rpm ? prj_rpm : org_rpm);
-    ctx->tpm = ctx->key_tpm ? ctx->key_tpm : (prj_tpm ? prj_tpm : org_tpm);
 
     /* the worst case */
 
@@ -237,4 +167,170 @@ ngx_http_torrix_field(const tx_str_t *rec, uint16_t tag)
     }
 
     return v;
+}
+
+
+/*
+ * The scopes of the request's key with their caps and ingested spend, and
+ * its effective rate limits, read from the snapshot.
+ */
+static void
+ngx_http_torrix_plan_scopes(ngx_http_torrix_ctx_t *ctx, MDB_txn *txn)
+{
+    int64_t    v;
+    uint64_t   prj_rpm, prj_tpm, org_rpm, org_tpm;
+    tx_str_t   val;
+    ngx_str_t  none;
+    tx_money_t cap, prev;
+
+    prj_rpm = 0;
+    prj_tpm = 0;
+    org_rpm = 0;
+    org_tpm = 0;
+
+    /* key */
+
+    ngx_http_torrix_add_cap(ctx, txn, TX_SCOPE_KEY, &ctx->key_id, TX_WIN_DAY,
+                            ctx->key_daily_cap);
+    ngx_http_torrix_add_cap(ctx, txn, TX_SCOPE_KEY, &ctx->key_id, TX_WIN_MONTH,
+                            ctx->key_monthly_budget);
+
+    /* project */
+
+    if (ctx->project.len
+        && ngx_http_torrix_snapshot_get(txn, NGX_HTTP_TORRIX_DB_PROJECTS,
+                                        ctx->project.data, ctx->project.len,
+                                        &val)
+               == TX_OK)
+    {
+        prj_rpm = ngx_http_torrix_field(&val, TX_PRJ_RPM);
+        prj_tpm = ngx_http_torrix_field(&val, TX_PRJ_TPM);
+
+        ngx_http_torrix_add_cap(ctx, txn, TX_SCOPE_PROJECT, &ctx->project,
+                                TX_WIN_DAY,
+                                ngx_http_torrix_field(&val, TX_PRJ_DAILY_CAP));
+        ngx_http_torrix_add_cap(ctx, txn, TX_SCOPE_PROJECT, &ctx->project,
+                                TX_WIN_MONTH,
+                                ngx_http_torrix_field(&val,
+                                                      TX_PRJ_MONTHLY_CAP));
+    }
+
+    /* organization: monthly cap, plus last month's unused part on rollover */
+
+    if (ctx->org.len
+        && ngx_http_torrix_snapshot_get(txn, NGX_HTTP_TORRIX_DB_ORGS,
+                                        ctx->org.data, ctx->org.len, &val)
+               == TX_OK)
+    {
+        org_rpm = ngx_http_torrix_field(&val, TX_ORG_RPM);
+        org_tpm = ngx_http_torrix_field(&val, TX_ORG_TPM);
+
+        cap = ngx_http_torrix_field(&val, TX_ORG_SPEND_CAP);
+
+        if (cap > 0 && ngx_http_torrix_field(&val, TX_ORG_ROLLOVER)) {
+            prev = ngx_http_torrix_ingested(ctx, txn, TX_SCOPE_ORG, &ctx->org,
+                                            TX_WIN_MONTH, ctx->windows[2] - 1);
+            if (prev < cap) {
+                cap += cap - prev;
+            }
+        }
+
+        ngx_http_torrix_add_cap(ctx, txn, TX_SCOPE_ORG, &ctx->org, TX_WIN_MONTH,
+                                cap);
+    }
+
+    /* user: weekly */
+
+    if (ctx->user.len
+        && ngx_http_torrix_snapshot_get(txn, NGX_HTTP_TORRIX_DB_USERS,
+                                        ctx->user.data, ctx->user.len, &val)
+               == TX_OK)
+    {
+        ngx_http_torrix_add_cap(ctx, txn, TX_SCOPE_USER, &ctx->user,
+                                TX_WIN_WEEK,
+                                ngx_http_torrix_field(&val, TX_USR_WEEKLY_CAP));
+    }
+
+    /* instance: daily hard cap */
+
+    v = ngx_http_torrix_cache_setting(txn, NGX_HTTP_TORRIX_SET_INSTANCE_CAP);
+
+    if (v > 0) {
+        ngx_str_null(&none);
+        ngx_http_torrix_add_cap(ctx, txn, TX_SCOPE_INSTANCE, &none, TX_WIN_DAY,
+                                v);
+    }
+
+    /* a key's own rate limits win over its project's, then its org's */
+
+    ctx->rpm = ctx->key_rpm ? ctx->key_rpm : (prj_rpm ? prj_rpm : org_rpm);
+    ctx->tpm = ctx->key_tpm ? ctx->key_tpm : (prj_tpm ? prj_tpm : org_tpm);
+}
+
+
+/* the ctx's scope string for a plan's scope */
+static ngx_str_t *
+ngx_http_torrix_plan_id(ngx_http_torrix_ctx_t *ctx, ngx_uint_t scope)
+{
+    static ngx_str_t none = ngx_null_string;
+
+    switch (scope) {
+    case TX_SCOPE_KEY:
+        return &ctx->key_id;
+    case TX_SCOPE_PROJECT:
+        return &ctx->project;
+    case TX_SCOPE_ORG:
+        return &ctx->org;
+    case TX_SCOPE_USER:
+        return &ctx->user;
+    default:
+        return &none;
+    }
+}
+
+
+static void
+ngx_http_torrix_plan_apply(ngx_http_torrix_ctx_t        *ctx,
+                           const ngx_http_torrix_plan_t *plan)
+{
+    ngx_uint_t             i;
+    ngx_http_torrix_cap_t *c;
+
+    ctx->rpm = plan->rpm;
+    ctx->tpm = plan->tpm;
+    ctx->ncaps = plan->ncaps;
+
+    for (i = 0; i < plan->ncaps; i++) {
+        c = &ctx->caps[i];
+
+        c->scope = plan->caps[i].scope;
+        c->kind = plan->caps[i].kind;
+        c->index = plan->caps[i].index;
+        c->cap = plan->caps[i].cap;
+        c->ingested = plan->caps[i].ingested;
+        c->id = *ngx_http_torrix_plan_id(ctx, c->scope);
+        c->node = NULL;
+    }
+}
+
+
+static void
+ngx_http_torrix_plan_save(ngx_http_torrix_ctx_t *ctx)
+{
+    ngx_uint_t             i;
+    ngx_http_torrix_plan_t plan;
+
+    plan.rpm = ctx->rpm;
+    plan.tpm = ctx->tpm;
+    plan.ncaps = ctx->ncaps;
+
+    for (i = 0; i < ctx->ncaps; i++) {
+        plan.caps[i].scope = (u_char) ctx->caps[i].scope;
+        plan.caps[i].kind = (u_char) ctx->caps[i].kind;
+        plan.caps[i].index = ctx->caps[i].index;
+        plan.caps[i].cap = ctx->caps[i].cap;
+        plan.caps[i].ingested = ctx->caps[i].ingested;
+    }
+
+    ngx_http_torrix_cache_plan_put(&ctx->key_id, ctx->windows[0], &plan);
 }

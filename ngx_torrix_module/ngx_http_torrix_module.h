@@ -238,6 +238,25 @@ typedef struct {
     unsigned   bad_url : 1;
 } ngx_http_torrix_provider_t;
 
+/* a key's admission plan, without its request-specific estimate */
+typedef struct {
+    uint64_t   rpm;
+    uint64_t   tpm;
+    ngx_uint_t ncaps;
+    struct {
+        u_char     scope;
+        u_char     kind;
+        uint32_t   index;
+        tx_money_t cap;
+        tx_money_t ingested;
+    } caps[NGX_HTTP_TORRIX_MAX_CAPS];
+} ngx_http_torrix_plan_t;
+
+const ngx_http_torrix_plan_t *ngx_http_torrix_cache_plan_get(ngx_str_t *key_id,
+                                                             uint32_t   day);
+void ngx_http_torrix_cache_plan_put(ngx_str_t *key_id, uint32_t day,
+                                    const ngx_http_torrix_plan_t *plan);
+
 ngx_int_t      ngx_http_torrix_cache_sync(MDB_txn *txn, ngx_log_t *log);
 void           ngx_http_torrix_cache_drop(void);
 const uint8_t *ngx_http_torrix_cache_hash_key(MDB_txn *txn);
