@@ -81,6 +81,17 @@ typedef cJSON *(*txcp_list_pt)(txcp_req_t *r, const cJSON *rec);
  */
 void txcp_api_list(txcp_req_t *r, int db, txcp_list_pt out);
 
+/*
+ * Ends a write of the API: stores rec under id in db (deletes id when rec
+ * is NULL), appends the audit record (r->actor, action, target type, id,
+ * diff) and commits txn.  txn is always ended: committed on TX_OK, aborted
+ * on TX_ERROR (a failed write, audit append or commit, logged).  Replies
+ * nothing; rec and diff stay the caller's.
+ */
+int txcp_api_commit(txcp_req_t *r, MDB_txn *txn, int db, const char *id,
+                    const cJSON *rec, const char *action, const char *type,
+                    const cJSON *diff);
+
 /* Parses the body as a JSON object; replies 400 and returns NULL if not. */
 cJSON *txcp_api_body(txcp_req_t *r);
 

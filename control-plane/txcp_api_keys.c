@@ -258,16 +258,10 @@ txcp_api_keys_create(txcp_req_t *r)
         goto internal;
     }
 
-    if (txcp_store_put(txn, TXCP_DB_KEYS, id, rec) != TX_OK
-        || txcp_audit_append(txn, r->actor, "create", "key", id, diff) != TX_OK)
-    {
-        goto internal;
-    }
-
-    rc = txcp_store_commit(txn);
+    rc = txcp_api_commit(r, txn, TXCP_DB_KEYS, id, rec, "create", "key", diff);
     txn = NULL;
 
-    if (rc != 0) {
+    if (rc != TX_OK) {
         goto internal;
     }
 
@@ -444,17 +438,10 @@ txcp_api_keys_patch(txcp_req_t *r)
     txcp_time_format(txcp_now_us(), 0, ts, sizeof(ts));
     txcp_json_set(rec, "updated_at", cJSON_CreateString(ts));
 
-    if (txcp_store_put(txn, TXCP_DB_KEYS, r->id, rec) != TX_OK
-        || txcp_audit_append(txn, r->actor, "edit", "key", r->id, diff)
-               != TX_OK)
-    {
-        goto internal;
-    }
-
-    rc = txcp_store_commit(txn);
+    rc = txcp_api_commit(r, txn, TXCP_DB_KEYS, r->id, rec, "edit", "key", diff);
     txn = NULL;
 
-    if (rc != 0) {
+    if (rc != TX_OK) {
         goto internal;
     }
 
@@ -517,17 +504,11 @@ txcp_api_keys_revoke(txcp_req_t *r)
     txcp_json_set(rec, "status", cJSON_CreateString("revoked"));
     txcp_json_set(rec, "updated_at", cJSON_CreateString(ts));
 
-    if (txcp_store_put(txn, TXCP_DB_KEYS, r->id, rec) != TX_OK
-        || txcp_audit_append(txn, r->actor, "revoke", "key", r->id, diff)
-               != TX_OK)
-    {
-        goto internal;
-    }
-
-    rc = txcp_store_commit(txn);
+    rc = txcp_api_commit(r, txn, TXCP_DB_KEYS, r->id, rec, "revoke", "key",
+                         diff);
     txn = NULL;
 
-    if (rc != 0) {
+    if (rc != TX_OK) {
         goto internal;
     }
 
@@ -686,17 +667,11 @@ txcp_api_keys_rotate(txcp_req_t *r)
     txcp_json_set(rec, "rotated_at", cJSON_CreateString(ts));
     txcp_json_set(rec, "updated_at", cJSON_CreateString(ts));
 
-    if (txcp_store_put(txn, TXCP_DB_KEYS, r->id, rec) != TX_OK
-        || txcp_audit_append(txn, r->actor, "rotate", "key", r->id, diff)
-               != TX_OK)
-    {
-        goto internal;
-    }
-
-    rc = txcp_store_commit(txn);
+    rc = txcp_api_commit(r, txn, TXCP_DB_KEYS, r->id, rec, "rotate", "key",
+                         diff);
     txn = NULL;
 
-    if (rc != 0) {
+    if (rc != TX_OK) {
         goto internal;
     }
 

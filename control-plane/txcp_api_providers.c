@@ -462,18 +462,11 @@ txcp_api_providers_put(txcp_req_t *r)
 
     txcp_provider_diff(diff, old, rec);
 
-    if (txcp_store_put(txn, TXCP_DB_PROVIDERS, r->id, rec) != TX_OK
-        || txcp_audit_append(txn, r->actor, old ? "edit" : "create", "provider",
-                             r->id, diff)
-               != TX_OK)
-    {
-        goto internal;
-    }
-
-    rc = txcp_store_commit(txn);
+    rc = txcp_api_commit(r, txn, TXCP_DB_PROVIDERS, r->id, rec,
+                         old ? "edit" : "create", "provider", diff);
     txn = NULL;
 
-    if (rc != 0) {
+    if (rc != TX_OK) {
         goto internal;
     }
 
@@ -534,17 +527,11 @@ txcp_api_providers_delete(txcp_req_t *r)
 
     txcp_provider_diff(diff, old, NULL);
 
-    if (txcp_store_del(txn, TXCP_DB_PROVIDERS, r->id) != TX_OK
-        || txcp_audit_append(txn, r->actor, "delete", "provider", r->id, diff)
-               != TX_OK)
-    {
-        goto internal;
-    }
-
-    rc = txcp_store_commit(txn);
+    rc = txcp_api_commit(r, txn, TXCP_DB_PROVIDERS, r->id, NULL, "delete",
+                         "provider", diff);
     txn = NULL;
 
-    if (rc != 0) {
+    if (rc != TX_OK) {
         goto internal;
     }
 
@@ -840,19 +827,11 @@ txcp_api_settings_patch(txcp_req_t *r)
     }
 
     if (cJSON_GetArraySize(diff) > 0) {
-        if (txcp_store_put(txn, TXCP_DB_SETTINGS, TXCP_SETTINGS_ID, rec)
-                != TX_OK
-            || txcp_audit_append(txn, r->actor, "edit", "settings",
-                                 TXCP_SETTINGS_ID, diff)
-                   != TX_OK)
-        {
-            goto internal;
-        }
-
-        rc = txcp_store_commit(txn);
+        rc = txcp_api_commit(r, txn, TXCP_DB_SETTINGS, TXCP_SETTINGS_ID, rec,
+                             "edit", "settings", diff);
         txn = NULL;
 
-        if (rc != 0) {
+        if (rc != TX_OK) {
             goto internal;
         }
 

@@ -1,6 +1,6 @@
 /*
- * torrix-cp: /api/v1/orgs, /users, /projects (one table-driven engine) and
- * the generic list pager.
+ * torrix-cp: /api/v1/orgs, /users, /projects (one table-driven engine),
+ * the generic list pager and the write commit every resource shares.
  */
 
 #include <stdio.h>
@@ -232,17 +232,10 @@ txcp_api_tenant_create(txcp_req_t *r)
     txcp_json_set(rec, "created_at", cJSON_CreateString(ts));
     txcp_json_set(rec, "updated_at", cJSON_CreateString(ts));
 
-    if (txcp_store_put(txn, t->db, id, rec) != TX_OK
-        || txcp_audit_append(txn, r->actor, "create", t->type, id, diff)
-               != TX_OK)
-    {
-        goto internal;
-    }
-
-    rc = txcp_store_commit(txn);
+    rc = txcp_api_commit(r, txn, t->db, id, rec, "create", t->type, diff);
     txn = NULL;
 
-    if (rc != 0) {
+    if (rc != TX_OK) {
         goto internal;
     }
 
@@ -388,17 +381,10 @@ txcp_api_tenant_patch(txcp_req_t *r)
     txcp_time_format(txcp_now_us(), 0, ts, sizeof(ts));
     txcp_json_set(rec, "updated_at", cJSON_CreateString(ts));
 
-    if (txcp_store_put(txn, t->db, r->id, rec) != TX_OK
-        || txcp_audit_append(txn, r->actor, "edit", t->type, r->id, diff)
-               != TX_OK)
-    {
-        goto internal;
-    }
-
-    rc = txcp_store_commit(txn);
+    rc = txcp_api_commit(r, txn, t->db, r->id, rec, "edit", t->type, diff);
     txn = NULL;
 
-    if (rc != 0) {
+    if (rc != TX_OK) {
         goto internal;
     }
 
@@ -475,17 +461,10 @@ txcp_api_tenant_delete(txcp_req_t *r)
         }
     }
 
-    if (txcp_store_del(txn, t->db, r->id) != TX_OK
-        || txcp_audit_append(txn, r->actor, "delete", t->type, r->id, diff)
-               != TX_OK)
-    {
-        goto internal;
-    }
-
-    rc = txcp_store_commit(txn);
+    rc = txcp_api_commit(r, txn, t->db, r->id, NULL, "delete", t->type, diff);
     txn = NULL;
 
-    if (rc != 0) {
+    if (rc != TX_OK) {
         goto internal;
     }
 
@@ -601,4 +580,24 @@ txcp_api_list(txcp_req_t *r, int db, txcp_list_pt out)
     txcp_http_reply(r, 200,
                     txcp_http_page(items,
                                    rc == 0 && count == limit ? last : NULL));
+}
+
+
+int
+txcp_api_commit(txcp_req_t *r, MDB_txn *txn, int db, const char *id,
+                const cJSON *rec, const char *action, const char *type,
+                const cJSON *diff)
+{
+    int rc;
+
+    rc = rec ? txcp_store_put(txn, db, id, rec) : txcp_store_del(txn, db, id);
+
+    if (rc != TX_OK
+        || txcp_audit_append(txn, r->actor, action, type, id, diff) != TX_OK)
+    {
+        mdb_txn_abort(txn);
+        return TX_ERROR;
+    }
+
+    return txcp_store_commit(txn) == 0 ? TX_OK : TX_ERROR;
 }

@@ -160,17 +160,11 @@ txcp_api_webhooks_create(txcp_req_t *r)
     txcp_json_set(rec, "created_at", cJSON_CreateString(ts));
     txcp_json_set(rec, "updated_at", cJSON_CreateString(ts));
 
-    if (txcp_store_put(txn, TXCP_DB_WEBHOOKS, id, rec) != TX_OK
-        || txcp_audit_append(txn, r->actor, "create", "webhook", id, diff)
-               != TX_OK)
-    {
-        goto internal;
-    }
-
-    rc = txcp_store_commit(txn);
+    rc = txcp_api_commit(r, txn, TXCP_DB_WEBHOOKS, id, rec, "create", "webhook",
+                         diff);
     txn = NULL;
 
-    if (rc != 0) {
+    if (rc != TX_OK) {
         goto internal;
     }
 
@@ -280,17 +274,11 @@ txcp_api_webhooks_patch(txcp_req_t *r)
     txcp_time_format(txcp_now_us(), 0, ts, sizeof(ts));
     txcp_json_set(rec, "updated_at", cJSON_CreateString(ts));
 
-    if (txcp_store_put(txn, TXCP_DB_WEBHOOKS, r->id, rec) != TX_OK
-        || txcp_audit_append(txn, r->actor, "edit", "webhook", r->id, diff)
-               != TX_OK)
-    {
-        goto internal;
-    }
-
-    rc = txcp_store_commit(txn);
+    rc = txcp_api_commit(r, txn, TXCP_DB_WEBHOOKS, r->id, rec, "edit",
+                         "webhook", diff);
     txn = NULL;
 
-    if (rc != 0) {
+    if (rc != TX_OK) {
         goto internal;
     }
 
@@ -347,17 +335,11 @@ txcp_api_webhooks_delete(txcp_req_t *r)
         }
     }
 
-    if (txcp_store_del(txn, TXCP_DB_WEBHOOKS, r->id) != TX_OK
-        || txcp_audit_append(txn, r->actor, "delete", "webhook", r->id, diff)
-               != TX_OK)
-    {
-        goto internal;
-    }
-
-    rc = txcp_store_commit(txn);
+    rc = txcp_api_commit(r, txn, TXCP_DB_WEBHOOKS, r->id, NULL, "delete",
+                         "webhook", diff);
     txn = NULL;
 
-    if (rc != 0) {
+    if (rc != TX_OK) {
         goto internal;
     }
 
