@@ -70,8 +70,8 @@ int txcp_settings_read(MDB_txn *txn, txcp_settings_t *st);
 
 
 /*
- * Output of one listed record (a new tree the caller owns), or NULL to
- * skip it (filtered out).
+ * API form of one stored record (a new tree the caller owns).  In a list,
+ * NULL skips the record (filtered out).
  */
 typedef cJSON *(*txcp_list_pt)(txcp_req_t *r, const cJSON *rec);
 
@@ -80,6 +80,15 @@ typedef cJSON *(*txcp_list_pt)(txcp_req_t *r, const cJSON *rec);
  * that `out` keeps, as {"data":[...],"next_cursor":...}.
  */
 void txcp_api_list(txcp_req_t *r, int db, txcp_list_pt out);
+
+/*
+ * Replies 200 with out(r, rec) for record r->id of store db, 404 "no <what>
+ * <id>" when there is none, 500 when the store fails.  The record read is
+ * freed with free_rec (cJSON_Delete, or a function that wipes secrets
+ * first).
+ */
+void txcp_api_get(txcp_req_t *r, int db, const char *what, txcp_list_pt out,
+                  void (*free_rec)(cJSON *rec));
 
 /*
  * Ends a write of the API: stores rec under id in db (deletes id when rec

@@ -341,27 +341,17 @@ txcp_api_keys_list(txcp_req_t *r)
 }
 
 
+static cJSON *
+txcp_key_item(txcp_req_t *r, const cJSON *rec)
+{
+    return txcp_key_output(rec);
+}
+
+
 void
 txcp_api_keys_get(txcp_req_t *r)
 {
-    cJSON   *rec;
-    MDB_txn *txn;
-
-    if (txcp_store_begin(1, &txn) != 0) {
-        txcp_http_error(r, 500, "internal error");
-        return;
-    }
-
-    rec = txcp_store_get(txn, TXCP_DB_KEYS, r->id);
-    mdb_txn_abort(txn);
-
-    if (rec == NULL) {
-        txcp_http_error(r, 404, "no key %s", r->id);
-        return;
-    }
-
-    txcp_http_reply(r, 200, txcp_key_output(rec));
-    cJSON_Delete(rec);
+    txcp_api_get(r, TXCP_DB_KEYS, "key", txcp_key_item, cJSON_Delete);
 }
 
 

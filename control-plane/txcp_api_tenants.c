@@ -1,6 +1,7 @@
 /*
  * torrix-cp: /api/v1/orgs, /users, /projects (one table-driven engine),
- * the generic list pager and the write commit every resource shares.
+ * the generic list pager, the read of one record and the write commit every
+ * resource shares.
  */
 
 #include <stdio.h>
@@ -262,6 +263,13 @@ done:
 
 
 static cJSON *
+txcp_tenant_output(txcp_req_t *r, const cJSON *rec)
+{
+    return txcp_json_output(txcp_tenant(r)->fields, rec);
+}
+
+
+static cJSON *
 txcp_tenant_list_item(txcp_req_t *r, const cJSON *rec)
 {
     const txcp_tenant_t *t;
@@ -293,27 +301,11 @@ txcp_api_tenant_list(txcp_req_t *r)
 void
 txcp_api_tenant_get(txcp_req_t *r)
 {
-    cJSON               *rec;
-    MDB_txn             *txn;
     const txcp_tenant_t *t;
 
     t = txcp_tenant(r);
 
-    if (txcp_store_begin(1, &txn) != 0) {
-        txcp_http_error(r, 500, "internal error");
-        return;
-    }
-
-    rec = txcp_store_get(txn, t->db, r->id);
-    mdb_txn_abort(txn);
-
-    if (rec == NULL) {
-        txcp_http_error(r, 404, "no %s %s", t->type, r->id);
-        return;
-    }
-
-    txcp_http_reply(r, 200, txcp_json_output(t->fields, rec));
-    cJSON_Delete(rec);
+    txcp_api_get(r, t->db, t->type, txcp_tenant_output, cJSON_Delete);
 }
 
 
@@ -580,6 +572,31 @@ txcp_api_list(txcp_req_t *r, int db, txcp_list_pt out)
     txcp_http_reply(r, 200,
                     txcp_http_page(items,
                                    rc == 0 && count == limit ? last : NULL));
+}
+
+
+void
+txcp_api_get(txcp_req_t *r, int db, const char *what, txcp_list_pt out,
+             void (*free_rec)(cJSON *rec))
+{
+    cJSON   *rec;
+    MDB_txn *txn;
+
+    if (txcp_store_begin(1, &txn) != 0) {
+        txcp_http_error(r, 500, "internal error");
+        return;
+    }
+
+    rec = txcp_store_get(txn, db, r->id);
+    mdb_txn_abort(txn);
+
+    if (rec == NULL) {
+        txcp_http_error(r, 404, "no %s %s", what, r->id);
+        return;
+    }
+
+    txcp_http_reply(r, 200, out(r, rec));
+    free_rec(rec);
 }
 
 

@@ -189,7 +189,7 @@ done:
 
 
 static cJSON *
-txcp_webhook_list_item(txcp_req_t *r, const cJSON *rec)
+txcp_webhook_item(txcp_req_t *r, const cJSON *rec)
 {
     return txcp_webhook_output(rec);
 }
@@ -198,31 +198,15 @@ txcp_webhook_list_item(txcp_req_t *r, const cJSON *rec)
 void
 txcp_api_webhooks_list(txcp_req_t *r)
 {
-    txcp_api_list(r, TXCP_DB_WEBHOOKS, txcp_webhook_list_item);
+    txcp_api_list(r, TXCP_DB_WEBHOOKS, txcp_webhook_item);
 }
 
 
 void
 txcp_api_webhooks_get(txcp_req_t *r)
 {
-    cJSON   *rec;
-    MDB_txn *txn;
-
-    if (txcp_store_begin(1, &txn) != 0) {
-        txcp_http_error(r, 500, "internal error");
-        return;
-    }
-
-    rec = txcp_store_get(txn, TXCP_DB_WEBHOOKS, r->id);
-    mdb_txn_abort(txn);
-
-    if (rec == NULL) {
-        txcp_http_error(r, 404, "no webhook %s", r->id);
-        return;
-    }
-
-    txcp_http_reply(r, 200, txcp_webhook_output(rec));
-    txcp_webhook_rec_free(rec);
+    txcp_api_get(r, TXCP_DB_WEBHOOKS, "webhook", txcp_webhook_item,
+                 txcp_webhook_rec_free);
 }
 
 
