@@ -20,6 +20,10 @@ typedef struct {
 } ngx_http_torrix_endpoint_t;
 
 
+static void      ngx_http_torrix_own_headers(ngx_http_request_t    *r,
+                                             ngx_http_torrix_ctx_t *ctx);
+static ngx_int_t ngx_http_torrix_check_args(ngx_http_request_t    *r,
+                                            ngx_http_torrix_ctx_t *ctx);
 static ngx_int_t ngx_http_torrix_finish(ngx_http_request_t    *r,
                                         ngx_http_torrix_ctx_t *ctx);
 static void      ngx_http_torrix_body_handler(ngx_http_request_t *r);
@@ -106,7 +110,10 @@ ngx_http_torrix_access_handler(ngx_http_request_t *r)
     tx_run_id_make(ctx->run_id, ctx->start_us / 1000, rnd);
     tx_run_id_hex(ctx->run_id, ctx->run_id_hex);
 
+    ngx_http_torrix_own_headers(r, ctx);
+
     if (ngx_http_torrix_endpoint(r, ctx) != NGX_OK
+        || ngx_http_torrix_check_args(r, ctx) != NGX_OK
         || ngx_http_torrix_check_key(r, ctx) != NGX_OK)
     {
         ctx->done = 1;
@@ -161,6 +168,9 @@ ngx_http_torrix_finish(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
         ngx_http_torrix_reject(ctx, r->pool, NGX_HTTP_INTERNAL_SERVER_ERROR,
                                "internal_error", "Internal gateway error");
     }
+
+    /* refused on the headers alone: no "100 Continue" for a body we drop */
+    r->expect_tested = 1;
 
     rc = ngx_http_discard_request_body(r);
     if (rc != NGX_OK) {
@@ -975,19 +985,15 @@ static ngx_int_t
 ngx_http_torrix_sample(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx,
                        MDB_txn *txn)
 {
-    u_char          *p, *end;
-    uint32_t         rnd;
-    uint64_t         ppm, scale;
-    ngx_table_elt_t *h;
+    u_char  *p, *end;
+    uint32_t rnd;
+    uint64_t ppm, scale;
 
     ppm = 0;
 
-    h = ngx_http_torrix_header(r, "x-torrix-sample",
-                               sizeof("x-torrix-sample") - 1);
-
-    if (h) {
-        p = h->value.data;
-        end = p + h->value.len;
+    if (ctx->has_sample_hdr) {
+        p = ctx->sample_hdr.data;
+        end = p + ctx->sample_hdr.len;
 
         if (p == end || (*p != '0' && *p != '1')) {
             goto invalid;
@@ -1033,4 +1039,112 @@ invalid:
                                   "invalid_sample",
                                   "\"x-torrix-sample\" must be a number "
                                   "from 0 to 1");
+}
+
+
+/*
+ * Takes the client's x-torrix-* request headers into the ctx and hides them
+ * from the upstream: each is renamed to x-torrix-name, which
+ * conf/torrix_proxy.conf sets to "" (and so removes), whatever the client
+ * called it.
+ */
+static void
+ngx_http_torrix_own_headers(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
+{
+    size_t           len;
+    ngx_str_t       *dst;
+    ngx_uint_t       i;
+    ngx_list_part_t *part;
+    ngx_table_elt_t *h;
+
+    static ngx_uint_t hash;
+    static u_char     hidden[] = "x-torrix-name";
+
+    if (hash == 0) {
+        hash = ngx_hash_key(hidden, sizeof(hidden) - 1);
+    }
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len < sizeof("x-torrix-") - 1
+            || ngx_strncasecmp(h[i].key.data, (u_char *) "x-torrix-",
+                               sizeof("x-torrix-") - 1)
+                   != 0)
+        {
+            continue;
+        }
+
+        dst = NULL;
+        len = h[i].key.len;
+
+        if (len == sizeof("x-torrix-name") - 1
+            && ngx_strncasecmp(h[i].key.data, (u_char *) "x-torrix-name", len)
+                   == 0)
+        {
+            dst = &ctx->run_name;
+
+        } else if (len == sizeof("x-torrix-user") - 1
+                   && ngx_strncasecmp(h[i].key.data, (u_char *) "x-torrix-user",
+                                      len)
+                          == 0)
+        {
+            dst = &ctx->end_user;
+
+        } else if (len == sizeof("x-torrix-tags") - 1
+                   && ngx_strncasecmp(h[i].key.data, (u_char *) "x-torrix-tags",
+                                      len)
+                          == 0)
+        {
+            dst = &ctx->tags;
+
+        } else if (len == sizeof("x-torrix-sample") - 1
+                   && ngx_strncasecmp(h[i].key.data,
+                                      (u_char *) "x-torrix-sample", len)
+                          == 0)
+        {
+            dst = &ctx->sample_hdr;
+            ctx->has_sample_hdr = 1;
+        }
+
+        if (dst && dst->len == 0) {
+            *dst = h[i].value;
+        }
+
+        h[i].key.data = hidden;
+        h[i].key.len = sizeof(hidden) - 1;
+        h[i].lowcase_key = hidden;
+        h[i].hash = hash;
+    }
+}
+
+
+/* a Torrix key in the URL would reach the provider and its logs */
+static ngx_int_t
+ngx_http_torrix_check_args(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
+{
+    if (r->args.len >= TX_KEY_PREFIX_LEN
+        && ngx_strlcasestrn(r->args.data, r->args.data + r->args.len,
+                            (u_char *) TX_KEY_PREFIX, TX_KEY_PREFIX_LEN - 1)
+               != NULL)
+    {
+        return ngx_http_torrix_reject(ctx, r->pool, NGX_HTTP_BAD_REQUEST,
+                                      "key_in_url",
+                                      "Send the Torrix key in the "
+                                      "Authorization header, never in the "
+                                      "URL");
+    }
+
+    return NGX_OK;
 }

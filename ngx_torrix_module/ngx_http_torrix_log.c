@@ -14,9 +14,8 @@
 static uint8_t ngx_http_torrix_run_buf[NGX_HTTP_TORRIX_RUN_FIXED];
 
 
-static void ngx_http_torrix_put_header(ngx_http_request_t *r, tx_wbuf_t *wb,
-                                       uint16_t tag, const char *name,
-                                       size_t len);
+static void ngx_http_torrix_put_capped(tx_wbuf_t *wb, uint16_t tag,
+                                       ngx_str_t *v);
 static void ngx_http_torrix_put_str(tx_wbuf_t *wb, uint16_t tag, ngx_str_t *s);
 static void ngx_http_torrix_put_usage(ngx_http_request_t    *r,
                                       ngx_http_torrix_ctx_t *ctx, tx_wbuf_t *wb,
@@ -77,6 +76,18 @@ ngx_http_torrix_log_handler(ngx_http_request_t *r)
 
     if (r->connection->error) {
         flags |= TX_RUNF_CANCELLED;
+
+    } else if (r->upstream && r->upstream->header_sent
+               && r->upstream->length > 0) {
+        /* the provider closed before the response it announced ended */
+        flags |= TX_RUNF_CANCELLED | TX_RUNF_ERROR;
+
+        if (ctx->err_type == NULL) {
+            ngx_http_torrix_reject(ctx, r->pool, status, "upstream_truncated",
+                                   "The provider closed the connection "
+                                   "before the response ended");
+            ctx->rejected = 0;
+        }
     }
 
     if (ctx->sampled) {
@@ -176,12 +187,9 @@ ngx_http_torrix_log_handler(ngx_http_request_t *r)
         ngx_http_torrix_put_str(&wb, TX_RUN_ERROR, &ctx->err_msg);
     }
 
-    ngx_http_torrix_put_header(r, &wb, TX_RUN_NAME, "x-torrix-name",
-                               sizeof("x-torrix-name") - 1);
-    ngx_http_torrix_put_header(r, &wb, TX_RUN_END_USER, "x-torrix-user",
-                               sizeof("x-torrix-user") - 1);
-    ngx_http_torrix_put_header(r, &wb, TX_RUN_TAGS, "x-torrix-tags",
-                               sizeof("x-torrix-tags") - 1);
+    ngx_http_torrix_put_capped(&wb, TX_RUN_NAME, &ctx->run_name);
+    ngx_http_torrix_put_capped(&wb, TX_RUN_END_USER, &ctx->end_user);
+    ngx_http_torrix_put_capped(&wb, TX_RUN_TAGS, &ctx->tags);
 
     if (tmcf->edge_name.len) {
         ngx_http_torrix_put_str(&wb, TX_RUN_EDGE, &tmcf->edge_name);
@@ -214,16 +222,11 @@ ngx_http_torrix_log_handler(ngx_http_request_t *r)
 
 
 static void
-ngx_http_torrix_put_header(ngx_http_request_t *r, tx_wbuf_t *wb, uint16_t tag,
-                           const char *name, size_t len)
+ngx_http_torrix_put_capped(tx_wbuf_t *wb, uint16_t tag, ngx_str_t *v)
 {
-    ngx_table_elt_t *h;
-
-    h = ngx_http_torrix_header(r, name, len);
-
-    if (h && h->value.len) {
-        tx_rec_put_bytes(wb, tag, h->value.data,
-                         ngx_min(h->value.len, NGX_HTTP_TORRIX_HDR_MAX));
+    if (v->len) {
+        tx_rec_put_bytes(wb, tag, v->data,
+                         ngx_min(v->len, NGX_HTTP_TORRIX_HDR_MAX));
     }
 }
 

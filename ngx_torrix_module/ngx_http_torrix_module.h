@@ -132,7 +132,13 @@ typedef struct {
     /* why the gateway refused, for the run record */
     const char *err_type;
     ngx_str_t   err_msg;
-    ngx_str_t   err_body;
+    /* the client's x-torrix-* headers, taken before they are hidden */
+    ngx_str_t run_name;
+    ngx_str_t end_user;
+    ngx_str_t tags;
+    ngx_str_t sample_hdr;
+    unsigned  has_sample_hdr : 1;
+    ngx_str_t err_body;
 
     ngx_uint_t provider_kind; /* TX_PROVIDER_* */
     off_t      prompt_bytes;

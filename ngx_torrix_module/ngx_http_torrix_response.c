@@ -65,26 +65,79 @@ u_char *
 ngx_http_torrix_json_escape(u_char *dst, const u_char *src, size_t len)
 {
     u_char        c;
+    size_t        n, i;
+    uint32_t      cp, min;
+    const u_char *end;
+
     static u_char hex[] = "0123456789abcdef";
 
-    while (len--) {
-        c = *src++;
+    end = src + len;
+
+    while (src < end) {
+        c = *src;
 
         if (c == '"' || c == '\\') {
             *dst++ = '\\';
             *dst++ = c;
+            src++;
+            continue;
+        }
 
-        } else if (c < 0x20) {
+        if (c < 0x20) {
             *dst++ = '\\';
             *dst++ = 'u';
             *dst++ = '0';
             *dst++ = '0';
             *dst++ = hex[c >> 4];
             *dst++ = hex[c & 0xf];
+            src++;
+            continue;
+        }
+
+        if (c < 0x80) {
+            *dst++ = c;
+            src++;
+            continue;
+        }
+
+        /* a whole valid UTF-8 sequence is copied; any other byte becomes
+         * U+FFFD, so the body stays valid JSON whatever the client sent */
+
+        if (c >= 0xc2 && c <= 0xdf) {
+            n = 1;
+            cp = c & 0x1f;
+            min = 0x80;
+
+        } else if (c >= 0xe0 && c <= 0xef) {
+            n = 2;
+            cp = c & 0x0f;
+            min = 0x800;
+
+        } else if (c >= 0xf0 && c <= 0xf4) {
+            n = 3;
+            cp = c & 0x07;
+            min = 0x10000;
 
         } else {
-            *dst++ = c;
+            n = 0;
+            cp = 0;
+            min = 1;
         }
+
+        for (i = 1; i <= n && src + i < end && (src[i] & 0xc0) == 0x80; i++) {
+            cp = (cp << 6) | (src[i] & 0x3f);
+        }
+
+        if (n == 0 || i != n + 1 || cp < min || cp > 0x10ffff
+            || (cp >= 0xd800 && cp <= 0xdfff))
+        {
+            dst = ngx_cpymem(dst, "\\ufffd", 6);
+            src++;
+            continue;
+        }
+
+        dst = ngx_cpymem(dst, src, n + 1);
+        src += n + 1;
     }
 
     return dst;
