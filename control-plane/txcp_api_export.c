@@ -67,18 +67,36 @@ txcp_csv_reserve(txcp_csv_t *st, size_t more)
 }
 
 
-/* Appends one CSV field: quoted when it holds , " CR or LF; NULs dropped. */
+/*
+ * Appends one CSV field: quoted when it holds , " CR or LF; NULs dropped; a
+ * field a spreadsheet would run as a formula (= + - @ tab CR first) gets a
+ * leading ' so it stays text (OWASP CSV injection).
+ */
 static int
 txcp_csv_field(txcp_csv_t *st, const uint8_t *s, size_t n, int last)
 {
     size_t i;
-    int    quote;
+    int    quote, formula;
 
-    if (txcp_csv_reserve(st, n * 2 + 4) != TX_OK) {
+    if (txcp_csv_reserve(st, n * 2 + 5) != TX_OK) {
         return TX_ERROR;
     }
 
-    quote = 0;
+    formula = n > 0
+              && (s[0] == '=' || s[0] == '+' || s[0] == '-' || s[0] == '@'
+                  || s[0] == '\t' || s[0] == '\r');
+
+    /* a plain negative number is data, not a formula */
+    if (formula && s[0] == '-' && n > 1) {
+        for (i = 1; i < n && ((s[i] >= '0' && s[i] <= '9') || s[i] == '.'); i++)
+        {
+            /* void */
+        }
+
+        formula = (i != n);
+    }
+
+    quote = formula;
 
     for (i = 0; i < n; i++) {
         if (s[i] == ',' || s[i] == '"' || s[i] == '\r' || s[i] == '\n') {
@@ -89,6 +107,10 @@ txcp_csv_field(txcp_csv_t *st, const uint8_t *s, size_t n, int last)
 
     if (quote) {
         st->buf[st->len++] = '"';
+    }
+
+    if (formula) {
+        st->buf[st->len++] = '\'';
     }
 
     for (i = 0; i < n; i++) {

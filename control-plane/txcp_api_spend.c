@@ -207,6 +207,11 @@ txcp_range_args(txcp_req_t *r, int64_t *since, int64_t *until)
             goto bad;
         }
 
+        /* the year 9999 at most: later code works in microseconds */
+        if (t < 0 || t >= 253402300800LL) {
+            goto bad;
+        }
+
         *out[i] = t;
     }
 

@@ -9,6 +9,7 @@
 
 #include "txcp.h"
 #include "txcp_json.h"
+#include "tx_url.h"
 #include "txcp_store.h"
 #include "txcp_audit.h"
 
@@ -30,13 +31,92 @@ txcp_field_find(const txcp_field_t *fields, const char *name)
 }
 
 
+/*
+ * TX_OK when an allowlist entry is a URL the data plane's tx_url_parse
+ * accepts once a leading "*." of the host stands for one label, and has no
+ * query (a pattern with one never matches).
+ */
+static int
+txcp_url_pattern_ok(const char *s)
+{
+    char     buf[2048 + 1];
+    char    *host;
+    size_t   len;
+    tx_url_t u;
+
+    len = strlen(s);
+
+    if (len >= sizeof(buf)) {
+        return TX_ERROR;
+    }
+
+    memcpy(buf, s, len + 1);
+
+    host = strstr(buf, "://");
+    if (host && host[3] == '*' && host[4] == '.') {
+        host[3] = 'x';
+    }
+
+    if (tx_url_parse((const uint8_t *) buf, len, &u) != TX_OK || u.query.len
+        || strchr(buf, '?'))
+    {
+        return TX_ERROR;
+    }
+
+    return TX_OK;
+}
+
+
+/*
+ * 1 when s is valid UTF-8 (no overlongs, surrogates or code points past
+ * U+10FFFF) without control characters (but \n when allow_nl), else 0:
+ * what the API stores it returns, and it must stay valid JSON text.
+ */
 static int
 txcp_str_clean(const char *s, int allow_nl)
 {
+    size_t               n, i;
+    uint32_t             cp, min;
     const unsigned char *p;
 
-    for (p = (const unsigned char *) s; *p; p++) {
+    for (p = (const unsigned char *) s; *p; p += n + 1) {
         if ((*p < 0x20 && !(allow_nl && *p == '\n')) || *p == 0x7f) {
+            return 0;
+        }
+
+        if (*p < 0x80) {
+            n = 0;
+            continue;
+        }
+
+        if (*p >= 0xc2 && *p <= 0xdf) {
+            n = 1;
+            cp = *p & 0x1f;
+            min = 0x80;
+
+        } else if (*p >= 0xe0 && *p <= 0xef) {
+            n = 2;
+            cp = *p & 0x0f;
+            min = 0x800;
+
+        } else if (*p >= 0xf0 && *p <= 0xf4) {
+            n = 3;
+            cp = *p & 0x07;
+            min = 0x10000;
+
+        } else {
+            return 0;
+        }
+
+        for (i = 1; i <= n; i++) {
+            if ((p[i] & 0xc0) != 0x80) {
+                return 0;
+            }
+
+            cp = (cp << 6) | (p[i] & 0x3f);
+        }
+
+        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
             return 0;
         }
     }
@@ -144,7 +224,10 @@ txcp_field_value(const txcp_field_t *f, const cJSON *v, MDB_txn *txn, char *err,
         len = strlen(s);
 
         if (!txcp_str_clean(s, 0)) {
-            snprintf(err, errlen, "field '%s' has control characters", f->name);
+            snprintf(err, errlen,
+                     "field '%s' must be valid UTF-8 without control "
+                     "characters",
+                     f->name);
             return NULL;
         }
 
@@ -326,11 +409,12 @@ txcp_field_value(const txcp_field_t *f, const cJSON *v, MDB_txn *txn, char *err,
             }
 
             if ((f->flags & TXCP_FF_URL)
-                && strncmp(it->valuestring, "http://", 7) != 0
-                && strncmp(it->valuestring, "https://", 8) != 0)
-            {
-                snprintf(err, errlen, "field '%s' entries must be http(s) URLs",
-                         f->name);
+                && txcp_url_pattern_ok(it->valuestring) != TX_OK) {
+                snprintf(err, errlen,
+                         "field '%s': '%s' is not an http(s) URL pattern the "
+                         "gateway can match (no user info, query, fragment "
+                         "or dot segments; '*.' only as a host prefix)",
+                         f->name, it->valuestring);
                 return NULL;
             }
         }

@@ -419,10 +419,6 @@ def test_hostile_bodies_refused(stack):
     _healthy(stack)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: strings are not checked for valid UTF-8 (txcp_str_clean only "
-    "refuses control bytes): invalid UTF-8 is stored and returned raw, so "
-    "GET answers are not valid JSON text (RFC 8259 8.1) and break clients"))
 def test_invalid_utf8_refused_or_kept_valid(stack):
     for raw in (b'{"name":"a\xffb"}', b'{"name":"\xc0\xaf"}',
                 b'{"name":"\xed\xa0\x80"}', b'{"name":"a\xe2\x82"}'):
@@ -502,11 +498,6 @@ def test_hostile_paths_and_queries(stack):
     assert not bad, bad
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG (low): PATCH /settings accepts proxy_targets entries that the "
-    "gateway's parser refuses (user info, fragment, dot segments), so they "
-    "silently never match; validate them with tx_url_parse "
-    "(control-plane/txcp_json.c TXCP_F_STRLIST/URL entries)"))
 def test_settings_refuse_unmatchable_proxy_targets(stack):
     bad = []
     for t in ("http://u:p@127.0.0.1/", "http://127.0.0.1/#x",
@@ -535,12 +526,6 @@ def test_encoded_nul_in_path_refused(stack):
     assert stack.api.get("/orgs/" + org["id"]).status_code == 200
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: GET /spend ?since=/?until= take any int64 unix seconds "
-    "(txcp_range_args) and then compute since*1000000 "
-    "(control-plane/txcp_api_spend.c:433,436): signed overflow, UB; under "
-    "UBSan torrix-cp aborts, in the plain build the answer is 200 with a "
-    "garbage window; bound them like /runs (< 253402300800)"))
 def test_spend_huge_time_bounds_refused(stack):
     if ASAN:
         pytest.skip("would abort torrix-cp under UBSan (the bug itself)")
@@ -696,11 +681,6 @@ def test_gateway_key_never_forwarded_on_provider_routes(stack):
 
 # -- CSV export ------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: activity.csv does not neutralize spreadsheet formulas: a key "
-    "holder's model name '=HYPERLINK(...)' lands as a live formula in the "
-    "admin's CSV (CWE-1236); control-plane/txcp_api_export.c "
-    "txcp_csv_field"))
 def test_activity_csv_formula_injection(stack):
     api = stack.api
     org = api.create("orgs", name="o")
