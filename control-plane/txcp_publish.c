@@ -495,7 +495,7 @@ txcp_pub_item(MDB_txn *rtxn, MDB_txn *txn, const txcp_pub_t *item, int64_t now)
 }
 
 
-int
+static int
 txcp_publish_meta(MDB_txn *txn)
 {
     int      rc;
@@ -539,6 +539,45 @@ txcp_publish_meta(MDB_txn *txn)
 
 
 int
+txcp_publish_begin(MDB_txn **rtxn, MDB_txn **txn)
+{
+    int rc;
+
+    *txn = NULL;
+
+    rc = mdb_txn_begin(txcp.store, NULL, MDB_RDONLY, rtxn);
+    if (rc != 0) {
+        *rtxn = NULL;
+        return rc;
+    }
+
+    rc = mdb_txn_begin(txcp.snap, NULL, 0, txn);
+    if (rc != 0) {
+        mdb_txn_abort(*rtxn);
+        *rtxn = NULL;
+        *txn = NULL;
+    }
+
+    return rc;
+}
+
+
+int
+txcp_publish_commit(MDB_txn *txn)
+{
+    int rc;
+
+    rc = txcp_publish_meta(txn);
+    if (rc != 0) {
+        mdb_txn_abort(txn);
+        return rc;
+    }
+
+    return mdb_txn_commit(txn);
+}
+
+
+int
 txcp_publish(const txcp_pub_t *items, size_t n)
 {
     int      rc;
@@ -550,12 +589,7 @@ txcp_publish(const txcp_pub_t *items, size_t n)
     txn = NULL;
     gen = txcp.gen;
 
-    rc = mdb_txn_begin(txcp.store, NULL, MDB_RDONLY, &rtxn);
-    if (rc != 0) {
-        goto failed;
-    }
-
-    rc = mdb_txn_begin(txcp.snap, NULL, 0, &txn);
+    rc = txcp_publish_begin(&rtxn, &txn);
     if (rc != 0) {
         goto failed;
     }
@@ -567,12 +601,7 @@ txcp_publish(const txcp_pub_t *items, size_t n)
         }
     }
 
-    rc = txcp_publish_meta(txn);
-    if (rc != 0) {
-        goto failed;
-    }
-
-    rc = mdb_txn_commit(txn);
+    rc = txcp_publish_commit(txn);
     txn = NULL;
 
     if (rc != 0) {
@@ -769,12 +798,7 @@ txcp_publish_resync(void)
     gen = txcp.gen;
     now = txcp_now_us() / 1000000;
 
-    rc = mdb_txn_begin(txcp.store, NULL, MDB_RDONLY, &rtxn);
-    if (rc != 0) {
-        goto failed;
-    }
-
-    rc = mdb_txn_begin(txcp.snap, NULL, 0, &txn);
+    rc = txcp_publish_begin(&rtxn, &txn);
     if (rc != 0) {
         goto failed;
     }
@@ -878,12 +902,7 @@ txcp_publish_resync(void)
         goto failed;
     }
 
-    rc = txcp_publish_meta(txn);
-    if (rc != 0) {
-        goto failed;
-    }
-
-    rc = mdb_txn_commit(txn);
+    rc = txcp_publish_commit(txn);
     txn = NULL;
 
     if (rc != 0) {

@@ -62,11 +62,20 @@ int txcp_publish_one(int kind, const char *id);
 int txcp_publish_resync(void);
 
 /*
- * Bumps meta "gen" (past any gen another writer stored) and sets
- * "published_at" inside the caller's snapshot write txn.  Returns an LMDB
- * rc.
+ * Begins a publish: *rtxn, a read txn of the store, and *txn, a write txn of
+ * the snapshot (end it with txcp_publish_commit() or mdb_txn_abort(), and
+ * *rtxn with mdb_txn_abort()).  Returns an LMDB rc; on failure both are
+ * NULL (nothing is left open).
  */
-int txcp_publish_meta(MDB_txn *txn);
+int txcp_publish_begin(MDB_txn **rtxn, MDB_txn **txn);
+
+/*
+ * Ends the caller's snapshot write txn: bumps meta "gen" (past any gen
+ * another writer stored), sets "published_at" and commits.  txn is always
+ * ended (aborted when the meta write fails).  Returns an LMDB rc, 0 on
+ * success; the caller logs a failure.
+ */
+int txcp_publish_commit(MDB_txn *txn);
 
 /* Clears stale reader slots of crashed nginx workers. */
 void txcp_snapshot_reader_check(void);

@@ -365,12 +365,7 @@ txcp_spend_publish(const txcp_acc_t *changed, int64_t watermark_us)
     rtxn = NULL;
     txn = NULL;
 
-    rc = mdb_txn_begin(txcp.store, NULL, MDB_RDONLY, &rtxn);
-    if (rc != 0) {
-        goto failed;
-    }
-
-    rc = mdb_txn_begin(txcp.snap, NULL, 0, &txn);
+    rc = txcp_publish_begin(&rtxn, &txn);
     if (rc != 0) {
         goto failed;
     }
@@ -414,12 +409,7 @@ txcp_spend_publish(const txcp_acc_t *changed, int64_t watermark_us)
         }
     }
 
-    rc = txcp_publish_meta(txn);
-    if (rc != 0) {
-        goto failed;
-    }
-
-    rc = mdb_txn_commit(txn);
+    rc = txcp_publish_commit(txn);
     txn = NULL;
 
     if (rc != 0) {
@@ -551,16 +541,12 @@ txcp_spend_prune(int64_t now)
 
     rc = txcp_spend_prune_db(txn, txcp.sdb[TXCP_SDB_SPEND], now, &ns);
 
-    if (rc == 0 && ns) {
-        rc = txcp_publish_meta(txn);
-    }
-
     if (rc != 0) {
         mdb_txn_abort(txn);
         goto failed;
     }
 
-    rc = mdb_txn_commit(txn);
+    rc = ns ? txcp_publish_commit(txn) : mdb_txn_commit(txn);
     if (rc != 0) {
         goto failed;
     }
