@@ -30,8 +30,7 @@ static const char *const txcp_sdb_names[TXCP_SDB_N] =
      TX_SNAP_DB_SPEND};
 
 
-/* Puts key -> val unless the snapshot already holds exactly that. */
-static int
+int
 txcp_snap_put(MDB_txn *txn, int sdb, const void *key, size_t klen,
               const void *val, size_t vlen)
 {
@@ -54,7 +53,7 @@ txcp_snap_put(MDB_txn *txn, int sdb, const void *key, size_t klen,
 }
 
 
-static int
+int
 txcp_snap_del(MDB_txn *txn, int sdb, const void *key, size_t klen)
 {
     int     rc;

@@ -62,6 +62,17 @@ int txcp_publish_one(int kind, const char *id);
 int txcp_publish_resync(void);
 
 /*
+ * Puts key -> val into snapshot db sdb (TXCP_SDB_*) in the write txn, unless
+ * it already holds exactly that (no page is dirtied).  key and val are
+ * copied by LMDB.  Returns an LMDB rc, 0 on success.
+ */
+int txcp_snap_put(MDB_txn *txn, int sdb, const void *key, size_t klen,
+                  const void *val, size_t vlen);
+
+/* Deletes key from snapshot db sdb; absent is fine.  Returns an LMDB rc. */
+int txcp_snap_del(MDB_txn *txn, int sdb, const void *key, size_t klen);
+
+/*
  * Begins a publish: *rtxn, a read txn of the store, and *txn, a write txn of
  * the snapshot (end it with txcp_publish_commit() or mdb_txn_abort(), and
  * *rtxn with mdb_txn_abort()).  Returns an LMDB rc; on failure both are

@@ -360,7 +360,7 @@ txcp_spend_publish(const txcp_acc_t *changed, int64_t watermark_us)
     uint8_t               wm[8];
     const txcp_acc_ent_t *e;
     MDB_txn              *rtxn, *txn;
-    MDB_val               k, v, sv;
+    MDB_val               k, v;
 
     rtxn = NULL;
     txn = NULL;
@@ -383,12 +383,11 @@ txcp_spend_publish(const txcp_acc_t *changed, int64_t watermark_us)
         rc = mdb_get(rtxn, txcp.db[TXCP_DB_SPEND], &k, &v);
 
         if (rc == MDB_NOTFOUND) {
-            rc = mdb_del(txn, txcp.sdb[TXCP_SDB_SPEND], &k, NULL);
-            rc = rc == MDB_NOTFOUND ? 0 : rc;
+            rc = txcp_snap_del(txn, TXCP_SDB_SPEND, e->key, e->klen);
 
         } else if (rc == 0) {
-            sv = v;
-            rc = mdb_put(txn, txcp.sdb[TXCP_SDB_SPEND], &k, &sv, 0);
+            rc = txcp_snap_put(txn, TXCP_SDB_SPEND, e->key, e->klen, v.mv_data,
+                               v.mv_size);
         }
 
         if (rc != 0) {
@@ -398,12 +397,9 @@ txcp_spend_publish(const txcp_acc_t *changed, int64_t watermark_us)
 
     if (watermark_us >= 0) {
         txcp_put_le64(wm, (uint64_t) watermark_us);
-        k.mv_data = TX_SNAP_META_WATERMARK;
-        k.mv_size = strlen(TX_SNAP_META_WATERMARK);
-        v.mv_data = wm;
-        v.mv_size = 8;
 
-        rc = mdb_put(txn, txcp.sdb[TXCP_SDB_META], &k, &v, 0);
+        rc = txcp_snap_put(txn, TXCP_SDB_META, TX_SNAP_META_WATERMARK,
+                           strlen(TX_SNAP_META_WATERMARK), wm, 8);
         if (rc != 0) {
             goto failed;
         }
@@ -582,14 +578,8 @@ txcp_spend_resync(MDB_txn *rtxn, MDB_txn *txn)
     for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
          rc = mdb_cursor_get(c, &k, &v, MDB_NEXT))
     {
-        if (mdb_get(txn, txcp.sdb[TXCP_SDB_SPEND], &k, &sv) == 0
-            && sv.mv_size == v.mv_size
-            && memcmp(sv.mv_data, v.mv_data, v.mv_size) == 0)
-        {
-            continue;
-        }
-
-        rc = mdb_put(txn, txcp.sdb[TXCP_SDB_SPEND], &k, &v, 0);
+        rc = txcp_snap_put(txn, TXCP_SDB_SPEND, k.mv_data, k.mv_size, v.mv_data,
+                           v.mv_size);
         if (rc != 0) {
             break;
         }
