@@ -82,6 +82,14 @@ typedef cJSON *(*txcp_list_pt)(txcp_req_t *r, const cJSON *rec);
 void txcp_api_list(txcp_req_t *r, int db, txcp_list_pt out);
 
 /*
+ * Begins a read txn of the store (*txn) and opens a cursor on store db
+ * (*cur) for a list handler; the caller closes both (mdb_cursor_close,
+ * mdb_txn_abort).  Returns TX_OK, or TX_ERROR after replying 500 (nothing
+ * is left open).
+ */
+int txcp_api_cursor(txcp_req_t *r, int db, MDB_txn **txn, MDB_cursor **cur);
+
+/*
  * Replies 200 with out(r, rec) for record r->id of store db, 404 "no <what>
  * <id>" when there is none, 500 when the store fails.  The record read is
  * freed with free_rec (cJSON_Delete, or a function that wipes secrets

@@ -2,7 +2,6 @@
  * torrix-cp: /api/v1/audit and /api/v1/audit/verify.
  */
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,8 +17,8 @@ void
 txcp_api_audit_list(txcp_req_t *r)
 {
     int           rc, limit, count, asc;
-    const char   *cursor, *order;
-    char         *end, buf[24];
+    const char   *order;
+    char          buf[24];
     uint64_t      seq, last;
     uint8_t       key[8];
     cJSON        *items, *o;
@@ -40,35 +39,18 @@ txcp_api_audit_list(txcp_req_t *r)
     }
 
     asc = order && strcmp(order, "asc") == 0;
-    seq = 0;
-    cursor = txcp_http_arg(r, "cursor");
 
-    if (cursor) {
-        errno = 0;
-        seq = strtoull(cursor, &end, 10);
-
-        if (errno || end == cursor || *end || seq == 0 || *cursor < '0'
-            || *cursor > '9')
-        {
-            txcp_http_error(r, 400, "bad cursor");
-            return;
-        }
-    }
-
-    if (txcp_store_begin(1, &txn) != 0) {
-        txcp_http_error(r, 500, "internal error");
+    if (txcp_http_seq_cursor(r, &seq) != 0) {
         return;
     }
 
-    if (mdb_cursor_open(txn, txcp.db[TXCP_DB_AUDIT], &cur) != 0) {
-        mdb_txn_abort(txn);
-        txcp_http_error(r, 500, "internal error");
+    if (txcp_api_cursor(r, TXCP_DB_AUDIT, &txn, &cur) != TX_OK) {
         return;
     }
 
     step = asc ? MDB_NEXT : MDB_PREV;
 
-    if (cursor) {
+    if (seq) {
         txcp_put_be64(key, asc ? seq + 1 : seq);
         k.mv_data = key;
         k.mv_size = 8;

@@ -1,7 +1,7 @@
 /*
  * torrix-cp: /api/v1/orgs, /users, /projects (one table-driven engine),
- * the generic list pager, the read of one record and the write commit every
- * resource shares.
+ * the generic list pager and the reads and write commit every resource
+ * shares.
  */
 
 #include <stdio.h>
@@ -483,6 +483,24 @@ done:
 }
 
 
+int
+txcp_api_cursor(txcp_req_t *r, int db, MDB_txn **txn, MDB_cursor **cur)
+{
+    if (txcp_store_begin(1, txn) != 0) {
+        txcp_http_error(r, 500, "internal error");
+        return TX_ERROR;
+    }
+
+    if (mdb_cursor_open(*txn, txcp.db[db], cur) != 0) {
+        mdb_txn_abort(*txn);
+        txcp_http_error(r, 500, "internal error");
+        return TX_ERROR;
+    }
+
+    return TX_OK;
+}
+
+
 void
 txcp_api_list(txcp_req_t *r, int db, txcp_list_pt out)
 {
@@ -506,14 +524,7 @@ txcp_api_list(txcp_req_t *r, int db, txcp_list_pt out)
         return;
     }
 
-    if (txcp_store_begin(1, &txn) != 0) {
-        txcp_http_error(r, 500, "internal error");
-        return;
-    }
-
-    if (mdb_cursor_open(txn, txcp.db[db], &cur) != 0) {
-        mdb_txn_abort(txn);
-        txcp_http_error(r, 500, "internal error");
+    if (txcp_api_cursor(r, db, &txn, &cur) != TX_OK) {
         return;
     }
 

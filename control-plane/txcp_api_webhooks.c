@@ -3,7 +3,6 @@
  * (the alerts with their delivery status).
  */
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -408,8 +407,8 @@ void
 txcp_api_alerts_list(txcp_req_t *r)
 {
     int         rc, limit, count;
-    const char *cursor, *scope, *scope_id, *level, *s;
-    char       *end, next[24];
+    const char *scope, *scope_id, *level, *s;
+    char        next[24];
     uint64_t    seq, last;
     uint8_t     key[8];
     cJSON      *items, *a;
@@ -421,38 +420,21 @@ txcp_api_alerts_list(txcp_req_t *r)
         return;
     }
 
-    seq = 0;
-    cursor = txcp_http_arg(r, "cursor");
     scope = txcp_http_arg(r, "scope");
     scope_id = txcp_http_arg(r, "scope_id");
     level = txcp_http_arg(r, "level");
 
-    if (cursor) {
-        errno = 0;
-        seq = strtoull(cursor, &end, 10);
-
-        if (errno || end == cursor || *end || seq == 0 || *cursor < '0'
-            || *cursor > '9')
-        {
-            txcp_http_error(r, 400, "bad cursor");
-            return;
-        }
-    }
-
-    if (txcp_store_begin(1, &txn) != 0) {
-        txcp_http_error(r, 500, "internal error");
+    if (txcp_http_seq_cursor(r, &seq) != 0) {
         return;
     }
 
-    if (mdb_cursor_open(txn, txcp.db[TXCP_DB_ALERTS], &cur) != 0) {
-        mdb_txn_abort(txn);
-        txcp_http_error(r, 500, "internal error");
+    if (txcp_api_cursor(r, TXCP_DB_ALERTS, &txn, &cur) != TX_OK) {
         return;
     }
 
     /* newest first: from the last key, or from just below the cursor */
 
-    if (cursor) {
+    if (seq) {
         txcp_put_be64(key, seq);
         k.mv_data = key;
         k.mv_size = 8;

@@ -212,6 +212,31 @@ txcp_http_limit(txcp_req_t *r, int *limit)
 }
 
 
+int
+txcp_http_seq_cursor(txcp_req_t *r, uint64_t *seq)
+{
+    const char *s;
+    char       *end;
+
+    *seq = 0;
+
+    s = txcp_http_arg(r, "cursor");
+    if (s == NULL) {
+        return 0;
+    }
+
+    errno = 0;
+    *seq = strtoull(s, &end, 10);
+
+    if (errno || end == s || *end || *seq == 0 || *s < '0' || *s > '9') {
+        txcp_http_error(r, 400, "bad cursor");
+        return -1;
+    }
+
+    return 0;
+}
+
+
 cJSON *
 txcp_http_page(cJSON *items, const char *cursor)
 {

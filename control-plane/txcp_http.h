@@ -86,6 +86,12 @@ const char *txcp_http_arg(txcp_req_t *r, const char *name);
  */
 int txcp_http_limit(txcp_req_t *r, int *limit);
 
+/*
+ * Reads ?cursor= as a sequence number (a positive decimal) into *seq, 0
+ * when there is none.  Returns 0, or -1 after replying 400.
+ */
+int txcp_http_seq_cursor(txcp_req_t *r, uint64_t *seq);
+
 /* Wraps items (owned) as {"data":items,"next_cursor":cursor|null}. */
 cJSON *txcp_http_page(cJSON *items, const char *cursor);
 
