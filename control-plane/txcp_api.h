@@ -99,6 +99,16 @@ void txcp_api_get(txcp_req_t *r, int db, const char *what, txcp_list_pt out,
                   void (*free_rec)(cJSON *rec));
 
 /*
+ * Begins a store write txn (*txn) and reads record r->id of store db into
+ * *rec, for a handler that changes it: the caller owns both (ends *txn,
+ * cJSON_Delete()s *rec).  Returns TX_OK, or TX_ERROR after replying 404
+ * "no <what> <id>" when there is no such record or 500 when the store
+ * fails; then *txn and *rec are NULL.
+ */
+int txcp_api_get_for_write(txcp_req_t *r, int db, const char *what,
+                           MDB_txn **txn, cJSON **rec);
+
+/*
  * Ends a write of the API: stores rec under id in db (deletes id when rec
  * is NULL), appends the audit record (r->actor, action, target type, id,
  * diff) and commits txn.  txn is always ended: committed on TX_OK, aborted

@@ -372,15 +372,7 @@ txcp_api_keys_patch(txcp_req_t *r)
     rec = NULL;
     diff = cJSON_CreateObject();
 
-    if (txcp_store_begin(0, &txn) != 0) {
-        txn = NULL;
-        goto internal;
-    }
-
-    rec = txcp_store_get(txn, TXCP_DB_KEYS, r->id);
-
-    if (rec == NULL) {
-        txcp_http_error(r, 404, "no key %s", r->id);
+    if (txcp_api_get_for_write(r, TXCP_DB_KEYS, "key", &txn, &rec) != TX_OK) {
         goto done;
     }
 
@@ -468,15 +460,7 @@ txcp_api_keys_revoke(txcp_req_t *r)
     rec = NULL;
     diff = cJSON_CreateObject();
 
-    if (txcp_store_begin(0, &txn) != 0) {
-        txn = NULL;
-        goto internal;
-    }
-
-    rec = txcp_store_get(txn, TXCP_DB_KEYS, r->id);
-
-    if (rec == NULL) {
-        txcp_http_error(r, 404, "no key %s", r->id);
+    if (txcp_api_get_for_write(r, TXCP_DB_KEYS, "key", &txn, &rec) != TX_OK) {
         goto done;
     }
 
@@ -580,15 +564,7 @@ txcp_api_keys_rotate(txcp_req_t *r)
         }
     }
 
-    if (txcp_store_begin(0, &txn) != 0) {
-        txn = NULL;
-        goto internal;
-    }
-
-    rec = txcp_store_get(txn, TXCP_DB_KEYS, r->id);
-
-    if (rec == NULL) {
-        txcp_http_error(r, 404, "no key %s", r->id);
+    if (txcp_api_get_for_write(r, TXCP_DB_KEYS, "key", &txn, &rec) != TX_OK) {
         goto done;
     }
 

@@ -512,16 +512,10 @@ txcp_api_providers_delete(txcp_req_t *r)
     prec = NULL;
     diff = cJSON_CreateObject();
 
-    if (txcp_store_begin(0, &txn) != 0) {
-        txn = NULL;
-        old = NULL;
-        goto internal;
-    }
-
-    old = txcp_store_get(txn, TXCP_DB_PROVIDERS, r->id);
-
-    if (old == NULL) {
-        txcp_http_error(r, 404, "no stored provider %s", r->id);
+    if (txcp_api_get_for_write(r, TXCP_DB_PROVIDERS, "stored provider", &txn,
+                               &old)
+        != TX_OK)
+    {
         goto done;
     }
 

@@ -330,15 +330,7 @@ txcp_api_tenant_patch(txcp_req_t *r)
     old_slug = NULL;
     diff = cJSON_CreateObject();
 
-    if (txcp_store_begin(0, &txn) != 0) {
-        txn = NULL;
-        goto internal;
-    }
-
-    rec = txcp_store_get(txn, t->db, r->id);
-
-    if (rec == NULL) {
-        txcp_http_error(r, 404, "no %s %s", t->type, r->id);
+    if (txcp_api_get_for_write(r, t->db, t->type, &txn, &rec) != TX_OK) {
         goto done;
     }
 
@@ -417,15 +409,7 @@ txcp_api_tenant_delete(txcp_req_t *r)
     rec = NULL;
     diff = cJSON_CreateObject();
 
-    if (txcp_store_begin(0, &txn) != 0) {
-        txn = NULL;
-        goto internal;
-    }
-
-    rec = txcp_store_get(txn, t->db, r->id);
-
-    if (rec == NULL) {
-        txcp_http_error(r, 404, "no %s %s", t->type, r->id);
+    if (txcp_api_get_for_write(r, t->db, t->type, &txn, &rec) != TX_OK) {
         goto done;
     }
 
@@ -608,6 +592,31 @@ txcp_api_get(txcp_req_t *r, int db, const char *what, txcp_list_pt out,
 
     txcp_http_reply(r, 200, out(r, rec));
     free_rec(rec);
+}
+
+
+int
+txcp_api_get_for_write(txcp_req_t *r, int db, const char *what, MDB_txn **txn,
+                       cJSON **rec)
+{
+    *rec = NULL;
+
+    if (txcp_store_begin(0, txn) != 0) {
+        *txn = NULL;
+        txcp_http_error(r, 500, "internal error");
+        return TX_ERROR;
+    }
+
+    *rec = txcp_store_get(*txn, db, r->id);
+
+    if (*rec == NULL) {
+        mdb_txn_abort(*txn);
+        *txn = NULL;
+        txcp_http_error(r, 404, "no %s %s", what, r->id);
+        return TX_ERROR;
+    }
+
+    return TX_OK;
 }
 
 

@@ -225,15 +225,8 @@ txcp_api_webhooks_patch(txcp_req_t *r)
     rec = NULL;
     diff = cJSON_CreateObject();
 
-    if (txcp_store_begin(0, &txn) != 0) {
-        txn = NULL;
-        goto internal;
-    }
-
-    rec = txcp_store_get(txn, TXCP_DB_WEBHOOKS, r->id);
-
-    if (rec == NULL) {
-        txcp_http_error(r, 404, "no webhook %s", r->id);
+    if (txcp_api_get_for_write(r, TXCP_DB_WEBHOOKS, "webhook", &txn, &rec)
+        != TX_OK) {
         goto done;
     }
 
@@ -298,15 +291,8 @@ txcp_api_webhooks_delete(txcp_req_t *r)
     rec = NULL;
     diff = cJSON_CreateObject();
 
-    if (txcp_store_begin(0, &txn) != 0) {
-        txn = NULL;
-        goto internal;
-    }
-
-    rec = txcp_store_get(txn, TXCP_DB_WEBHOOKS, r->id);
-
-    if (rec == NULL) {
-        txcp_http_error(r, 404, "no webhook %s", r->id);
+    if (txcp_api_get_for_write(r, TXCP_DB_WEBHOOKS, "webhook", &txn, &rec)
+        != TX_OK) {
         goto done;
     }
 
