@@ -23,7 +23,7 @@ RUN make -j"$(nproc)" all \
 FROM debian:12-slim
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      nginx-light liblmdb0 libcjson1 libsodium23 libcurl4 libssl3 \
+      nginx liblmdb0 libcjson1 libsodium23 libcurl4 libssl3 \
       libmicrohttpd12 ca-certificates tini \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system torrix \
