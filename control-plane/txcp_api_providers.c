@@ -374,35 +374,6 @@ txcp_api_providers_get(txcp_req_t *r)
 }
 
 
-/* diff of the provider fields between two store records */
-static void
-txcp_provider_diff(cJSON *diff, const cJSON *old, const cJSON *nw)
-{
-    const txcp_field_t *f;
-    const cJSON        *a, *b;
-
-    for (f = txcp_provider_fields; f->name; f++) {
-        a = cJSON_GetObjectItemCaseSensitive(old, f->name);
-        b = cJSON_GetObjectItemCaseSensitive(nw, f->name);
-
-        if (a && cJSON_IsNull(a)) {
-            a = NULL;
-        }
-
-        if (b && cJSON_IsNull(b)) {
-            b = NULL;
-        }
-
-        if ((a == NULL && b == NULL) || (a && b && cJSON_Compare(a, b, 1))) {
-            continue;
-        }
-
-        txcp_audit_diff(diff, f->name, txcp_json_api_value(f, a),
-                        txcp_json_api_value(f, b));
-    }
-}
-
-
 void
 txcp_api_providers_put(txcp_req_t *r)
 {
@@ -460,7 +431,7 @@ txcp_api_providers_put(txcp_req_t *r)
 
     old = txcp_store_get(txn, TXCP_DB_PROVIDERS, r->id);
 
-    txcp_provider_diff(diff, old, rec);
+    txcp_json_diff(txcp_provider_fields, old, rec, diff);
 
     rc = txcp_api_commit(r, txn, TXCP_DB_PROVIDERS, r->id, rec,
                          old ? "edit" : "create", "provider", diff);
@@ -519,7 +490,7 @@ txcp_api_providers_delete(txcp_req_t *r)
         goto done;
     }
 
-    txcp_provider_diff(diff, old, NULL);
+    txcp_json_diff(txcp_provider_fields, old, NULL, diff);
 
     rc = txcp_api_commit(r, txn, TXCP_DB_PROVIDERS, r->id, NULL, "delete",
                          "provider", diff);

@@ -400,7 +400,6 @@ txcp_api_tenant_delete(txcp_req_t *r)
 {
     int                  rc;
     const txcp_ref_t    *ref;
-    const txcp_field_t  *f;
     cJSON               *rec, *diff, *out;
     MDB_txn             *txn;
     const txcp_tenant_t *t;
@@ -429,13 +428,7 @@ txcp_api_tenant_delete(txcp_req_t *r)
         goto internal;
     }
 
-    for (f = t->fields; f->name; f++) {
-        out = cJSON_GetObjectItemCaseSensitive(rec, f->name);
-
-        if (out && !cJSON_IsNull(out) && !(f->flags & TXCP_FF_READONLY)) {
-            txcp_audit_diff(diff, f->name, txcp_json_api_value(f, out), NULL);
-        }
-    }
+    txcp_json_diff(t->fields, rec, NULL, diff);
 
     rc = txcp_api_commit(r, txn, t->db, r->id, NULL, "delete", t->type, diff);
     txn = NULL;

@@ -283,10 +283,9 @@ done:
 void
 txcp_api_webhooks_delete(txcp_req_t *r)
 {
-    int                 rc;
-    const txcp_field_t *f;
-    cJSON              *rec, *diff, *v, *out;
-    MDB_txn            *txn;
+    int      rc;
+    cJSON   *rec, *diff, *out;
+    MDB_txn *txn;
 
     rec = NULL;
     diff = cJSON_CreateObject();
@@ -296,13 +295,7 @@ txcp_api_webhooks_delete(txcp_req_t *r)
         goto done;
     }
 
-    for (f = txcp_webhook_fields; f->name; f++) {
-        v = cJSON_GetObjectItemCaseSensitive(rec, f->name);
-
-        if (v && !cJSON_IsNull(v) && !(f->flags & TXCP_FF_READONLY)) {
-            txcp_audit_diff(diff, f->name, txcp_json_api_value(f, v), NULL);
-        }
-    }
+    txcp_json_diff(txcp_webhook_fields, rec, NULL, diff);
 
     rc = txcp_api_commit(r, txn, TXCP_DB_WEBHOOKS, r->id, NULL, "delete",
                          "webhook", diff);

@@ -198,6 +198,34 @@ txcp_json_api_value(const txcp_field_t *f, const cJSON *v)
 }
 
 
+void
+txcp_json_diff(const txcp_field_t *fields, const cJSON *old, const cJSON *nw,
+               cJSON *diff)
+{
+    const txcp_field_t *f;
+    const cJSON        *a, *b;
+
+    for (f = fields; f->name; f++) {
+        if (f->flags & TXCP_FF_READONLY) {
+            continue;
+        }
+
+        a = cJSON_GetObjectItemCaseSensitive(old, f->name);
+        b = cJSON_GetObjectItemCaseSensitive(nw, f->name);
+
+        a = a && cJSON_IsNull(a) ? NULL : a;
+        b = b && cJSON_IsNull(b) ? NULL : b;
+
+        if ((a == NULL && b == NULL) || (a && b && cJSON_Compare(a, b, 1))) {
+            continue;
+        }
+
+        txcp_audit_diff(diff, f->name, txcp_json_api_value(f, a),
+                        txcp_json_api_value(f, b));
+    }
+}
+
+
 /* Returns the new store value, or NULL with err set. */
 static cJSON *
 txcp_field_value(const txcp_field_t *f, const cJSON *v, MDB_txn *txn, char *err,

@@ -86,6 +86,15 @@ cJSON *txcp_json_output(const txcp_field_t *fields, const cJSON *rec);
 cJSON *txcp_json_api_value(const txcp_field_t *f, const cJSON *v);
 
 /*
+ * Adds to diff (txcp_audit_diff(), in API form) each field of the table,
+ * TXCP_FF_READONLY ones aside, that differs between the records old and nw.
+ * Either may be NULL (a created or a deleted record); a JSON null counts as
+ * absent.  Both records stay the caller's.
+ */
+void txcp_json_diff(const txcp_field_t *fields, const cJSON *old,
+                    const cJSON *nw, cJSON *diff);
+
+/*
  * Parses a request body: must be one JSON object and nothing else.
  * Returns the tree (caller owns) or NULL with a message in err.
  */

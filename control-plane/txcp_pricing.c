@@ -881,30 +881,6 @@ txcp_api_pricing_get(txcp_req_t *r)
 }
 
 
-/* field: [old, new] for each price field that differs between two layers */
-static void
-txcp_price_diff(cJSON *diff, const cJSON *old, const cJSON *nw)
-{
-    const txcp_field_t *f;
-    const cJSON        *a, *b;
-
-    for (f = txcp_price_fields; f->name; f++) {
-        a = cJSON_GetObjectItemCaseSensitive(old, f->name);
-        b = cJSON_GetObjectItemCaseSensitive(nw, f->name);
-
-        a = a && cJSON_IsNull(a) ? NULL : a;
-        b = b && cJSON_IsNull(b) ? NULL : b;
-
-        if ((a == NULL && b == NULL) || (a && b && cJSON_Compare(a, b, 1))) {
-            continue;
-        }
-
-        txcp_audit_diff(diff, f->name, txcp_json_api_value(f, a),
-                        txcp_json_api_value(f, b));
-    }
-}
-
-
 static void
 txcp_pricing_write(txcp_req_t *r, cJSON *layer)
 {
@@ -931,7 +907,7 @@ txcp_pricing_write(txcp_req_t *r, cJSON *layer)
         goto done;
     }
 
-    txcp_price_diff(diff, old, layer);
+    txcp_json_diff(txcp_price_fields, old, layer, diff);
     txcp_time_format(txcp_now_us(), 0, now, sizeof(now));
 
     if (txcp_price_set_layer(txn, r->id, "custom", layer, now) < 0
