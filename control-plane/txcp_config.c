@@ -435,6 +435,29 @@ txcp_config_args(txcp_conf_t *conf, int argc, char **argv, char *err,
 }
 
 
+int
+txcp_config_cli_opt(txcp_conf_t *conf, int argc, char **argv, int *i, char *err,
+                    size_t errlen)
+{
+    const char *a;
+
+    a = argv[*i];
+
+    if (*i + 1 < argc
+        && (strcmp(a, "--data") == 0 || strcmp(a, "--data-dir") == 0)) {
+        return txcp_config_set(conf, "data_dir", argv[++*i], err, errlen);
+    }
+
+    if (*i + 1 < argc && strcmp(a, "--config") == 0) {
+        return txcp_config_file(conf, argv[++*i], err, errlen);
+    }
+
+    snprintf(err, errlen, "unexpected argument \"%s\"", a);
+
+    return -1;
+}
+
+
 void
 txcp_config_usage(void)
 {

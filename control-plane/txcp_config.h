@@ -51,6 +51,15 @@ int txcp_config_file(txcp_conf_t *conf, const char *path, char *err,
 int txcp_config_set(txcp_conf_t *conf, const char *name, const char *value,
                     char *err, size_t errlen);
 
+/*
+ * Applies argv[*i] of an offline subcommand (keys seed, pricing import,
+ * audit): "--data DIR" (or --data-dir) or "--config FILE"; *i is left on the
+ * value it consumed.  The caller checks its own options first.  Returns 0,
+ * or -1 with a message in err (a bad value, or any other argument).
+ */
+int txcp_config_cli_opt(txcp_conf_t *conf, int argc, char **argv, int *i,
+                        char *err, size_t errlen);
+
 /* Prints every option with its doc and default (for --help). */
 void txcp_config_usage(void);
 

@@ -143,27 +143,12 @@ txcp_cli_audit(int argc, char **argv)
     for (i = 3; i < argc; i++) {
         if (i + 1 < argc && strcmp(argv[i], "--seq") == 0) {
             seqs = argv[++i];
+            continue;
+        }
 
-        } else if (i + 1 < argc
-                   && (strcmp(argv[i], "--data") == 0
-                       || strcmp(argv[i], "--data-dir") == 0))
-        {
-            if (txcp_config_set(&txcp.conf, "data_dir", argv[++i], err,
-                                sizeof(err))
-                != 0) {
-                fprintf(stderr, "torrix-cp: %s\n", err);
-                return 2;
-            }
-
-        } else if (i + 1 < argc && strcmp(argv[i], "--config") == 0) {
-            if (txcp_config_file(&txcp.conf, argv[++i], err, sizeof(err)) != 0)
-            {
-                fprintf(stderr, "torrix-cp: %s\n", err);
-                return 2;
-            }
-
-        } else {
-            fprintf(stderr, "torrix-cp: unexpected argument \"%s\"\n", argv[i]);
+        if (txcp_config_cli_opt(&txcp.conf, argc, argv, &i, err, sizeof(err))
+            != 0) {
+            fprintf(stderr, "torrix-cp: %s\n", err);
             return 2;
         }
     }

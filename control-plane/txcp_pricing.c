@@ -1089,22 +1089,8 @@ txcp_pricing_cli(int argc, char **argv)
     txcp.conf.log_level = TXCP_LOG_WARN;
 
     for (i = 4; i < argc; i++) {
-        if (i + 1 < argc
-            && (strcmp(argv[i], "--data") == 0
-                || strcmp(argv[i], "--data-dir") == 0))
-        {
-            rc = txcp_config_set(&txcp.conf, "data_dir", argv[++i], err,
-                                 sizeof(err));
-
-        } else if (i + 1 < argc && strcmp(argv[i], "--config") == 0) {
-            rc = txcp_config_file(&txcp.conf, argv[++i], err, sizeof(err));
-
-        } else {
-            snprintf(err, sizeof(err), "unexpected argument \"%s\"", argv[i]);
-            rc = -1;
-        }
-
-        if (rc != 0) {
+        if (txcp_config_cli_opt(&txcp.conf, argc, argv, &i, err, sizeof(err))
+            != 0) {
             fprintf(stderr, "torrix-cp: %s\n", err);
             txcp_config_free(&txcp.conf);
             return 2;

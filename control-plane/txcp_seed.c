@@ -405,26 +405,13 @@ txcp_seed_cli(int argc, char **argv)
     project = NULL;
 
     for (i = 4; i < argc; i++) {
-        if (i + 1 < argc
-            && (strcmp(argv[i], "--data") == 0
-                || strcmp(argv[i], "--data-dir") == 0))
-        {
-            rc = txcp_config_set(&txcp.conf, "data_dir", argv[++i], err,
-                                 sizeof(err));
-
-        } else if (i + 1 < argc && strcmp(argv[i], "--config") == 0) {
-            rc = txcp_config_file(&txcp.conf, argv[++i], err, sizeof(err));
-
-        } else if (i + 1 < argc && strcmp(argv[i], "--project") == 0) {
+        if (i + 1 < argc && strcmp(argv[i], "--project") == 0) {
             project = argv[++i];
-            rc = 0;
-
-        } else {
-            snprintf(err, sizeof(err), "unexpected argument \"%s\"", argv[i]);
-            rc = -1;
+            continue;
         }
 
-        if (rc != 0) {
+        if (txcp_config_cli_opt(&txcp.conf, argc, argv, &i, err, sizeof(err))
+            != 0) {
             fprintf(stderr, "torrix-cp: %s\n", err);
             txcp_config_free(&txcp.conf);
             return 2;
