@@ -559,6 +559,43 @@ txcp_http_method(const char *m)
 }
 
 
+#define TXCP_HTTP_NUL_MARK '\x01'
+
+
+/*
+ * libmicrohttpd's URL unescaping, except that a decoded %00 becomes
+ * TXCP_HTTP_NUL_MARK instead of ending the C string the router matches on
+ * ("/orgs/ID%00/x" must not route as "/orgs/ID"); the handler refuses it.
+ */
+static size_t
+txcp_http_unescape(void *cls, struct MHD_Connection *c, char *s)
+{
+    size_t  i, o;
+    uint8_t b;
+
+    for (i = 0, o = 0; s[i]; i++) {
+        if (s[i] == '%' && s[i + 1] && s[i + 2]
+            && tx_unhex(s + i + 1, 2, &b) == TX_OK) {
+            s[o] = (char) b;
+
+            if (s[o] == '\0' || s[o] == TXCP_HTTP_NUL_MARK) {
+                s[o] = TXCP_HTTP_NUL_MARK;
+            }
+
+            o++;
+            i += 2;
+            continue;
+        }
+
+        s[o++] = s[i];
+    }
+
+    s[o] = '\0';
+
+    return o;
+}
+
+
 static enum MHD_Result
 txcp_http_handler(void *cls, struct MHD_Connection *conn, const char *url,
                   const char *method, const char *version,
@@ -595,6 +632,12 @@ txcp_http_handler(void *cls, struct MHD_Connection *conn, const char *url,
                 || strcmp(url, "/api/v1/pricing/import/") == 0))
         {
             r->max_body = TXCP_IMPORT_MAX_BODY;
+        }
+
+        if (strchr(url, TXCP_HTTP_NUL_MARK)) {
+            /* an encoded NUL (or other control byte): never a route */
+            txcp_http_error(r, 400, "the path holds a control character");
+            return txcp_http_queue(r);
         }
 
         cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
@@ -760,6 +803,7 @@ txcp_http_start(void)
                          MHD_OPTION_CONNECTION_LIMIT, (unsigned int) 512,
                          MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int) 60,
                          MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int) 1,
+                         MHD_OPTION_UNESCAPE_CALLBACK, txcp_http_unescape, NULL,
                          MHD_OPTION_END);
 
     freeaddrinfo(ai);

@@ -509,13 +509,6 @@ def test_settings_refuse_unmatchable_proxy_targets(stack):
     assert not bad, bad
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG (low): an encoded NUL in the path (%00) is decoded by libmicrohttpd "
-    "and the route is matched on the truncated string, so "
-    "GET /users/%00/activity.csv answers as GET /users/ (and "
-    "DELETE /orgs/ID%00/x would act as DELETE /orgs/ID); refuse paths whose "
-    "decoded length differs (control-plane/txcp_http.c "
-    "txcp_http_handler/txcp_http_dispatch)"))
 def test_encoded_nul_in_path_refused(stack):
     org = stack.api.create("orgs", name="keepme")
     for method, path in (("GET", "/keys/%00"),
