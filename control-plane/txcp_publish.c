@@ -537,6 +537,28 @@ txcp_publish_meta(MDB_txn *txn)
 }
 
 
+/*
+ * Undoes a failed publish (logged by the caller): aborts the txns that are
+ * open, restores the gen from before it and asks for a resync.  TX_ERROR.
+ */
+static int
+txcp_publish_failed(MDB_txn *rtxn, MDB_txn *txn, uint64_t gen)
+{
+    if (txn) {
+        mdb_txn_abort(txn);
+    }
+
+    if (rtxn) {
+        mdb_txn_abort(rtxn);
+    }
+
+    txcp.gen = gen;
+    txcp.resync_needed = 1;
+
+    return TX_ERROR;
+}
+
+
 int
 txcp_publish_begin(MDB_txn **rtxn, MDB_txn **txn)
 {
@@ -618,18 +640,7 @@ failed:
 
     txcp_log(TXCP_LOG_ERROR, "publish failed", "err=\"%s\"", mdb_strerror(rc));
 
-    if (txn) {
-        mdb_txn_abort(txn);
-    }
-
-    if (rtxn) {
-        mdb_txn_abort(rtxn);
-    }
-
-    txcp.gen = gen;
-    txcp.resync_needed = 1;
-
-    return TX_ERROR;
+    return txcp_publish_failed(rtxn, txn, gen);
 }
 
 
@@ -922,18 +933,7 @@ failed:
     txcp_log(TXCP_LOG_ERROR, "snapshot resync failed", "err=\"%s\"",
              mdb_strerror(rc));
 
-    if (txn) {
-        mdb_txn_abort(txn);
-    }
-
-    if (rtxn) {
-        mdb_txn_abort(rtxn);
-    }
-
-    txcp.gen = gen;
-    txcp.resync_needed = 1;
-
-    return TX_ERROR;
+    return txcp_publish_failed(rtxn, txn, gen);
 }
 
 
