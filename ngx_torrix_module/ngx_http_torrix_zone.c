@@ -404,7 +404,13 @@ ngx_http_torrix_expire(ngx_http_torrix_zone_t *z, ngx_uint_t n)
         prev = ngx_queue_prev(q);
         lr = ngx_queue_data(q, ngx_http_torrix_node_t, queue);
 
-        if (ngx_current_msec - lr->last < NGX_HTTP_TORRIX_IDLE_MS) {
+        /*
+         * signed: another worker's cached clock may be a little ahead of
+         * ours, and an unsigned difference would then look like ages and
+         * evict a busy node (resetting its buckets mid-burst)
+         */
+        if ((ngx_msec_int_t) (ngx_current_msec - lr->last)
+            < NGX_HTTP_TORRIX_IDLE_MS) {
             return;
         }
 
