@@ -315,13 +315,9 @@ ngx_http_torrix_check_key(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
                                       "Invalid API key: not a Torrix key");
     }
 
-    txn = ngx_http_torrix_snapshot_begin(r->connection->log);
+    txn = ngx_http_torrix_txn(r, ctx);
     if (txn == NULL) {
-        return ngx_http_torrix_reject(ctx, r->pool,
-                                      NGX_HTTP_SERVICE_UNAVAILABLE,
-                                      "gateway_not_ready",
-                                      "The gateway has no snapshot yet; "
-                                      "is torrix-cp running?");
+        return ctx->status;
     }
 
     hash_key = ngx_http_torrix_cache_hash_key(txn);
@@ -628,12 +624,9 @@ ngx_http_torrix_route(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
         ngx_str_set(&ctx->provider, "openai");
     }
 
-    txn = ngx_http_torrix_snapshot_begin(r->connection->log);
+    txn = ngx_http_torrix_txn(r, ctx);
     if (txn == NULL) {
-        return ngx_http_torrix_reject(ctx, r->pool,
-                                      NGX_HTTP_SERVICE_UNAVAILABLE,
-                                      "gateway_not_ready",
-                                      "The gateway has no snapshot");
+        return ctx->status;
     }
 
     prv = ngx_http_torrix_cache_provider(txn, &ctx->provider);
@@ -749,12 +742,9 @@ ngx_http_torrix_route_proxy(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
                                       "this instance's target allowlist");
     }
 
-    txn = ngx_http_torrix_snapshot_begin(r->connection->log);
+    txn = ngx_http_torrix_txn(r, ctx);
     if (txn == NULL) {
-        return ngx_http_torrix_reject(ctx, r->pool,
-                                      NGX_HTTP_SERVICE_UNAVAILABLE,
-                                      "gateway_not_ready",
-                                      "The gateway has no snapshot");
+        return ctx->status;
     }
 
     if (ngx_http_torrix_sample(r, ctx, txn) != NGX_OK) {
@@ -1147,4 +1137,27 @@ ngx_http_torrix_check_args(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * The worker's snapshot read transaction, or NULL with the request refused
+ * (503 in the client's shape) when there is no snapshot to read.
+ */
+MDB_txn *
+ngx_http_torrix_txn(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
+{
+    MDB_txn *txn;
+
+    txn = ngx_http_torrix_snapshot_begin(r->connection->log);
+
+    if (txn == NULL) {
+        (void) ngx_http_torrix_reject(ctx, r->pool,
+                                      NGX_HTTP_SERVICE_UNAVAILABLE,
+                                      "gateway_not_ready",
+                                      "The gateway has no snapshot yet; is "
+                                      "torrix-cp running?");
+    }
+
+    return txn;
 }

@@ -398,11 +398,36 @@ ngx_http_torrix_cache_build_provider(ngx_http_torrix_provider_t *p,
 }
 
 
+/* the memo's entry for a model, or NULL; *hash is the model's hash */
+static ngx_http_torrix_cached_price_t *
+ngx_http_torrix_cache_price_find(const u_char *model, size_t len,
+                                 uint32_t *hash)
+{
+    ngx_uint_t                      i;
+    ngx_http_torrix_cache_t        *c;
+    ngx_http_torrix_cached_price_t *e;
+
+    c = &ngx_http_torrix_cache;
+    *hash = ngx_crc32_short((u_char *) model, len);
+
+    for (i = 0; i < c->nprices; i++) {
+        e = &c->prices[i];
+
+        if (e->hash == *hash && e->model.len == len
+            && ngx_memcmp(e->model.data, model, len) == 0)
+        {
+            return e;
+        }
+    }
+
+    return NULL;
+}
+
+
 const tx_price_t *
 ngx_http_torrix_cache_price(MDB_txn *txn, const u_char *model, size_t len)
 {
     uint32_t                        hash;
-    ngx_uint_t                      i;
     tx_str_t                        val;
     ngx_http_torrix_cache_t        *c;
     ngx_http_torrix_cached_price_t *e;
@@ -413,16 +438,9 @@ ngx_http_torrix_cache_price(MDB_txn *txn, const u_char *model, size_t len)
         return NULL;
     }
 
-    hash = ngx_crc32_short((u_char *) model, len);
-
-    for (i = 0; i < c->nprices; i++) {
-        e = &c->prices[i];
-
-        if (e->hash == hash && e->model.len == len
-            && ngx_memcmp(e->model.data, model, len) == 0)
-        {
-            return e->found ? &e->price : NULL;
-        }
+    e = ngx_http_torrix_cache_price_find(model, len, &hash);
+    if (e) {
+        return e->found ? &e->price : NULL;
     }
 
     if (c->nprices == NGX_HTTP_TORRIX_CACHE_PRICES) {
@@ -468,31 +486,22 @@ ngx_http_torrix_cache_price_peek(const u_char *model, size_t len,
                                  ngx_uint_t *known)
 {
     uint32_t                        hash;
-    ngx_uint_t                      i;
-    ngx_http_torrix_cache_t        *c;
     ngx_http_torrix_cached_price_t *e;
 
-    c = &ngx_http_torrix_cache;
     *known = 0;
 
-    if (!c->valid || len == 0) {
+    if (!ngx_http_torrix_cache.valid || len == 0) {
         return NULL;
     }
 
-    hash = ngx_crc32_short((u_char *) model, len);
-
-    for (i = 0; i < c->nprices; i++) {
-        e = &c->prices[i];
-
-        if (e->hash == hash && e->model.len == len
-            && ngx_memcmp(e->model.data, model, len) == 0)
-        {
-            *known = 1;
-            return e->found ? &e->price : NULL;
-        }
+    e = ngx_http_torrix_cache_price_find(model, len, &hash);
+    if (e == NULL) {
+        return NULL;
     }
 
-    return NULL;
+    *known = 1;
+
+    return e->found ? &e->price : NULL;
 }
 
 

@@ -43,12 +43,9 @@ ngx_http_torrix_limits(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
         return NGX_OK;
     }
 
-    txn = ngx_http_torrix_snapshot_begin(r->connection->log);
+    txn = ngx_http_torrix_txn(r, ctx);
     if (txn == NULL) {
-        return ngx_http_torrix_reject(ctx, r->pool,
-                                      NGX_HTTP_SERVICE_UNAVAILABLE,
-                                      "gateway_not_ready",
-                                      "The gateway has no snapshot");
+        return ctx->status;
     }
 
     ctx->now_s = ngx_http_torrix_time();

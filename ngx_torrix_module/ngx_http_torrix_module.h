@@ -286,6 +286,12 @@ const tx_price_t *ngx_http_torrix_cache_price_peek(const u_char *model,
 ngx_int_t ngx_http_torrix_upstream_name(ngx_pool_t *pool, tx_url_t *u,
                                         ngx_str_t *upstream, ngx_str_t *host);
 
+/*
+ * _access.c: the snapshot txn for a request, or NULL with the request
+ * refused (503, gateway_not_ready) when there is no snapshot.
+ */
+MDB_txn *ngx_http_torrix_txn(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx);
+
 /* _snapshot.c: per-worker read access to the snapshot */
 ngx_int_t ngx_http_torrix_snapshot_init_process(ngx_cycle_t *cycle);
 void      ngx_http_torrix_snapshot_exit_process(ngx_cycle_t *cycle);
