@@ -20,7 +20,7 @@ endif
 CFLAGS  += $(CFLAGS_BASE)
 LDFLAGS += $(LDFLAGS_SAN)
 
-CP_LIBS = -lmicrohttpd -llmdb -lcjson -lsodium -lcurl -lcrypto -lpthread -lm
+CP_LIBS = -lmicrohttpd -llmdb -lcjson -lsodium -lcurl -lcrypto -lyaml -lpthread -lm
 
 SHARED_SRCS = $(wildcard shared/tx_*.c)
 SHARED_OBJS = $(patsubst shared/%.c,$(BUILD)/shared/%.o,$(SHARED_SRCS))

@@ -24,7 +24,8 @@ cd "$ROOT"
 DEB_PKGS=(nginx nginx-dev liblmdb-dev lmdb-utils libcjson-dev libsodium-dev
           libcurl4-openssl-dev libssl-dev libmicrohttpd-dev build-essential
           pkg-config libcmocka-dev python3 python3-pytest python3-requests
-          clang libclang-rt-14-dev ca-certificates curl procps wrk)
+          clang libclang-rt-14-dev ca-certificates curl procps wrk
+          libyaml-dev)
 
 log() { printf '\033[1m== %s\033[0m\n' "$*" >&2; }
 

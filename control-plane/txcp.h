@@ -52,6 +52,9 @@ enum {
     TXCP_DB_ALERTS,
     TXCP_DB_ALERT_MARKS,
     TXCP_DB_OUTBOX,
+    TXCP_DB_ROUTES,    /* rule id -> route rule (txcp_routes.c) */
+    TXCP_DB_FALLBACKS, /* primary model -> fallback chain */
+    TXCP_DB_AGENTS,    /* agent id -> agent (txcp_agents.c) */
     TXCP_DB_N
 };
 
@@ -68,6 +71,9 @@ enum {
     TXCP_SDB_SETTINGS,
     TXCP_SDB_PRICES,
     TXCP_SDB_SPEND,
+    TXCP_SDB_ROUTES,
+    TXCP_SDB_FALLBACKS,
+    TXCP_SDB_AGENTS,
     TXCP_SDB_N
 };
 

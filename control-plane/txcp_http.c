@@ -18,6 +18,7 @@
 #include "txcp_api.h"
 #include "txcp_json.h"
 #include "txcp_pricing.h"
+#include "txcp_routing.h"
 #include "txcp_store.h"
 
 
@@ -93,6 +94,28 @@ static const txcp_route_t txcp_routes[] =
      {"webhooks/*", TXCP_PATCH, 1, txcp_api_webhooks_patch},
      {"webhooks/*", TXCP_DELETE, 1, txcp_api_webhooks_delete},
      {"alerts", TXCP_GET, 1, txcp_api_alerts_list},
+
+     {"routes", TXCP_POST, 1, txcp_api_routes_create},
+     {"routes", TXCP_GET, 1, txcp_api_routes_list},
+     {"routes/*", TXCP_GET, 1, txcp_api_routes_get},
+     {"routes/*", TXCP_PATCH, 1, txcp_api_routes_patch},
+     {"routes/*", TXCP_DELETE, 1, txcp_api_routes_delete},
+
+     {"fallbacks", TXCP_GET, 1, txcp_api_fallbacks_list},
+     {"fallbacks/**", TXCP_GET, 1, txcp_api_fallbacks_get},
+     {"fallbacks/**", TXCP_PUT, 1, txcp_api_fallbacks_put},
+     {"fallbacks/**", TXCP_DELETE, 1, txcp_api_fallbacks_delete},
+
+     {"models", TXCP_GET, 1, txcp_api_models},
+
+     {"agents/import", TXCP_POST, 1, txcp_api_agents_import},
+     {"agents/export", TXCP_GET, 1, txcp_api_agents_export},
+     {"agents", TXCP_GET, 1, txcp_api_agents_list},
+     {"agents/*", TXCP_GET, 1, txcp_api_agents_get},
+     {"agents/*", TXCP_DELETE, 1, txcp_api_agents_delete},
+
+     {"vault", TXCP_GET, 1, txcp_api_vault_get},
+     {"vault/rotate", TXCP_POST, 1, txcp_api_vault_rotate},
 
      {"audit/verify", TXCP_GET, 1, txcp_api_audit_verify},
      {"audit", TXCP_GET, 1, txcp_api_audit_list},

@@ -20,6 +20,7 @@
 #include "txcp_pricing.h"
 #include "txcp_publish.h"
 #include "txcp_rollup.h"
+#include "txcp_routing.h"
 #include "txcp_store.h"
 
 
@@ -27,7 +28,8 @@ static const char *const txcp_sdb_names[TXCP_SDB_N] =
     {TX_SNAP_DB_META,      TX_SNAP_DB_KHASH,    TX_SNAP_DB_KEYS,
      TX_SNAP_DB_PROJECTS,  TX_SNAP_DB_ORGS,     TX_SNAP_DB_USERS,
      TX_SNAP_DB_PROVIDERS, TX_SNAP_DB_SETTINGS, TX_SNAP_DB_PRICES,
-     TX_SNAP_DB_SPEND};
+     TX_SNAP_DB_SPEND,     TX_SNAP_DB_ROUTES,   TX_SNAP_DB_FALLBACKS,
+     TX_SNAP_DB_AGENTS};
 
 
 int
@@ -488,6 +490,15 @@ txcp_pub_item(MDB_txn *rtxn, MDB_txn *txn, const txcp_pub_t *item, int64_t now)
 
     case TXCP_PUB_PRICE:
         return txcp_pub_price(rtxn, txn, item->id);
+
+    case TXCP_PUB_ROUTE:
+        return txcp_pub_route(rtxn, txn, item->id);
+
+    case TXCP_PUB_FALLBACK:
+        return txcp_pub_fallback(rtxn, txn, item->id);
+
+    case TXCP_PUB_AGENT:
+        return txcp_pub_agent(rtxn, txn, item->id);
     }
 
     return EINVAL;
@@ -862,6 +873,24 @@ txcp_publish_resync(void)
 
     rc = txcp_resync_tenants(rtxn, txn, TXCP_DB_PRICES, TXCP_PUB_PRICE,
                              TXCP_SDB_PRICES, now);
+    if (rc != 0) {
+        goto failed;
+    }
+
+    rc = txcp_resync_tenants(rtxn, txn, TXCP_DB_ROUTES, TXCP_PUB_ROUTE,
+                             TXCP_SDB_ROUTES, now);
+    if (rc != 0) {
+        goto failed;
+    }
+
+    rc = txcp_resync_tenants(rtxn, txn, TXCP_DB_FALLBACKS, TXCP_PUB_FALLBACK,
+                             TXCP_SDB_FALLBACKS, now);
+    if (rc != 0) {
+        goto failed;
+    }
+
+    rc = txcp_resync_tenants(rtxn, txn, TXCP_DB_AGENTS, TXCP_PUB_AGENT,
+                             TXCP_SDB_AGENTS, now);
     if (rc != 0) {
         goto failed;
     }

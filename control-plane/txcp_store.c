@@ -23,7 +23,7 @@ static const char *const txcp_db_names[TXCP_DB_N] =
      "admins",   "audit",    "runs",     "spool_cursor", "providers",
      "settings", "slugs",    "timers",   "prices",       "spend",
      "rollups",  "runs_idx", "webhooks", "alerts",       "alert_marks",
-     "outbox"};
+     "outbox",   "routes",   "fallbacks", "agents"};
 
 
 static int txcp_store_bootstrap(MDB_txn *txn, char *secret, int *created);

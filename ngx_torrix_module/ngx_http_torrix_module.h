@@ -315,6 +315,9 @@ typedef enum {
     NGX_HTTP_TORRIX_DB_USERS,
     NGX_HTTP_TORRIX_DB_PRICES, /* optional from here on */
     NGX_HTTP_TORRIX_DB_SPEND,
+    NGX_HTTP_TORRIX_DB_ROUTES,
+    NGX_HTTP_TORRIX_DB_FALLBACKS,
+    NGX_HTTP_TORRIX_DB_AGENTS,
     NGX_HTTP_TORRIX_DB_N
 } ngx_http_torrix_db_e;
 

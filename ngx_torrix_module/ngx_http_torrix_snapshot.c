@@ -53,7 +53,10 @@ static const char  *ngx_http_torrix_db_names[NGX_HTTP_TORRIX_DB_N] = {
     TX_SNAP_DB_ORGS,
     TX_SNAP_DB_USERS,
     TX_SNAP_DB_PRICES,
-    TX_SNAP_DB_SPEND
+    TX_SNAP_DB_SPEND,
+    TX_SNAP_DB_ROUTES,
+    TX_SNAP_DB_FALLBACKS,
+    TX_SNAP_DB_AGENTS
 };
 /* clang-format on */
 

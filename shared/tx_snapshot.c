@@ -180,6 +180,10 @@ tx_provider_rec_decode(const void *val, size_t len, tx_provider_rec_t *p)
             p->api_key = v;
             break;
 
+        case TX_PRV_SEALED:
+            p->sealed = v;
+            break;
+
         case TX_PRV_KIND:
             if (tx_rec_u64(&v, &p->kind) != TX_OK) {
                 return TX_ERROR;

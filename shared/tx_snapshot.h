@@ -28,6 +28,11 @@
  *              snapshot without it prices nothing (runs flagged unpriced)
  *   spend      spend key (tx_spend_key) -> int64 LE money: the spend of
  *              that scope in that window over every ingested run; optional
+ *   routes     rule id ("rt_...") -> TLV TX_RT_*: model router rules;
+ *              optional
+ *   fallbacks  primary model (exact name) -> TLV TX_FB_*: its fallback
+ *              chain; optional
+ *   agents     agent id -> TLV TX_AG_*: tier models of an agent; optional
  *
  * meta "ingest_watermark" (int64 LE, unix microseconds) says which runs
  * `spend` covers: every run whose spool frame was complete before that time.
@@ -61,6 +66,9 @@
 #define TX_SNAP_DB_SETTINGS  "settings"
 #define TX_SNAP_DB_PRICES    "prices"
 #define TX_SNAP_DB_SPEND     "spend"
+#define TX_SNAP_DB_ROUTES    "routes"
+#define TX_SNAP_DB_FALLBACKS "fallbacks"
+#define TX_SNAP_DB_AGENTS    "agents"
 
 #define TX_SNAP_META_SCHEMA       "schema"
 #define TX_SNAP_META_GEN          "gen"
@@ -152,7 +160,10 @@ size_t tx_spend_key(uint8_t *out, int scope, int kind, uint32_t index,
 #define TX_PRV_NAME     1 /* str */
 #define TX_PRV_KIND     2 /* u64 TX_PROVIDER_* */
 #define TX_PRV_BASE_URL 3 /* str: e.g. "https://api.openai.com/v1" */
-#define TX_PRV_API_KEY  4 /* str: credential; absent when none */
+#define TX_PRV_API_KEY  4 /* str: plaintext credential: no longer published
+                            (a snapshot of schema 1 may carry it) */
+#define TX_PRV_SEALED   5 /* bytes: the credential sealed under the data-plane
+                            key (tx_seal.h); absent when none */
 
 #define TX_PROVIDER_OPENAI    1
 #define TX_PROVIDER_ANTHROPIC 2
@@ -171,6 +182,44 @@ size_t tx_spend_key(uint8_t *out, int scope, int kind, uint32_t index,
                                                   no max_tokens (4096) */
 #define TX_SET_INSTANCE_DAILY_CAP "instance_daily_cap" /* i64 money, 0 none */
 #define TX_SET_INSTANCE_SOFT_CAP  "instance_soft_cap"  /* i64 money, 0 none */
+#define TX_SET_ROUTING_STRATEGY   "routing_strategy"   /* u64 TX_STRATEGY_* */
+
+/* how the candidates of a fallback chain are ordered */
+#define TX_STRATEGY_ORDERED  0 /* the chain as written (default) */
+#define TX_STRATEGY_WEIGHTED 1 /* first by weighted random, then as written */
+#define TX_STRATEGY_LATENCY  2 /* lowest observed latency first */
+#define TX_STRATEGY_COST     3 /* lowest price first */
+
+
+/*
+ * routes values: a model router rule.  An organization's rules win over
+ * global ones; within a scope an exact pattern wins over a wildcard one, and
+ * among wildcards the longest pattern wins (ties: the smaller rule id).
+ */
+#define TX_RT_ID      1 /* str "rt_..." */
+#define TX_RT_ORG     2 /* str: org id; absent = global */
+#define TX_RT_PATTERN 3 /* str: requested model, exact or with '*' */
+#define TX_RT_TARGET  4 /* str: routed model, may carry a provider prefix
+                           ("anthropic/claude-...") */
+
+/*
+ * fallbacks values: the models tried after the primary when it fails.
+ * Weights (for TX_STRATEGY_WEIGHTED) are '\n'-separated decimals for the
+ * primary then each chain entry; absent: all 1.
+ */
+#define TX_FB_MODEL   1 /* str: the primary model */
+#define TX_FB_CHAIN   2 /* str: '\n'-separated models, in order */
+#define TX_FB_WEIGHTS 3 /* str */
+
+#define TX_FB_MAX 8 /* models in a chain, the primary included */
+
+/* agents values: an agent asking for model "normal", "heavy" or "max" */
+#define TX_AG_ID     1 /* str */
+#define TX_AG_NAME   2 /* str */
+#define TX_AG_ROLE   3 /* str */
+#define TX_AG_NORMAL 4 /* str: model */
+#define TX_AG_HEAVY  5 /* str */
+#define TX_AG_MAX    6 /* str */
 
 
 /*
@@ -205,7 +254,8 @@ typedef struct {
 typedef struct {
     tx_str_t name;
     tx_str_t base_url;
-    tx_str_t api_key;
+    tx_str_t api_key; /* legacy plaintext, schema 1 */
+    tx_str_t sealed;  /* TX_PRV_SEALED */
     uint64_t kind;
 } tx_provider_rec_t;
 
