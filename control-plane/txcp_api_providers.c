@@ -68,6 +68,11 @@ static const txcp_field_t txcp_provider_fields[] =
      {NULL, 0, 0, 0, 0, NULL, 0, NULL}};
 
 
+/* TX_STRATEGY_* by index */
+static const char *const txcp_strategy_enum[] = {"ordered", "weighted",
+                                                 "latency", "cost", NULL};
+
+
 static const txcp_field_t txcp_settings_fields[] =
     {{"proxy_targets", TXCP_F_STRLIST, TXCP_FF_NULLABLE | TXCP_FF_URL, 0, 1000,
       NULL, 0, NULL},
@@ -81,6 +86,7 @@ static const txcp_field_t txcp_settings_fields[] =
       NULL},
      {"instance_soft_alert_usd", TXCP_F_MONEY, TXCP_FF_NULLABLE, 0, 0, NULL, 0,
       NULL},
+     {"routing_strategy", TXCP_F_ENUM, 0, 0, 0, txcp_strategy_enum, 0, NULL},
      {NULL, 0, 0, 0, 0, NULL, 0, NULL}};
 
 
@@ -622,6 +628,7 @@ txcp_settings_output(MDB_txn *txn)
 {
     cJSON          *out, *list, *rec;
     char           *targets, *p, *nl;
+    const char     *strategy;
     uint64_t        ppm;
     txcp_settings_t st;
 
@@ -687,6 +694,10 @@ txcp_settings_output(MDB_txn *txn)
                           st.instance_soft_cap
                               ? txcp_json_money_value(st.instance_soft_cap)
                               : cJSON_CreateNull());
+
+    strategy = txcp_json_str(rec, "routing_strategy");
+    cJSON_AddStringToObject(out, "routing_strategy",
+                            strategy ? strategy : txcp_strategy_enum[0]);
 
     free(targets);
     cJSON_Delete(rec);

@@ -213,6 +213,55 @@ txcp_run_tags(cJSON *o, const tx_str_t *v)
 
 
 /*
+ * Appends one upstream attempt (a nested TX_ATT_* record) to list:
+ * {"model","provider","status","latency_ms","error"|null}.
+ */
+static void
+txcp_run_attempt(cJSON *list, const tx_str_t *rec)
+{
+    uint16_t      tag;
+    uint64_t      u;
+    cJSON        *a;
+    tx_str_t      v;
+    tx_rec_iter_t it;
+
+    a = cJSON_CreateObject();
+    cJSON_AddNullToObject(a, "model");
+    cJSON_AddNullToObject(a, "provider");
+    cJSON_AddNumberToObject(a, "status", 0);
+    cJSON_AddNumberToObject(a, "latency_ms", 0);
+    cJSON_AddNullToObject(a, "error");
+
+    tx_rec_iter_init(&it, rec->data, rec->len);
+
+    while (tx_rec_next(&it, &tag, &v) == TX_OK) {
+        switch (tag) {
+        case TX_ATT_MODEL:
+            txcp_run_str(a, "model", &v);
+            break;
+        case TX_ATT_PROVIDER:
+            txcp_run_str(a, "provider", &v);
+            break;
+        case TX_ATT_STATUS:
+            txcp_run_num(a, "status", &v, 1);
+            break;
+        case TX_ATT_US:
+            if (tx_rec_u64(&v, &u) == TX_OK) {
+                txcp_json_set(a, "latency_ms",
+                              cJSON_CreateNumber((double) u / 1000));
+            }
+            break;
+        case TX_ATT_ERROR:
+            txcp_run_str(a, "error", &v);
+            break;
+        }
+    }
+
+    cJSON_AddItemToArray(list, a);
+}
+
+
+/*
  * JSON of a TLV run record; bodies only when `bodies`.  NULL when the
  * record is corrupt.
  */
@@ -224,7 +273,7 @@ txcp_run_json(const uint8_t *id, const void *val, size_t len, int bodies)
     uint64_t      u, flags;
     int64_t       i;
     char          hex[33], ts[40];
-    cJSON        *o, *tok;
+    cJSON        *o, *tok, *att;
     tx_str_t      v;
     tx_rec_iter_t it;
 
@@ -234,6 +283,7 @@ txcp_run_json(const uint8_t *id, const void *val, size_t len, int bodies)
     cJSON_AddNullToObject(o, "started_at");
 
     tok = cJSON_CreateObject();
+    att = cJSON_CreateArray();
     flags = 0;
 
     tx_rec_iter_init(&it, val, len);
@@ -270,6 +320,7 @@ txcp_run_json(const uint8_t *id, const void *val, size_t len, int bodies)
 
         case TX_RUN_MODEL_REQ:
             txcp_run_str(o, "model_requested", &v);
+            txcp_run_str(o, "requested_model", &v);
             break;
         case TX_RUN_MODEL:
             txcp_run_str(o, "model", &v);
@@ -357,6 +408,10 @@ txcp_run_json(const uint8_t *id, const void *val, size_t len, int bodies)
             }
             break;
 
+        case TX_RUN_ATTEMPT:
+            txcp_run_attempt(att, &v);
+            break;
+
         case TX_RUN_REQ_BODY:
             if (bodies) {
                 txcp_run_str(o, "request_body", &v);
@@ -372,10 +427,13 @@ txcp_run_json(const uint8_t *id, const void *val, size_t len, int bodies)
     }
 
     if (rc != TX_DONE) {
+        cJSON_Delete(att);
         cJSON_Delete(tok);
         cJSON_Delete(o);
         return NULL;
     }
+
+    txcp_json_set(o, "attempts", att);
 
     if (!cJSON_GetObjectItemCaseSensitive(tok, "input")) {
         cJSON_AddNumberToObject(tok, "input", 0);

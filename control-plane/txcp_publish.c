@@ -379,6 +379,35 @@ txcp_pub_setting_u64(MDB_txn *txn, const char *name, uint64_t val)
 }
 
 
+/* TX_STRATEGY_* of the settings record's "routing_strategy" */
+static uint64_t
+txcp_pub_strategy(MDB_txn *rtxn)
+{
+    int         i;
+    cJSON      *rec;
+    const char *s;
+    uint64_t    val;
+
+    /* indexed by TX_STRATEGY_* */
+    static const char *const names[] = {"ordered", "weighted", "latency",
+                                        "cost"};
+
+    rec = txcp_store_get(rtxn, TXCP_DB_SETTINGS, "settings");
+    s = txcp_json_str(rec, "routing_strategy");
+    val = TX_STRATEGY_ORDERED;
+
+    for (i = 0; s && i < 4; i++) {
+        if (strcmp(s, names[i]) == 0) {
+            val = (uint64_t) i;
+        }
+    }
+
+    cJSON_Delete(rec);
+
+    return val;
+}
+
+
 static int
 txcp_pub_settings(MDB_txn *rtxn, MDB_txn *txn)
 {
@@ -422,8 +451,18 @@ txcp_pub_settings(MDB_txn *rtxn, MDB_txn *txn)
         return rc;
     }
 
-    return txcp_pub_setting_u64(txn, TX_SET_INSTANCE_SOFT_CAP,
-                                (uint64_t) st.instance_soft_cap);
+    rc = txcp_pub_setting_u64(txn, TX_SET_INSTANCE_SOFT_CAP,
+                              (uint64_t) st.instance_soft_cap);
+    if (rc != 0) {
+        return rc;
+    }
+
+    /* always written, "ordered" (0) included: the module needs no default */
+
+    txcp_put_le64(v, txcp_pub_strategy(rtxn));
+
+    return txcp_snap_put(txn, TXCP_SDB_SETTINGS, TX_SET_ROUTING_STRATEGY,
+                         strlen(TX_SET_ROUTING_STRATEGY), v, 8);
 }
 
 
@@ -924,7 +963,9 @@ txcp_publish_resync(void)
             || (k.mv_size == strlen(TX_SET_INSTANCE_DAILY_CAP)
                 && memcmp(k.mv_data, TX_SET_INSTANCE_DAILY_CAP, k.mv_size) == 0)
             || (k.mv_size == strlen(TX_SET_INSTANCE_SOFT_CAP)
-                && memcmp(k.mv_data, TX_SET_INSTANCE_SOFT_CAP, k.mv_size) == 0))
+                && memcmp(k.mv_data, TX_SET_INSTANCE_SOFT_CAP, k.mv_size) == 0)
+            || (k.mv_size == strlen(TX_SET_ROUTING_STRATEGY)
+                && memcmp(k.mv_data, TX_SET_ROUTING_STRATEGY, k.mv_size) == 0))
         {
             continue;
         }

@@ -5,7 +5,10 @@
  * Stored form: the record the module spooled, except that at ingest
  * TX_RUN_TAGS becomes the merged '\n'-separated "k=v" list (request tags
  * first, then the key's metadata; at most TXCP_RUN_TAGS_MAX), bodies are
- * PII-masked when masking applies, and Ollama runs carry cost 0.
+ * PII-masked when masking applies, and Ollama runs carry cost 0.  Every
+ * other field is kept as spooled, in order: the repeated TX_RUN_ATTEMPT
+ * fields (upstream attempts) are stored as the module wrote them and only
+ * decoded by the runs API.
  */
 
 #ifndef TXCP_RUN_H
