@@ -27,6 +27,11 @@ static ngx_int_t ngx_http_torrix_check_args(ngx_http_request_t    *r,
 static ngx_int_t ngx_http_torrix_finish(ngx_http_request_t    *r,
                                         ngx_http_torrix_ctx_t *ctx);
 static void      ngx_http_torrix_body_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_torrix_next(ngx_http_request_t    *r,
+                                      ngx_http_torrix_ctx_t *ctx);
+static ngx_int_t ngx_http_torrix_jump(ngx_http_request_t    *r,
+                                      ngx_http_torrix_ctx_t *ctx,
+                                      ngx_uint_t             named);
 static ngx_int_t ngx_http_torrix_endpoint(ngx_http_request_t    *r,
                                           ngx_http_torrix_ctx_t *ctx);
 static ngx_int_t ngx_http_torrix_check_key(ngx_http_request_t    *r,
@@ -85,11 +90,15 @@ ngx_http_torrix_access_handler(ngx_http_request_t *r)
         return NGX_DECLINED;
     }
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_torrix_module);
+    ctx = ngx_http_torrix_get_ctx(r);
 
     if (ctx) {
         if (!ctx->done) {
             return NGX_DONE;
+        }
+
+        if (ctx->status == NGX_OK && ctx->ncands) {
+            return ngx_http_torrix_next(r, ctx);
         }
 
         return ngx_http_torrix_finish(r, ctx);
@@ -104,6 +113,8 @@ ngx_http_torrix_access_handler(ngx_http_request_t *r)
 
     ctx->status = NGX_HTTP_INTERNAL_SERVER_ERROR;
     ctx->max_out = -1;
+    ctx->model_off = -1;
+    ctx->usage_off = -1;
     ctx->start_us = ngx_http_torrix_now_us();
 
     ngx_http_torrix_random(rnd, sizeof(rnd));
@@ -190,12 +201,155 @@ ngx_http_torrix_finish(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
 }
 
 
+/*
+ * A request with candidates, back in the access phase: the decision made,
+ * an attempt to start, or (through error_page in the fallback location) an
+ * attempt that failed.
+ *
+ * Attempts that may fall back run in the "torrix_fallback" named location
+ * (proxy_intercept_errors + error_page back to itself); the last one runs
+ * in the main location again, where the provider's error reaches the client
+ * as it is.
+ */
+static ngx_int_t
+ngx_http_torrix_next(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
+{
+    MDB_txn *txn;
+
+    if (ctx->proxied) {
+        /* the attempt failed: nginx's error_page brought the request here */
+        ngx_http_torrix_attempt_end(r, ctx);
+
+        if (ctx->cand + 1 >= ctx->ncands) {
+            ngx_http_torrix_reject(ctx, r->pool, NGX_HTTP_BAD_GATEWAY,
+                                   "upstream_error",
+                                   "Every model of the fallback chain "
+                                   "failed");
+            return ngx_http_torrix_finish(r, ctx);
+        }
+
+        ctx->cand++;
+
+        txn = ngx_http_torrix_txn(r, ctx);
+        if (txn == NULL) {
+            return ngx_http_torrix_finish(r, ctx);
+        }
+
+        if (ngx_http_torrix_route_apply(r, ctx, txn) != NGX_OK) {
+            ngx_http_torrix_snapshot_end();
+            return ngx_http_torrix_finish(r, ctx);
+        }
+
+        ngx_http_torrix_snapshot_end();
+
+        if (ctx->cand + 1 == ctx->ncands) {
+            return ngx_http_torrix_jump(r, ctx, 0);
+        }
+
+        ctx->proxied = 1;
+        return NGX_OK;
+    }
+
+    if (ctx->fb_named || ctx->fb_main) {
+        /* arrived where the attempt runs */
+        ctx->fb_named = 0;
+        ctx->fb_main = 0;
+        ctx->proxied = 1;
+        return NGX_OK;
+    }
+
+    if (ctx->ncands > 1) {
+        return ngx_http_torrix_jump(r, ctx, 1);
+    }
+
+    ctx->proxied = 1;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_torrix_jump(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx,
+                     ngx_uint_t named)
+{
+    if (ngx_http_torrix_keep_ctx(r, ctx) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (named) {
+        ctx->fb_named = 1;
+        (void) ngx_http_named_location(r, &ctx->fb_loc);
+
+    } else {
+        ctx->fb_main = 1;
+        (void) ngx_http_internal_redirect(r, &r->uri, &r->args);
+    }
+
+    ngx_http_finalize_request(r, NGX_DONE);
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_http_torrix_ctx_cleanup(void *data)
+{
+    /* a marker: the ctx lives in the request pool */
+}
+
+
+ngx_http_torrix_ctx_t *
+ngx_http_torrix_get_ctx(ngx_http_request_t *r)
+{
+    ngx_pool_cleanup_t    *cln;
+    ngx_http_torrix_ctx_t *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_torrix_module);
+
+    if (ctx || !r->internal || r != r->main) {
+        return ctx;
+    }
+
+    for (cln = r->pool->cleanup; cln; cln = cln->next) {
+        if (cln->handler == ngx_http_torrix_ctx_cleanup) {
+            ctx = cln->data;
+            ngx_http_set_ctx(r, ctx, ngx_http_torrix_module);
+            return ctx;
+        }
+    }
+
+    return NULL;
+}
+
+
+ngx_int_t
+ngx_http_torrix_keep_ctx(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
+{
+    ngx_pool_cleanup_t *cln;
+
+    if (ctx->kept) {
+        return NGX_OK;
+    }
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    cln->handler = ngx_http_torrix_ctx_cleanup;
+    cln->data = ctx;
+    ctx->kept = 1;
+
+    return NGX_OK;
+}
+
+
 static void
 ngx_http_torrix_body_handler(ngx_http_request_t *r)
 {
     ngx_http_torrix_ctx_t *ctx;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_torrix_module);
+    ctx = ngx_http_torrix_get_ctx(r);
 
     ctx->done = 1;
     ctx->waiting_body = 0;
@@ -255,6 +409,36 @@ ngx_http_torrix_endpoint(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
                                       &r->method_name, &r->uri,
                                       e->method == NGX_HTTP_GET ? "GET"
                                                                 : "POST");
+    }
+
+    return NGX_OK;
+}
+
+
+/* the key's metadata line "agent=<id>", copied into ctx->agent */
+static ngx_int_t
+ngx_http_torrix_key_agent(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx,
+                          tx_str_t *metadata)
+{
+    tx_str_t        v;
+    const uint8_t *s, *e, *nl;
+
+    s = metadata->data;
+    e = s + metadata->len;
+
+    while (s < e) {
+        nl = (const uint8_t *) ngx_strlchr((u_char *) s, (u_char *) e, '\n');
+        if (nl == NULL) {
+            nl = e;
+        }
+
+        if (nl - s > 6 && ngx_strncmp(s, "agent=", 6) == 0) {
+            v.data = s + 6;
+            v.len = nl - s - 6;
+            return ngx_http_torrix_copy(r->pool, &ctx->agent, &v);
+        }
+
+        s = nl + 1;
     }
 
     return NGX_OK;
@@ -373,6 +557,13 @@ ngx_http_torrix_check_key(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    if (ctx->agent.len == 0 && key.metadata.len
+        && ngx_http_torrix_key_agent(r, ctx, &key.metadata) != NGX_OK)
+    {
+        ngx_http_torrix_snapshot_end();
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
     ngx_http_torrix_snapshot_end();
 
     ctx->access = key.access;
@@ -478,6 +669,8 @@ ngx_http_torrix_check_body(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
 
     ctx->model.data = model;
     ctx->model.len = n;
+    ctx->model_off = req.model.off;
+    ctx->model_len = req.model.len;
 
     models.data = ctx->models.data;
     models.len = ctx->models.len;
@@ -502,31 +695,24 @@ ngx_http_torrix_check_body(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
 
 /*
  * Asks an OpenAI-shaped provider for the usage chunk of a stream whose
- * client did not (stream_options.include_usage), splicing the few bytes into
- * the body rather than re-printing it; the filter removes that chunk from
- * what the client sees.
+ * client did not (stream_options.include_usage): a splice of a few bytes
+ * into the body (applied with the model rewrite, _route.c) rather than a
+ * re-print; the filter removes that chunk from what the client sees.
  */
 static ngx_int_t
 ngx_http_torrix_inject_usage(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx,
                              ngx_str_t *body, tx_json_req_t *req)
 {
-    u_char    *p, *end;
-    ngx_str_t  parts[3];
-    ngx_uint_t n;
+    u_char *p, *end;
 
     static u_char opts[] = "\"stream_options\":{\"include_usage\":true},";
-    static u_char member[] = "\"include_usage\":true";
+    static u_char member[] = "\"include_usage\":true,";
 
     if (req->include_usage.off >= 0) {
         /* "include_usage": false (or another non-true value) */
-        parts[0].data = body->data;
-        parts[0].len = req->include_usage.off;
-        ngx_str_set(&parts[1], "true");
-        parts[2].data =
-            body->data + req->include_usage.off + req->include_usage.len;
-        parts[2].len =
-            body->len - req->include_usage.off - req->include_usage.len;
-        n = 3;
+        ctx->usage_off = req->include_usage.off;
+        ctx->usage_len = req->include_usage.len;
+        ngx_str_set(&ctx->usage_ins, "true");
 
     } else if (req->stream_options.off >= 0
                && body->data[req->stream_options.off] == '{')
@@ -540,36 +726,16 @@ ngx_http_torrix_inject_usage(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx,
             p++;
         }
 
-        parts[0].data = body->data;
-        parts[0].len = req->stream_options.off + 1;
-        parts[1].data = member;
-        parts[1].len = sizeof(member) - 1;
-        parts[2].data = body->data + parts[0].len;
-        parts[2].len = body->len - parts[0].len;
-
-        if (*p != '}') {
-            parts[1].data = ngx_pnalloc(r->pool, sizeof(member));
-            if (parts[1].data == NULL) {
-                return NGX_HTTP_INTERNAL_SERVER_ERROR;
-            }
-
-            ngx_memcpy(parts[1].data, member, sizeof(member) - 1);
-            parts[1].data[sizeof(member) - 1] = ',';
-            parts[1].len = sizeof(member);
-        }
-
-        n = 3;
+        ctx->usage_off = req->stream_options.off + 1;
+        ctx->usage_len = 0;
+        ctx->usage_ins.data = member;
+        ctx->usage_ins.len = sizeof(member) - 1 - (*p == '}');
 
     } else if (req->stream_options.off >= 0) {
         /* "stream_options": null */
-        parts[0].data = body->data;
-        parts[0].len = req->stream_options.off;
-        ngx_str_set(&parts[1], "{\"include_usage\":true}");
-        parts[2].data =
-            body->data + req->stream_options.off + req->stream_options.len;
-        parts[2].len =
-            body->len - req->stream_options.off - req->stream_options.len;
-        n = 3;
+        ctx->usage_off = req->stream_options.off;
+        ctx->usage_len = req->stream_options.len;
+        ngx_str_set(&ctx->usage_ins, "{\"include_usage\":true}");
 
     } else {
         /* "stream": true means the object has a member: a comma fits */
@@ -578,17 +744,10 @@ ngx_http_torrix_inject_usage(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx,
             return NGX_OK;
         }
 
-        parts[0].data = body->data;
-        parts[0].len = p + 1 - body->data;
-        parts[1].data = opts;
-        parts[1].len = sizeof(opts) - 1;
-        parts[2].data = p + 1;
-        parts[2].len = body->len - parts[0].len;
-        n = 3;
-    }
-
-    if (ngx_http_torrix_body_set(r, parts, n) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        ctx->usage_off = p + 1 - body->data;
+        ctx->usage_len = 0;
+        ctx->usage_ins.data = opts;
+        ctx->usage_ins.len = sizeof(opts) - 1;
     }
 
     ctx->strip_usage = 1;
@@ -608,20 +767,11 @@ ngx_http_torrix_put(u_char *p, ngx_str_t *s)
 static ngx_int_t
 ngx_http_torrix_route(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
 {
-    u_char                     *p;
-    size_t                      skip;
     MDB_txn                    *txn;
-    ngx_http_torrix_provider_t *prv;
+    ngx_http_torrix_loc_conf_t *tlcf;
 
     if (ctx->endpoint == TX_EP_PROXY) {
         return ngx_http_torrix_route_proxy(r, ctx);
-    }
-
-    if (ctx->endpoint == TX_EP_MESSAGES) {
-        ngx_str_set(&ctx->provider, "anthropic");
-
-    } else {
-        ngx_str_set(&ctx->provider, "openai");
     }
 
     txn = ngx_http_torrix_txn(r, ctx);
@@ -629,82 +779,17 @@ ngx_http_torrix_route(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
         return ctx->status;
     }
 
-    prv = ngx_http_torrix_cache_provider(txn, &ctx->provider);
-    if (prv == NULL) {
-        return ngx_http_torrix_reject(ctx, r->pool,
-                                      NGX_HTTP_SERVICE_UNAVAILABLE,
-                                      "provider_not_configured",
-                                      "Provider \"%V\" has no base URL",
-                                      &ctx->provider);
-    }
+    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_torrix_module);
+    ctx->fb_loc = tlcf->fallback;
 
-    if (prv->bad_url) {
-        return ngx_http_torrix_reject(ctx, r->pool, NGX_HTTP_BAD_GATEWAY,
-                                      "provider_misconfigured",
-                                      "Provider \"%V\" has an invalid base URL",
-                                      &ctx->provider);
-    }
-
-    ctx->provider_kind = prv->kind;
-
-    if (ngx_http_torrix_sample(r, ctx, txn) != NGX_OK) {
+    if (ngx_http_torrix_route_plan(r, ctx, txn) != NGX_OK
+        || ngx_http_torrix_sample(r, ctx, txn) != NGX_OK
+        || ngx_http_torrix_route_apply(r, ctx, txn) != NGX_OK)
+    {
         return ctx->status;
     }
 
-    /* the txn stays open for the limits plan; the memo's strings are
-     * copied: the request may outlive this snapshot generation */
-
-    /*
-     * OpenAI-style base URLs include the version ("https://api.openai.com/v1"),
-     * Anthropic's do not ("https://api.anthropic.com"): the upstream path is
-     * the base path followed by the endpoint without or with its "/v1".
-     */
-    skip = 0;
-    for (p = r->uri.data + r->uri.len - 4; p >= r->uri.data; p--) {
-        if (ngx_strncmp(p, "/v1/", 4) == 0) {
-            skip = p - r->uri.data;
-            break;
-        }
-    }
-
-    if (prv->kind != TX_PROVIDER_ANTHROPIC) {
-        skip += 3;
-    }
-
-    ctx->upstream_uri.len = prv->path.len + (r->uri.len - skip)
-                            + (r->args.len ? r->args.len + 1 : 0);
-
-    p = ngx_pnalloc(r->pool, ctx->upstream_uri.len + prv->upstream.len
-                                 + prv->host.len + prv->authorization.len
-                                 + prv->api_key.len);
-    if (p == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    ctx->upstream_uri.data = p;
-    p = ngx_http_torrix_put(p, &prv->path);
-    p = ngx_cpymem(p, r->uri.data + skip, r->uri.len - skip);
-
-    if (r->args.len) {
-        *p++ = '?';
-        p = ngx_cpymem(p, r->args.data, r->args.len);
-    }
-
-    ctx->upstream.data = p;
-    ctx->upstream.len = prv->upstream.len;
-    p = ngx_http_torrix_put(p, &prv->upstream);
-
-    ctx->upstream_host.data = p;
-    ctx->upstream_host.len = prv->host.len;
-    p = ngx_http_torrix_put(p, &prv->host);
-
-    ctx->upstream_authorization.data = p;
-    ctx->upstream_authorization.len = prv->authorization.len;
-    p = ngx_http_torrix_put(p, &prv->authorization);
-
-    ctx->upstream_api_key.data = p;
-    ctx->upstream_api_key.len = prv->api_key.len;
-    (void) ngx_http_torrix_put(p, &prv->api_key);
+    /* the txn stays open for the limits plan */
 
     return NGX_OK;
 }
@@ -1106,6 +1191,13 @@ ngx_http_torrix_own_headers(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
         {
             dst = &ctx->sample_hdr;
             ctx->has_sample_hdr = 1;
+
+        } else if (len == sizeof("x-torrix-agent") - 1
+                   && ngx_strncasecmp(h[i].key.data,
+                                      (u_char *) "x-torrix-agent", len)
+                          == 0)
+        {
+            dst = &ctx->agent;
         }
 
         if (dst && dst->len == 0) {

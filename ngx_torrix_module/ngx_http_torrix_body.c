@@ -36,7 +36,7 @@ ngx_http_torrix_request_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
     ngx_http_torrix_ctx_t      *ctx;
     ngx_http_torrix_loc_conf_t *tlcf;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_torrix_module);
+    ctx = ngx_http_torrix_get_ctx(r);
     if (ctx == NULL) {
         return ngx_http_next_request_body_filter(r, in);
     }

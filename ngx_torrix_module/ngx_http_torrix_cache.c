@@ -44,6 +44,10 @@ typedef struct {
 
     ngx_uint_t                     nprices;
     ngx_http_torrix_cached_price_t prices[NGX_HTTP_TORRIX_CACHE_PRICES];
+
+    unsigned                loaded_rules : 1;
+    ngx_uint_t              nrules;
+    ngx_http_torrix_rule_t *rules;
 } ngx_http_torrix_cache_t;
 
 
@@ -84,6 +88,7 @@ static const struct {
     { TX_SET_DEFAULT_MAX_TOKENS, 4096 },
     { TX_SET_INSTANCE_DAILY_CAP, 0 },
     { TX_SET_INSTANCE_SOFT_CAP, 0 },
+    { TX_SET_ROUTING_STRATEGY, TX_STRATEGY_ORDERED },
 };
 /* clang-format on */
 
@@ -334,6 +339,101 @@ ngx_http_torrix_cache_provider(MDB_txn *txn, ngx_str_t *name)
 }
 
 
+/*
+ * The router rules, read once per generation: there are few, and matching
+ * wildcards needs them all.  A corrupt record is skipped.
+ */
+ngx_http_torrix_rule_t *
+ngx_http_torrix_cache_rules(MDB_txn *txn, ngx_uint_t *n)
+{
+    u_char                  *p;
+    uint16_t                 tag;
+    tx_str_t                 k, v, f;
+    tx_rec_iter_t            it;
+    ngx_array_t              a;
+    ngx_http_torrix_rule_t  *rule;
+    ngx_http_torrix_cache_t *c;
+    void                    *cur;
+
+    c = &ngx_http_torrix_cache;
+
+    if (c->loaded_rules) {
+        *n = c->nrules;
+        return c->rules;
+    }
+
+    *n = 0;
+
+    if (ngx_array_init(&a, c->pool, 8, sizeof(ngx_http_torrix_rule_t))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    cur = NULL;
+
+    while (ngx_http_torrix_snapshot_next(txn, NGX_HTTP_TORRIX_DB_ROUTES, &cur,
+                                         &k, &v)
+           == TX_OK)
+    {
+        rule = ngx_array_push(&a);
+        if (rule == NULL) {
+            ngx_http_torrix_snapshot_close_cursor(cur);
+            return NULL;
+        }
+
+        ngx_memzero(rule, sizeof(ngx_http_torrix_rule_t));
+
+        p = ngx_pnalloc(c->pool, v.len);
+        if (p == NULL) {
+            ngx_http_torrix_snapshot_close_cursor(cur);
+            return NULL;
+        }
+
+        ngx_memcpy(p, v.data, v.len);
+        tx_rec_iter_init(&it, p, v.len);
+
+        while (tx_rec_next(&it, &tag, &f) == TX_OK) {
+            switch (tag) {
+            case TX_RT_ID:
+                rule->id.data = (u_char *) f.data;
+                rule->id.len = f.len;
+                break;
+            case TX_RT_ORG:
+                rule->org.data = (u_char *) f.data;
+                rule->org.len = f.len;
+                break;
+            case TX_RT_PATTERN:
+                rule->pattern.data = (u_char *) f.data;
+                rule->pattern.len = f.len;
+                break;
+            case TX_RT_TARGET:
+                rule->target.data = (u_char *) f.data;
+                rule->target.len = f.len;
+                break;
+            }
+        }
+
+        if (rule->pattern.len == 0 || rule->target.len == 0) {
+            a.nelts--;
+            continue;
+        }
+
+        rule->glob = ngx_strlchr(rule->pattern.data,
+                                 rule->pattern.data + rule->pattern.len, '*')
+                     != NULL;
+    }
+
+    c->rules = a.elts;
+    c->nrules = a.nelts;
+    c->loaded_rules = 1;
+
+    *n = c->nrules;
+
+    return c->rules;
+}
+
+
 /* the upstream strings of a provider, prebuilt once per generation */
 static ngx_int_t
 ngx_http_torrix_cache_build_provider(ngx_http_torrix_provider_t *p,
@@ -360,6 +460,13 @@ ngx_http_torrix_cache_build_provider(ngx_http_torrix_provider_t *p,
     key.data = s + rec->base_url.len;
     key.len = rec->api_key.len;
     ngx_memcpy(key.data, rec->api_key.data, key.len);
+
+    if (rec->sealed.len
+        && ngx_http_torrix_creds_open(&p->name, &rec->sealed, pool, &key)
+               == NGX_ERROR)
+    {
+        return NGX_ERROR;
+    }
 
     if (tx_url_parse(p->base_url.data, p->base_url.len, &u) != TX_OK) {
         p->bad_url = 1;

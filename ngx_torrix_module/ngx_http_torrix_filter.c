@@ -94,9 +94,13 @@ ngx_http_torrix_header_filter(ngx_http_request_t *r)
         return ngx_http_next_header_filter(r);
     }
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_torrix_module);
+    ctx = ngx_http_torrix_get_ctx(r);
     if (ctx == NULL) {
         return ngx_http_next_header_filter(r);
+    }
+
+    if (ctx->proxied && r->upstream) {
+        ngx_http_torrix_attempt_end(r, ctx);
     }
 
     if (r->err_status >= NGX_HTTP_BAD_REQUEST && !ctx->rejected) {
@@ -141,7 +145,7 @@ ngx_http_torrix_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
         return ngx_http_next_body_filter(r, in);
     }
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_torrix_module);
+    ctx = ngx_http_torrix_get_ctx(r);
     if (ctx == NULL) {
         return ngx_http_next_body_filter(r, in);
     }

@@ -36,7 +36,10 @@ ngx_http_torrix_limits(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
     int64_t                       max_out;
     uint64_t                      est_in;
     MDB_txn                      *txn;
+    ngx_uint_t                    i;
+    tx_money_t                    cost;
     const tx_price_t             *price;
+    ngx_http_torrix_cand_t       *c;
     const ngx_http_torrix_plan_t *plan;
 
     if (ctx->endpoint == TX_EP_MODELS) {
@@ -78,17 +81,26 @@ ngx_http_torrix_limits(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
     ctx->est_tokens = est_in + (uint64_t) max_out;
     ctx->est_cost = 0;
 
-    if (ctx->ncaps && ctx->model.len
-        && ctx->provider_kind != TX_PROVIDER_OLLAMA) {
-        price =
-            ngx_http_torrix_cache_price(txn, ctx->model.data, ctx->model.len);
+    /* a fallback may serve it: the dearest candidate is the worst case */
+    for (i = 0; ctx->ncaps && i < ctx->ncands; i++) {
+        c = &ctx->cands[i];
+
+        if (c->kind == TX_PROVIDER_OLLAMA) {
+            continue;
+        }
+
+        price = ngx_http_torrix_cache_price(txn, c->name.data, c->name.len);
+        if (price == NULL && c->model.len != c->name.len) {
+            price =
+                ngx_http_torrix_cache_price(txn, c->model.data, c->model.len);
+        }
 
         if (price && !price->free
-            && tx_price_cost(price, est_in, (uint64_t) max_out, 0, 0,
-                             &ctx->est_cost)
-                   != TX_OK)
+            && tx_price_cost(price, est_in, (uint64_t) max_out, 0, 0, &cost)
+                   == TX_OK
+            && cost > ctx->est_cost)
         {
-            ctx->est_cost = 0;
+            ctx->est_cost = cost;
         }
     }
 

@@ -7,7 +7,7 @@
 #include "ngx_http_torrix_module.h"
 
 
-#define NGX_HTTP_TORRIX_RUN_FIXED 8192 /* a record without bodies */
+#define NGX_HTTP_TORRIX_RUN_FIXED 12288 /* a record without bodies */
 #define NGX_HTTP_TORRIX_HDR_MAX   256
 
 
@@ -17,6 +17,8 @@ static uint8_t ngx_http_torrix_run_buf[NGX_HTTP_TORRIX_RUN_FIXED];
 static void ngx_http_torrix_put_capped(tx_wbuf_t *wb, uint16_t tag,
                                        ngx_str_t *v);
 static void ngx_http_torrix_put_str(tx_wbuf_t *wb, uint16_t tag, ngx_str_t *s);
+static void ngx_http_torrix_put_attempts(ngx_http_torrix_ctx_t *ctx,
+                                         tx_wbuf_t             *wb);
 static void ngx_http_torrix_put_usage(ngx_http_request_t    *r,
                                       ngx_http_torrix_ctx_t *ctx, tx_wbuf_t *wb,
                                       uint64_t *flags, tx_money_t *cost,
@@ -45,12 +47,15 @@ ngx_http_torrix_log_handler(ngx_http_request_t *r)
     uint8_t                      limit_key[TX_SPEND_KEY_MAX];
     tx_money_t                   cost;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_torrix_module);
+    ctx = ngx_http_torrix_get_ctx(r);
     if (ctx == NULL) {
         return NGX_OK;
     }
 
     tmcf = ngx_http_get_module_main_conf(r, ngx_http_torrix_module);
+
+    /* an attempt whose response never reached the header filter */
+    ngx_http_torrix_attempt_end(r, ctx);
 
     now = ngx_http_torrix_now_us();
 
@@ -173,6 +178,8 @@ ngx_http_torrix_log_handler(ngx_http_request_t *r)
         ngx_http_torrix_put_str(&wb, TX_RUN_TARGET, &ctx->upstream_host);
     }
 
+    ngx_http_torrix_put_attempts(ctx, &wb);
+
     if (ctx->limit_scope) {
         /* which budget refused it: torrix-cp raises the hard alert */
         limit_len =
@@ -221,6 +228,39 @@ ngx_http_torrix_log_handler(ngx_http_request_t *r)
 }
 
 
+/* every upstream attempt, in the order tried */
+static void
+ngx_http_torrix_put_attempts(ngx_http_torrix_ctx_t *ctx, tx_wbuf_t *wb)
+{
+    uint8_t                    buf[NGX_HTTP_TORRIX_MODEL_MAX + 256];
+    tx_wbuf_t                  ab;
+    ngx_uint_t                 i;
+    ngx_http_torrix_cand_t    *c;
+    ngx_http_torrix_attempt_t *a;
+
+    for (i = 0; i < ctx->nattempts; i++) {
+        a = &ctx->attempts[i];
+        c = &ctx->cands[a->cand];
+
+        tx_wbuf_init(&ab, buf, sizeof(buf));
+        tx_rec_put_bytes(&ab, TX_ATT_MODEL, c->model.data,
+                         ngx_min(c->model.len, NGX_HTTP_TORRIX_MODEL_MAX));
+        tx_rec_put_bytes(&ab, TX_ATT_PROVIDER, c->provider.data,
+                         ngx_min(c->provider.len, 128));
+        tx_rec_put_u64(&ab, TX_ATT_STATUS, a->status);
+        tx_rec_put_u64(&ab, TX_ATT_US, a->us > 0 ? (uint64_t) a->us : 0);
+
+        if (a->error) {
+            tx_rec_put_cstr(&ab, TX_ATT_ERROR, a->error);
+        }
+
+        if (!ab.overflow) {
+            tx_rec_put_bytes(wb, TX_RUN_ATTEMPT, ab.start, ab.pos - ab.start);
+        }
+    }
+}
+
+
 static void
 ngx_http_torrix_put_capped(tx_wbuf_t *wb, uint16_t tag, ngx_str_t *v)
 {
@@ -247,7 +287,7 @@ ngx_http_torrix_put_usage(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx,
                           uint64_t *tokens)
 {
     MDB_txn          *txn;
-    ngx_str_t         model;
+    ngx_str_t         model, fb;
     const tx_price_t *price;
     ngx_uint_t        known;
     tx_usage_t        u;
@@ -255,7 +295,10 @@ ngx_http_torrix_put_usage(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx,
     ngx_uint_t        found;
 
     if (ctx->meter == NULL) {
-        if (ctx->model.len) {
+        if (ctx->served.len) {
+            ngx_http_torrix_put_str(wb, TX_RUN_MODEL, &ctx->served);
+
+        } else if (ctx->model.len) {
             ngx_http_torrix_put_str(wb, TX_RUN_MODEL, &ctx->model);
         }
 
@@ -285,7 +328,7 @@ ngx_http_torrix_put_usage(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx,
     model.data = (u_char *) u.model;
 
     if (model.len == 0) {
-        model = ctx->model;
+        model = ctx->served.len ? ctx->served : ctx->model;
     }
 
     ngx_http_torrix_put_str(wb, TX_RUN_MODEL, &model);
@@ -322,9 +365,10 @@ ngx_http_torrix_put_usage(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx,
     /* the memo usually knows the price: no transaction then */
     price = ngx_http_torrix_cache_price_peek(model.data, model.len, &known);
 
-    if (known && price == NULL && ctx->model.len) {
-        price = ngx_http_torrix_cache_price_peek(ctx->model.data,
-                                                 ctx->model.len, &known);
+    fb = ctx->served.len ? ctx->served : ctx->model;
+
+    if (known && price == NULL && fb.len) {
+        price = ngx_http_torrix_cache_price_peek(fb.data, fb.len, &known);
     }
 
     if (!known) {
@@ -333,9 +377,8 @@ ngx_http_torrix_put_usage(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx,
         if (txn) {
             price = ngx_http_torrix_cache_price(txn, model.data, model.len);
 
-            if (price == NULL && ctx->model.len) {
-                price = ngx_http_torrix_cache_price(txn, ctx->model.data,
-                                                    ctx->model.len);
+            if (price == NULL && fb.len) {
+                price = ngx_http_torrix_cache_price(txn, fb.data, fb.len);
             }
 
             ngx_http_torrix_snapshot_end();

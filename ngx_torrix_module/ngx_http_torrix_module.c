@@ -18,6 +18,8 @@ static char     *ngx_http_torrix_merge_loc_conf(ngx_conf_t *cf, void *parent,
                                                 void *child);
 static char     *ngx_http_torrix_spool(ngx_conf_t *cf, ngx_command_t *cmd,
                                        void *conf);
+static char     *ngx_http_torrix_fallback(ngx_conf_t *cf, ngx_command_t *cmd,
+                                          void *conf);
 static ngx_int_t ngx_http_torrix_init(ngx_conf_t *cf);
 static ngx_int_t ngx_http_torrix_map_upstreams(
     ngx_conf_t *cf, ngx_http_torrix_main_conf_t *tmcf);
@@ -42,11 +44,25 @@ static ngx_command_t  ngx_http_torrix_commands[] = {
       offsetof(ngx_http_torrix_loc_conf_t, max_body_size),
       NULL },
 
+    { ngx_string("torrix_fallback"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_torrix_fallback,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_torrix_loc_conf_t, fallback),
+      NULL },
+
     { ngx_string("torrix_snapshot"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_str_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_torrix_main_conf_t, snapshot_path),
+      NULL },
+
+    { ngx_string("torrix_credentials_key"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_torrix_main_conf_t, creds_path),
       NULL },
 
     { ngx_string("torrix_snapshot_readers"),
@@ -194,7 +210,7 @@ ngx_http_torrix_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
     ngx_str_t             *s;
     ngx_http_torrix_ctx_t *ctx;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_torrix_module);
+    ctx = ngx_http_torrix_get_ctx(r);
 
     if (ctx == NULL) {
         v->not_found = 1;
@@ -317,6 +333,7 @@ ngx_http_torrix_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_value(conf->enable, prev->enable, 0);
     ngx_conf_merge_size_value(conf->max_body_size, prev->max_body_size,
                               4 * 1024 * 1024);
+    ngx_conf_merge_str_value(conf->fallback, prev->fallback, "");
 
     if (conf->enable) {
         /*
@@ -414,6 +431,13 @@ ngx_http_torrix_init(ngx_conf_t *cf)
     *h = ngx_http_torrix_log_handler;
 
     if (ngx_http_torrix_map_upstreams(cf, tmcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_torrix_creds_init(cf, &tmcf->creds_path,
+                                   &tmcf->snapshot_path)
+        != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
@@ -628,4 +652,24 @@ ngx_http_torrix_clock_update(void)
         ngx_http_torrix_offset = strtoll(buf, NULL, 10);
     }
 #endif
+}
+
+
+/* torrix_fallback @name: a named location, checked to exist at start */
+static char *
+ngx_http_torrix_fallback(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_str_t *value;
+
+    value = cf->args->elts;
+
+    if (value[1].len < 2 || value[1].data[0] != '@') {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"torrix_fallback\" needs a named location "
+                           "(\"@name\"), not \"%V\"",
+                           &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    return ngx_conf_set_str_slot(cf, cmd, conf);
 }

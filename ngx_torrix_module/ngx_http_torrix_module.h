@@ -75,13 +75,36 @@ typedef struct {
     ngx_uint_t   max_readers;
     size_t       zone_size;
     ngx_array_t *upstreams; /* of ngx_http_torrix_upstream_map_t */
+    ngx_str_t    creds_path;
 } ngx_http_torrix_main_conf_t;
 
 
 typedef struct {
     ngx_flag_t enable;
     size_t     max_body_size;
+    ngx_str_t  fallback; /* "@name": where attempts that may fall back run */
 } ngx_http_torrix_loc_conf_t;
+
+
+/* one model a request may be served by (_route.c) */
+typedef struct {
+    ngx_str_t  name;     /* as configured, maybe with a provider prefix */
+    ngx_str_t  model;    /* as sent upstream */
+    ngx_str_t  provider; /* provider name */
+    ngx_uint_t kind; /* the provider's TX_PROVIDER_* */
+    uint64_t   weight;
+    int64_t    rank; /* the strategy's sort key */
+    ngx_uint_t order;
+} ngx_http_torrix_cand_t;
+
+
+/* one upstream attempt, for the run record */
+typedef struct {
+    ngx_uint_t  cand;
+    ngx_uint_t  status; /* upstream HTTP status, 0 none */
+    int64_t     us;
+    const char *error; /* NULL: served the response */
+} ngx_http_torrix_attempt_t;
 
 
 typedef struct {
@@ -98,6 +121,10 @@ typedef struct {
     unsigned  strip_usage : 1; /* we injected include_usage */
     unsigned  hold_overflow : 1;
     unsigned  resp_truncated : 1;
+    unsigned  proxied : 1;  /* an attempt went to the proxy */
+    unsigned  fb_named : 1; /* next: jump to the fallback location */
+    unsigned  fb_main : 1;  /* next: back to the main location (last try) */
+    unsigned  kept : 1;     /* the ctx survives redirects */
 
     ngx_http_torrix_shape_e shape;
     ngx_uint_t              endpoint; /* TX_EP_* */
@@ -115,6 +142,22 @@ typedef struct {
 
     ngx_str_t model; /* requested model */
     ngx_str_t provider;
+    ngx_str_t served; /* model sent upstream on the current attempt */
+    ngx_str_t fb_loc; /* the main location's torrix_fallback */
+    ngx_str_t agent;  /* x-torrix-agent, or the key's metadata agent= */
+
+    /* routing (_route.c): candidates in the order they are tried */
+    ngx_http_torrix_cand_t    *cands;
+    ngx_uint_t                 ncands;
+    ngx_uint_t                 cand; /* the current one */
+    ngx_http_torrix_attempt_t *attempts;
+    ngx_uint_t                 nattempts;
+    int64_t                    attempt_us; /* when the current one began */
+    ssize_t                    model_off;  /* "model" span in req_body */
+    size_t                     model_len;
+    ssize_t                    usage_off; /* include_usage splice, -1 none */
+    size_t                     usage_len;
+    ngx_str_t                  usage_ins;
 
     /* upstream variables */
     ngx_str_t upstream;
@@ -194,6 +237,35 @@ extern ngx_module_t ngx_http_torrix_module;
 /* _access.c */
 ngx_int_t ngx_http_torrix_access_handler(ngx_http_request_t *r);
 
+/*
+ * The request's context, also after an internal redirect or a jump to a
+ * named location (which clear module contexts): a request that may fall
+ * back keeps it in a pool cleanup too.
+ */
+ngx_http_torrix_ctx_t *ngx_http_torrix_get_ctx(ngx_http_request_t *r);
+ngx_int_t ngx_http_torrix_keep_ctx(ngx_http_request_t    *r,
+                                   ngx_http_torrix_ctx_t *ctx);
+
+/* _route.c */
+
+/*
+ * Decides the candidates of a request: agent tier, router rule, fallback
+ * chain, strategy order; NGX_OK or the request refused (ctx->status).
+ */
+ngx_int_t ngx_http_torrix_route_plan(ngx_http_request_t    *r,
+                                     ngx_http_torrix_ctx_t *ctx, MDB_txn *txn);
+
+/*
+ * Points the upstream variables and the body at candidate ctx->cand;
+ * NGX_OK or the request refused.
+ */
+ngx_int_t ngx_http_torrix_route_apply(ngx_http_request_t    *r,
+                                      ngx_http_torrix_ctx_t *ctx, MDB_txn *txn);
+
+/* Records how the attempt that went to the proxy ended. */
+void ngx_http_torrix_attempt_end(ngx_http_request_t    *r,
+                                 ngx_http_torrix_ctx_t *ctx);
+
 /* Finds a request header by name (case-insensitive); NULL if absent. */
 ngx_table_elt_t *ngx_http_torrix_header(ngx_http_request_t *r, const char *name,
                                         size_t len);
@@ -228,6 +300,7 @@ typedef enum {
     NGX_HTTP_TORRIX_SET_DEFAULT_MAX_TOKENS,
     NGX_HTTP_TORRIX_SET_INSTANCE_CAP,
     NGX_HTTP_TORRIX_SET_INSTANCE_SOFT,
+    NGX_HTTP_TORRIX_SET_STRATEGY,
     NGX_HTTP_TORRIX_SET_N
 } ngx_http_torrix_setting_e;
 
@@ -325,6 +398,26 @@ typedef enum {
 int ngx_http_torrix_snapshot_get(MDB_txn *txn, ngx_http_torrix_db_e db,
                                  const void *key, size_t klen, tx_str_t *val);
 
+/*
+ * Iterates a database: *cursor NULL to start; TX_OK with the next pair,
+ * TX_DONE at the end (the cursor is closed), TX_DECLINED when the db is
+ * absent.  Stopping early: ngx_http_torrix_snapshot_close_cursor().
+ */
+int  ngx_http_torrix_snapshot_next(MDB_txn *txn, ngx_http_torrix_db_e db,
+                                   void **cursor, tx_str_t *key, tx_str_t *val);
+void ngx_http_torrix_snapshot_close_cursor(void *cursor);
+
+/* _creds.c: the data-plane key (read at configuration, in the master) */
+ngx_int_t ngx_http_torrix_creds_init(ngx_conf_t *cf, ngx_str_t *path,
+                                     ngx_str_t *snapshot);
+
+/*
+ * Opens a provider's sealed credential into pool memory: NGX_OK, or
+ * NGX_DECLINED (no key, or it does not open; logged) / NGX_ERROR.
+ */
+ngx_int_t ngx_http_torrix_creds_open(ngx_str_t *provider, tx_str_t *sealed,
+                                     ngx_pool_t *pool, ngx_str_t *out);
+
 /* _spool.c */
 ngx_int_t ngx_http_torrix_spool_init_process(ngx_cycle_t *cycle);
 void      ngx_http_torrix_spool_exit_process(ngx_cycle_t *cycle);
@@ -354,6 +447,22 @@ ngx_int_t ngx_http_torrix_admit(ngx_http_request_t    *r,
 void      ngx_http_torrix_settle(ngx_http_torrix_ctx_t *ctx, tx_money_t cost,
                                  uint64_t tokens);
 void      ngx_http_torrix_limit_headers(ngx_http_torrix_ctx_t *ctx);
+
+/* observed latency per model, shared by the workers: microseconds, 0 none */
+uint64_t ngx_http_torrix_latency_get(ngx_str_t *model);
+void     ngx_http_torrix_latency_put(ngx_str_t *model, uint64_t us);
+
+/* _cache.c: the router rules of this generation */
+typedef struct {
+    ngx_str_t  org; /* empty: global */
+    ngx_str_t  pattern;
+    ngx_str_t  target;
+    ngx_str_t  id;
+    unsigned   glob : 1;
+} ngx_http_torrix_rule_t;
+
+ngx_http_torrix_rule_t *ngx_http_torrix_cache_rules(MDB_txn    *txn,
+                                                    ngx_uint_t *n);
 
 
 #endif /* NGX_HTTP_TORRIX_MODULE_H */

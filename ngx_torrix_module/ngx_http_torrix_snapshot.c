@@ -390,3 +390,55 @@ ngx_http_torrix_snapshot_get(MDB_txn *txn, ngx_http_torrix_db_e db,
 
     return TX_OK;
 }
+
+
+int
+ngx_http_torrix_snapshot_next(MDB_txn *txn, ngx_http_torrix_db_e db,
+                              void **cursor, tx_str_t *key, tx_str_t *val)
+{
+    int         rc;
+    MDB_val     k, v;
+    MDB_cursor *cur;
+
+    cur = *cursor;
+
+    if (cur == NULL) {
+        if (!ngx_http_torrix_snap.has[db]) {
+            return TX_DECLINED;
+        }
+
+        if (mdb_cursor_open(txn, ngx_http_torrix_snap.dbi[db], &cur)
+            != MDB_SUCCESS)
+        {
+            return TX_DECLINED;
+        }
+
+        *cursor = cur;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+
+    } else {
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+
+    if (rc != MDB_SUCCESS) {
+        mdb_cursor_close(cur);
+        *cursor = NULL;
+        return TX_DONE;
+    }
+
+    key->data = k.mv_data;
+    key->len = k.mv_size;
+    val->data = v.mv_data;
+    val->len = v.mv_size;
+
+    return TX_OK;
+}
+
+
+void
+ngx_http_torrix_snapshot_close_cursor(void *cursor)
+{
+    if (cursor) {
+        mdb_cursor_close(cursor);
+    }
+}

@@ -71,10 +71,26 @@ struct ngx_http_torrix_node_s {
 };
 
 
+/*
+ * Observed latency per model (time to the response header of attempts that
+ * served), an exponentially weighted mean kept lock-free: a slot is the
+ * model's hash and its mean; a colliding model takes the slot over.  A lost
+ * update under a race costs one observation, never a torn value (each word
+ * is written whole).
+ */
+#define NGX_HTTP_TORRIX_LATENCY_SLOTS 512
+
 typedef struct {
-    ngx_rbtree_t      rbtree;
-    ngx_rbtree_node_t sentinel;
-    ngx_queue_t       queue;
+    ngx_atomic_t hash;
+    ngx_atomic_t us;
+} ngx_http_torrix_latency_t;
+
+
+typedef struct {
+    ngx_rbtree_t              rbtree;
+    ngx_rbtree_node_t         sentinel;
+    ngx_queue_t               queue;
+    ngx_http_torrix_latency_t latency[NGX_HTTP_TORRIX_LATENCY_SLOTS];
 } ngx_http_torrix_shctx_t;
 
 
@@ -170,6 +186,7 @@ ngx_http_torrix_zone_init(ngx_shm_zone_t *shm_zone, void *data)
     }
 
     z->shpool->data = z->sh;
+    ngx_memzero(z->sh->latency, sizeof(z->sh->latency));
 
     ngx_rbtree_init(&z->sh->rbtree, &z->sh->sentinel,
                     ngx_http_torrix_rbtree_insert_value);
@@ -838,4 +855,63 @@ ngx_http_torrix_limit_headers(ngx_http_torrix_ctx_t *ctx)
         ctx->rl_tok_reset_ms = ((int64_t) ctx->tpm * 1000 - lr->tpm_tokens) * 60
                                / (int64_t) ctx->tpm;
     }
+}
+
+
+static ngx_http_torrix_latency_t *
+ngx_http_torrix_latency_slot(ngx_str_t *model, ngx_atomic_uint_t *hash)
+{
+    if (ngx_http_torrix_zone.sh == NULL) {
+        return NULL;
+    }
+
+    *hash = ngx_crc32_short(model->data, model->len) | 1;
+
+    return &ngx_http_torrix_zone.sh
+                ->latency[*hash % NGX_HTTP_TORRIX_LATENCY_SLOTS];
+}
+
+
+uint64_t
+ngx_http_torrix_latency_get(ngx_str_t *model)
+{
+    ngx_atomic_uint_t          hash, us;
+    ngx_http_torrix_latency_t *l;
+
+    l = ngx_http_torrix_latency_slot(model, &hash);
+    if (l == NULL) {
+        return 0;
+    }
+
+    us = l->us;
+
+    return l->hash == hash ? us : 0;
+}
+
+
+void
+ngx_http_torrix_latency_put(ngx_str_t *model, uint64_t us)
+{
+    ngx_atomic_uint_t          hash, old;
+    ngx_http_torrix_latency_t *l;
+
+    l = ngx_http_torrix_latency_slot(model, &hash);
+    if (l == NULL) {
+        return;
+    }
+
+    if (us == 0) {
+        us = 1;
+    }
+
+    old = l->us;
+
+    if (l->hash != hash || old == 0) {
+        l->hash = hash;
+        l->us = us;
+        return;
+    }
+
+    /* weight 1/4 for the new observation */
+    l->us = old - old / 4 + us / 4;
 }

@@ -20,6 +20,11 @@ request headers (nginx forwards them):
                            its own TCP write (TCP_NODELAY), instead of a chunk
                            a frame
     x-mock-usage-always    1: an OpenAI chat stream ends with the usage chunk
+    x-mock-fail-models     comma-separated "model=STATUS" (an error body
+                           with that status), "model=slow" (sleeps 5 s
+                           first) or "model=break" (a stream that starts and
+                           then drops the connection): per model, so a
+                           fallback chain can fail one model and not another
                            even when the request did not ask for it
 """
 
@@ -165,6 +170,20 @@ class _Handler(BaseHTTPRequestHandler):
         anthropic = path.endswith("/messages")
 
         status = self._int_header("x-mock-status", 0)
+        rule = self._fail_rule(body)
+        if rule == "slow":
+            time.sleep(5)
+        elif rule == "break":
+            self._start_sse()
+            self._chunk(b'data: {"id":"x","object":"chat.completion.chunk",'
+                        b'"choices":[{"index":0,"delta":{"content":"hi"}}]}'
+                        b'\n\n')
+            self.wfile.flush()
+            self.close_connection = True
+            self.connection.shutdown(2)
+            return
+        elif rule and rule.isdigit():
+            status = int(rule)
         if status:
             err = _anthropic_error(status) if anthropic \
                 else _openai_error(status)
@@ -194,6 +213,20 @@ class _Handler(BaseHTTPRequestHandler):
             return self._messages(payload)
         return self._send_json(200, {"path": self.path,
                                      "method": self.command})
+
+    def _fail_rule(self, body):
+        rules = self.headers.get("x-mock-fail-models")
+        if not rules:
+            return None
+        try:
+            model = json.loads(body).get("model")
+        except (ValueError, AttributeError):
+            return None
+        for item in rules.split(","):
+            name, _, what = item.strip().partition("=")
+            if name == model:
+                return what
+        return None
 
     def _handle_quietly(self):
         try:

@@ -216,7 +216,13 @@ def test_ollama_model_costs_zero(stack):
     k = stack.api.create_key()
     r = stack.chat(k["key"], "ollama/llama3.2",
                    headers=usage_hdr(OPENAI_USAGE))
-    check_run(stack, r, OPENAI_TOKENS, None, model="ollama/llama3.2")
+    # the prefix names the provider; Ollama gets the model without it, on
+    # its OpenAI-compatible path
+    check_run(stack, r, OPENAI_TOKENS, None, model="llama3.2",
+              model_requested="ollama/llama3.2", provider="ollama")
+    up = stack.mock.requests[-1]
+    assert up.path == "/v1/chat/completions", up
+    assert up.json()["model"] == "llama3.2", up.json()
 
 
 def test_provider_of_kind_ollama_costs_zero(stack):

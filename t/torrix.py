@@ -348,7 +348,15 @@ http {{
         location /v1/ {{
             torrix on;
             torrix_max_body_size 64k;
+            torrix_fallback @torrix_fallback;
             include {repo}/conf/torrix_proxy.conf;
+        }}
+
+        location @torrix_fallback {{
+            torrix on;
+            torrix_max_body_size 64k;
+            include {tmp}/torrix_proxy_fallback.conf;
+            include {repo}/conf/torrix_fallback.conf;
         }}
 
         location = /proxy {{
@@ -413,6 +421,7 @@ class Stack:
             "OPENAI_API_KEY": UPSTREAM_OPENAI_KEY,
             "ANTHROPIC_BASE_URL": self.mock.url,
             "ANTHROPIC_API_KEY": UPSTREAM_ANTHROPIC_KEY,
+            "OLLAMA_BASE_URL": self.mock.url,
             "TORRIX_TEST": "1",
         })
         env.update(extra)
@@ -491,6 +500,11 @@ class Stack:
             port=self.port, cp_port=self.cp_port, repo=REPO)
         path = self.tmp / "nginx.conf"
         path.write_text(conf)
+        # attempts that may fall back time out sooner, so a test can wait
+        proxy = (REPO / "conf" / "torrix_proxy.conf").read_text()
+        (self.tmp / "torrix_proxy_fallback.conf").write_text(
+            proxy.replace("proxy_read_timeout             600s;",
+                          "proxy_read_timeout             2s;"))
         return path
 
     def nginx_env(self):
