@@ -15,13 +15,19 @@
 #include "txcp_http.h"
 
 
-/* The merged (env + store) view of one provider. Strings are borrowed. */
+/*
+ * The merged (env + store) view of one provider.  Strings are borrowed.
+ * The credential is never here in plaintext: txcp_provider_api_key()
+ * opens it.
+ */
 typedef struct {
     const char *name;
     const char *kind; /* "openai", "anthropic", "compat", "ollama" */
     const char *base_url;
-    const char *api_key; /* NULL when none */
-    const char *source;  /* "store", "env" or "default" */
+    const char *api_key_sealed; /* stored credential (txcp_vault.h), or NULL */
+    const char *api_key_env;    /* built-in: env credential, or NULL */
+    int         api_key_set;    /* one of them is there */
+    const char *source;         /* "store", "env" or "default" */
     int         builtin;
 } txcp_provider_t;
 
@@ -39,6 +45,15 @@ void txcp_providers_free(void);
  */
 int txcp_provider_get(MDB_txn *txn, const char *name, cJSON **rec,
                       txcp_provider_t *p);
+
+/*
+ * The plaintext credential of p (filled by txcp_provider_get() with its
+ * record still alive): the stored one, else the env one.  Returns it
+ * NUL-terminated in sodium_malloc memory the caller releases with
+ * txcp_vault_strfree(), or NULL when p has none or the stored one does not
+ * open (logged).
+ */
+char *txcp_provider_api_key(const txcp_provider_t *p);
 
 /* Built-in provider names, NULL-terminated. */
 extern const char *const txcp_builtin_providers[];

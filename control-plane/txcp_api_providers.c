@@ -20,6 +20,7 @@
 #include "txcp_json.h"
 #include "txcp_publish.h"
 #include "txcp_store.h"
+#include "txcp_vault.h"
 
 
 #define TXCP_SETTINGS_ID    "settings"
@@ -235,8 +236,9 @@ txcp_provider_get(MDB_txn *txn, const char *name, cJSON **recp,
                   : txcp_env_url[b] ? txcp_env_url[b]
                                     : txcp_builtins[b].dflt_url;
 
-    s = txcp_json_str(rec, "api_key");
-    p->api_key = s ? s : b >= 0 ? txcp_env_key[b] : NULL;
+    p->api_key_sealed = txcp_json_str(rec, "api_key_sealed");
+    p->api_key_env = b >= 0 ? txcp_env_key[b] : NULL;
+    p->api_key_set = p->api_key_sealed || p->api_key_env;
 
     if (rec) {
         p->source = "store";
@@ -256,10 +258,47 @@ txcp_provider_get(MDB_txn *txn, const char *name, cJSON **recp,
         p->name = NULL;
         p->kind = NULL;
         p->base_url = NULL;
-        p->api_key = NULL;
+        p->api_key_sealed = NULL;
+        p->api_key_env = NULL;
     }
 
     return TX_OK;
+}
+
+
+char *
+txcp_provider_api_key(const txcp_provider_t *p)
+{
+    if (p->api_key_sealed) {
+        return txcp_vault_open_b64(p->api_key_sealed, p->name);
+    }
+
+    return p->api_key_env ? txcp_vault_strdup(p->api_key_env) : NULL;
+}
+
+
+/* A copy of the stored record with its credential opened, for a diff. */
+static cJSON *
+txcp_provider_diff_view(const cJSON *rec, const char *name)
+{
+    cJSON *view;
+
+    view = rec ? cJSON_Duplicate(rec, 1) : NULL;
+
+    if (view && txcp_vault_open_member(view, "api_key", name) == TX_ERROR) {
+        /* unreadable: still shows as a change */
+        txcp_json_set(view, "api_key", cJSON_CreateString(""));
+    }
+
+    return view;
+}
+
+
+static void
+txcp_provider_diff_free(cJSON *view)
+{
+    txcp_vault_wipe_member(view, "api_key");
+    cJSON_Delete(view);
 }
 
 
@@ -272,7 +311,7 @@ txcp_provider_output(const char *name, const txcp_provider_t *p)
     cJSON_AddStringToObject(out, "name", name);
     cJSON_AddStringToObject(out, "kind", p->kind);
     cJSON_AddStringToObject(out, "base_url", p->base_url);
-    cJSON_AddBoolToObject(out, "api_key_set", p->api_key && *p->api_key);
+    cJSON_AddBoolToObject(out, "api_key_set", p->api_key_set);
     cJSON_AddStringToObject(out, "source", p->source);
     cJSON_AddBoolToObject(out, "builtin", p->builtin);
 
@@ -386,7 +425,7 @@ txcp_api_providers_put(txcp_req_t *r)
     int             rc, b;
     char            err[256];
     const char     *kind;
-    cJSON          *body, *rec, *old, *diff, *prec;
+    cJSON          *body, *rec, *old, *diff, *prec, *stored;
     MDB_txn        *txn;
     txcp_provider_t p;
 
@@ -396,6 +435,11 @@ txcp_api_providers_put(txcp_req_t *r)
     }
 
     body = txcp_api_body(r);
+
+    if (r->body) {
+        sodium_memzero(r->body, r->len);
+    }
+
     if (body == NULL) {
         return;
     }
@@ -435,9 +479,17 @@ txcp_api_providers_put(txcp_req_t *r)
 
     cJSON_AddStringToObject(rec, "_name", r->id);
 
-    old = txcp_store_get(txn, TXCP_DB_PROVIDERS, r->id);
+    stored = txcp_store_get(txn, TXCP_DB_PROVIDERS, r->id);
+    old = txcp_provider_diff_view(stored, r->id);
+    cJSON_Delete(stored);
 
     txcp_json_diff(txcp_provider_fields, old, rec, diff);
+
+    /* the credential is stored sealed only */
+
+    if (txcp_vault_seal_member(rec, "api_key", r->id) != TX_OK) {
+        goto internal;
+    }
 
     rc = txcp_api_commit(r, txn, TXCP_DB_PROVIDERS, r->id, rec,
                          old ? "edit" : "create", "provider", diff);
@@ -471,9 +523,11 @@ done:
     }
 
     cJSON_Delete(prec);
+    txcp_vault_wipe_member(body, "api_key");
+    txcp_vault_wipe_member(rec, "api_key");
     cJSON_Delete(body);
     cJSON_Delete(rec);
-    cJSON_Delete(old);
+    txcp_provider_diff_free(old);
     cJSON_Delete(diff);
 }
 
@@ -482,7 +536,7 @@ void
 txcp_api_providers_delete(txcp_req_t *r)
 {
     int             rc;
-    cJSON          *old, *diff, *prec;
+    cJSON          *old, *diff, *prec, *view;
     MDB_txn        *txn;
     txcp_provider_t p;
 
@@ -496,7 +550,9 @@ txcp_api_providers_delete(txcp_req_t *r)
         goto done;
     }
 
-    txcp_json_diff(txcp_provider_fields, old, NULL, diff);
+    view = txcp_provider_diff_view(old, r->id);
+    txcp_json_diff(txcp_provider_fields, view, NULL, diff);
+    txcp_provider_diff_free(view);
 
     rc = txcp_api_commit(r, txn, TXCP_DB_PROVIDERS, r->id, NULL, "delete",
                          "provider", diff);

@@ -74,6 +74,12 @@ static const txcp_option_t txcp_options[] = {
      "when started as root: owner given to the snapshot files and the "
      "spool directory (the nginx worker user)"},
 
+    {"master_key_file", TXCP_OPT_STRING, offsetof(txcp_conf_t, master_key_file),
+     0, 4096, "", NULL,
+     "file holding the vault master key (64 hex characters or base64 of 32 "
+     "bytes); unset: env TORRIX_MASTER_KEY, else $DATA/master.key (created "
+     "on first start)"},
+
     {"log_level", TXCP_OPT_ENUM, offsetof(txcp_conf_t, log_level), 0, 0, "info",
      txcp_log_levels, "debug, info, warn or error"},
 
@@ -484,7 +490,9 @@ txcp_config_free(txcp_conf_t *conf)
     free(conf->data_dir);
     free(conf->listen);
     free(conf->dataplane_user);
+    free(conf->master_key_file);
     conf->data_dir = NULL;
     conf->listen = NULL;
     conf->dataplane_user = NULL;
+    conf->master_key_file = NULL;
 }

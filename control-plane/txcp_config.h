@@ -22,6 +22,7 @@ typedef struct {
     long long ingest_interval_ms;
     long long ingest_batch;
     char     *dataplane_user;         /* malloc'd, "" = none */
+    char     *master_key_file;        /* malloc'd, "" = env or $DATA */
     long long log_level;              /* TXCP_LOG_* */
     long long daemonize;              /* 0/1 */
     long long webhook_timeout_ms;     /* one delivery attempt */

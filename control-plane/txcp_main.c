@@ -7,6 +7,7 @@
  *   torrix-cp pricing import FILE --data DIR      (LiteLLM JSON catalog)
  *   torrix-cp audit tamper --data DIR --seq N     (test aid, TORRIX_TEST=1)
  *   torrix-cp keys seed N --data DIR [--project ID]   (offline, benchmarks)
+ *   torrix-cp vault rotate [--new-key-file F] --data DIR   (stopped daemon)
  */
 
 #include <errno.h>
@@ -29,6 +30,7 @@
 #include "txcp_publish.h"
 #include "txcp_rollup.h"
 #include "txcp_store.h"
+#include "txcp_vault.h"
 #include "txcp_webhook.h"
 
 
@@ -108,6 +110,16 @@ txcp_dataplane_chown(void)
                      strerror(errno));
             return TX_ERROR;
         }
+    }
+
+    /* the data-plane key: readable by the workers' group, never writable */
+
+    txcp_vault_dp_path(path, sizeof(path));
+
+    if (chown(path, (uid_t) -1, pw->pw_gid) != 0) {
+        txcp_log(TXCP_LOG_ERROR, "chown failed", "path=%s err=\"%s\"", path,
+                 strerror(errno));
+        return TX_ERROR;
     }
 
     txcp_log(TXCP_LOG_INFO, "data plane files chowned", "user=%s",
@@ -264,6 +276,10 @@ main(int argc, char **argv)
         return txcp_seed_cli(argc, argv);
     }
 
+    if (argc >= 2 && strcmp(argv[1], "vault") == 0) {
+        return txcp_vault_cli(argc, argv);
+    }
+
     for (i = 1; i < argc; i++) {
         if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
             txcp_config_usage();
@@ -293,16 +309,24 @@ main(int argc, char **argv)
     }
 
     /*
-     * The snapshot holds provider credentials: its files are 0660 (owner
-     * and group: the nginx workers), never world-readable.
+     * The snapshot's files are 0660 (owner and group: the nginx workers),
+     * never world-readable; the provider credentials in it are sealed
+     * under $DATA/dataplane.key all the same (txcp_vault.h).
      */
 
     umask(007);
 
     rc = 1;
 
+    /*
+     * The master key before the store: txcp_store_open() checks it against
+     * the store's check value (and exits here on a wrong key) before any
+     * migration seals with it.
+     */
+
     if (txcp_mkdir(txcp.conf.data_dir, 0711) != TX_OK
-        || txcp_providers_init() != TX_OK || txcp_store_open(1) != TX_OK)
+        || txcp_providers_init() != TX_OK || txcp_vault_init(1) != TX_OK
+        || txcp_store_open(1) != TX_OK)
     {
         goto done;
     }
@@ -342,6 +366,7 @@ done:
     txcp_ingest_free();
     txcp_snapshot_close();
     txcp_store_close();
+    txcp_vault_free();
     txcp_providers_free();
 
     if (rc == 0) {

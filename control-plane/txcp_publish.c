@@ -22,6 +22,7 @@
 #include "txcp_rollup.h"
 #include "txcp_routing.h"
 #include "txcp_store.h"
+#include "txcp_vault.h"
 
 
 static const char *const txcp_sdb_names[TXCP_SDB_N] =
@@ -326,11 +327,67 @@ txcp_pub_tenant(MDB_txn *txn, int kind, const char *id, const cJSON *rec)
 }
 
 
+/*
+ * The credential of `name` sealed under the data-plane key into sealed
+ * (*slen = 0 when there is none).  The blob already in the snapshot is kept
+ * when it holds the same credential: a resync dirties no page.
+ */
+static int
+txcp_pub_provider_seal(MDB_txn *txn, const char *name, const txcp_provider_t *p,
+                       uint8_t *sealed, size_t cap, size_t *slen)
+{
+    int               rc;
+    char             *key;
+    size_t            klen;
+    MDB_val           k, v;
+    tx_provider_rec_t cur;
+
+    *slen = 0;
+
+    if (!p->api_key_set) {
+        return 0;
+    }
+
+    key = txcp_provider_api_key(p);
+    if (key == NULL) {
+        return EINVAL;
+    }
+
+    klen = strlen(key);
+
+    k.mv_data = (void *) name;
+    k.mv_size = strlen(name);
+
+    if (mdb_get(txn, txcp.sdb[TXCP_SDB_PROVIDERS], &k, &v) == 0
+        && tx_provider_rec_decode(v.mv_data, v.mv_size, &cur) == TX_OK
+        && cur.sealed.len > 0 && cur.sealed.len <= cap
+        && txcp_vault_dp_same(name, cur.sealed.data, cur.sealed.len,
+                              (const uint8_t *) key, klen))
+    {
+        memcpy(sealed, cur.sealed.data, cur.sealed.len);
+        *slen = cur.sealed.len;
+        rc = 0;
+
+    } else {
+        rc = txcp_vault_dp_seal(name, (const uint8_t *) key, klen, sealed, cap,
+                                slen)
+                     == TX_OK
+                 ? 0
+                 : EINVAL;
+    }
+
+    txcp_vault_strfree(key);
+
+    return rc;
+}
+
+
 static int
 txcp_pub_provider(MDB_txn *rtxn, MDB_txn *txn, const char *name)
 {
     int             rc;
-    uint8_t         buf[8192];
+    uint8_t         buf[8192], sealed[tx_seal_len(4096)];
+    size_t          slen;
     cJSON          *rec;
     tx_wbuf_t       wb;
     txcp_provider_t p;
@@ -342,11 +399,25 @@ txcp_pub_provider(MDB_txn *rtxn, MDB_txn *txn, const char *name)
         return txcp_snap_del(txn, TXCP_SDB_PROVIDERS, name, strlen(name));
     }
 
+    /* never TX_PRV_API_KEY: the credential goes out sealed only */
+
+    rc = txcp_pub_provider_seal(txn, name, &p, sealed, sizeof(sealed), &slen);
+
+    if (rc != 0) {
+        txcp_log(TXCP_LOG_ERROR, "provider credential not published",
+                 "provider=%s", name);
+        cJSON_Delete(rec);
+        return rc;
+    }
+
     tx_wbuf_init(&wb, buf, sizeof(buf));
     tx_rec_put_cstr(&wb, TX_PRV_NAME, name);
     tx_rec_put_u64(&wb, TX_PRV_KIND, txcp_provider_kind(p.kind));
     tx_rec_put_cstr(&wb, TX_PRV_BASE_URL, p.base_url);
-    tx_rec_put_cstr(&wb, TX_PRV_API_KEY, p.api_key);
+
+    if (slen > 0) {
+        tx_rec_put_bytes(&wb, TX_PRV_SEALED, sealed, slen);
+    }
 
     cJSON_Delete(rec);
 
@@ -356,8 +427,6 @@ txcp_pub_provider(MDB_txn *rtxn, MDB_txn *txn, const char *name)
 
     rc = txcp_snap_put(txn, TXCP_SDB_PROVIDERS, name, strlen(name), buf,
                        wb.pos - wb.start);
-
-    sodium_memzero(buf, sizeof(buf));
 
     return rc;
 }

@@ -16,6 +16,7 @@
 #include "txcp_run.h"
 #include "txcp_store.h"
 #include "txcp_audit.h"
+#include "txcp_vault.h"
 
 
 static const char *const txcp_db_names[TXCP_DB_N] =
@@ -149,6 +150,12 @@ txcp_store_open(int create)
         txcp_log(TXCP_LOG_ERROR, "store schema is newer than this binary",
                  "schema=%llu known=%d", (unsigned long long) schema,
                  TXCP_STORE_SCHEMA);
+        goto failed_txn;
+    }
+
+    /* the check value first: nothing is sealed under a wrong key */
+
+    if (txcp_vault_loaded() && txcp_vault_store_open(txn) != TX_OK) {
         goto failed_txn;
     }
 
@@ -458,6 +465,17 @@ txcp_store_migrate(MDB_txn *txn, uint64_t from, uint64_t to)
 
         case 2:
             /* webhooks, alerts, alert_marks, outbox: new, empty */
+            break;
+
+        case 3:
+            /*
+             * provider credentials are sealed (txcp_vault.h): a plaintext
+             * "api_key" becomes "api_key_sealed"; meta gains "vault_check"
+             * (written by txcp_vault_store_open() before this step)
+             */
+            if (txcp_vault_migrate(txn) != TX_OK) {
+                return TX_ERROR;
+            }
             break;
 
         default:
