@@ -42,8 +42,7 @@ static ngx_int_t ngx_http_torrix_route(ngx_http_request_t    *r,
                                        ngx_http_torrix_ctx_t *ctx);
 static ngx_int_t ngx_http_torrix_route_proxy(ngx_http_request_t    *r,
                                              ngx_http_torrix_ctx_t *ctx);
-static ngx_int_t ngx_http_torrix_models(ngx_http_request_t    *r,
-                                        ngx_http_torrix_ctx_t *ctx);
+
 static ngx_int_t ngx_http_torrix_copy(ngx_pool_t *pool, ngx_str_t *dst,
                                       const tx_str_t *src);
 static ngx_int_t ngx_http_torrix_inject_usage(ngx_http_request_t    *r,
@@ -189,7 +188,7 @@ ngx_http_torrix_finish(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
     }
 
     if (ctx->status == NGX_HTTP_OK && ctx->endpoint == TX_EP_MODELS) {
-        rc = ngx_http_torrix_models(r, ctx);
+        rc = ngx_http_torrix_route_models(r, ctx);
 
     } else {
         rc = ngx_http_torrix_send_error(r, ctx);
@@ -946,58 +945,6 @@ ngx_http_torrix_upstream_name(ngx_pool_t *pool, tx_url_t *u,
     ngx_memcpy(p, u->hostport.data, u->hostport.len);
 
     return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_http_torrix_models(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
-{
-    u_char *body, *p, *s, *e, *nl;
-    size_t  len;
-
-    len = sizeof("{\"object\":\"list\",\"data\":[]}") + ctx->models.len * 6
-          + (ctx->models.len + 1)
-                * sizeof("{\"id\":\"\",\"object\":\"model\",\"created\":0,"
-                         "\"owned_by\":\"torrix\"},");
-
-    body = ngx_pnalloc(r->pool, len);
-    if (body == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    p = ngx_cpymem(body, "{\"object\":\"list\",\"data\":[",
-                   sizeof("{\"object\":\"list\",\"data\":[") - 1);
-
-    s = ctx->models.data;
-    e = ctx->models.data + ctx->models.len;
-
-    while (s < e) {
-        nl = ngx_strlchr(s, e, '\n');
-        if (nl == NULL) {
-            nl = e;
-        }
-
-        if (nl > s && ngx_strlchr(s, nl, '*') == NULL) {
-            if (p[-1] == '}') {
-                *p++ = ',';
-            }
-
-            p = ngx_cpymem(p, "{\"id\":\"", sizeof("{\"id\":\"") - 1);
-            p = ngx_http_torrix_json_escape(p, s, nl - s);
-            p = ngx_cpymem(p,
-                           "\",\"object\":\"model\",\"created\":0,"
-                           "\"owned_by\":\"torrix\"}",
-                           sizeof("\",\"object\":\"model\",\"created\":0,"
-                                  "\"owned_by\":\"torrix\"}")
-                               - 1);
-        }
-
-        s = nl + 1;
-    }
-
-    p = ngx_cpymem(p, "]}", 2);
-
-    return ngx_http_torrix_send_json(r, NGX_HTTP_OK, body, p - body);
 }
 
 

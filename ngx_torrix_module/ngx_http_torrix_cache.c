@@ -365,8 +365,7 @@ ngx_http_torrix_cache_rules(MDB_txn *txn, ngx_uint_t *n)
     *n = 0;
 
     if (ngx_array_init(&a, c->pool, 8, sizeof(ngx_http_torrix_rule_t))
-        != NGX_OK)
-    {
+        != NGX_OK) {
         return NULL;
     }
 
@@ -571,9 +570,21 @@ ngx_http_torrix_cache_price(MDB_txn *txn, const u_char *model, size_t len)
             == TX_OK
         && tx_price_decode(val.data, val.len, &e->price) == TX_OK)
     {
-        /* the provider name borrows the value: not kept */
-        e->price.provider.len = 0;
-        e->price.provider.data = NULL;
+        /* the provider name borrows the value: a copy in the memo */
+        if (e->price.provider.len) {
+            u_char *p;
+
+            p = ngx_pnalloc(c->pool, e->price.provider.len);
+            if (p == NULL) {
+                e->price.provider.len = 0;
+
+            } else {
+                ngx_memcpy(p, e->price.provider.data, e->price.provider.len);
+            }
+
+            e->price.provider.data = p;
+        }
+
         e->found = 1;
     }
 

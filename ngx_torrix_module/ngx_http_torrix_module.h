@@ -262,6 +262,10 @@ ngx_int_t ngx_http_torrix_route_plan(ngx_http_request_t    *r,
 ngx_int_t ngx_http_torrix_route_apply(ngx_http_request_t    *r,
                                       ngx_http_torrix_ctx_t *ctx, MDB_txn *txn);
 
+/* GET /v1/models for the key: catalog, aliases, chains, allowlist */
+ngx_int_t ngx_http_torrix_route_models(ngx_http_request_t    *r,
+                                       ngx_http_torrix_ctx_t *ctx);
+
 /* Records how the attempt that went to the proxy ended. */
 void ngx_http_torrix_attempt_end(ngx_http_request_t    *r,
                                  ngx_http_torrix_ctx_t *ctx);

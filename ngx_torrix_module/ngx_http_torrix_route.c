@@ -788,3 +788,245 @@ ngx_http_torrix_attempt_end(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
         a->error = status < 500 ? "http_4xx" : "http_5xx";
     }
 }
+
+
+typedef struct {
+    ngx_str_t id;
+    ngx_str_t owner;
+    ngx_str_t alias_of;
+} ngx_http_torrix_model_item_t;
+
+
+static int ngx_libc_cdecl
+ngx_http_torrix_model_cmp(const void *a, const void *b)
+{
+    ngx_int_t                           rc;
+    const ngx_http_torrix_model_item_t *x = a, *y = b;
+
+    rc = ngx_memn2cmp(x->id.data, y->id.data, x->id.len, y->id.len);
+    if (rc) {
+        return rc;
+    }
+
+    /* an alias first: it is the one kept */
+    return (x->alias_of.len == 0) - (y->alias_of.len == 0);
+}
+
+
+static ngx_int_t
+ngx_http_torrix_models_add(ngx_array_t *a, ngx_pool_t *pool, tx_str_t *id,
+                           tx_str_t *owner, ngx_str_t *alias_of)
+{
+    ngx_http_torrix_model_item_t *m;
+
+    m = ngx_array_push(a);
+    if (m == NULL) {
+        return NGX_ERROR;
+    }
+
+    m->id.len = id->len;
+    m->id.data = ngx_pnalloc(pool, id->len + owner->len + alias_of->len + 1);
+    if (m->id.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(m->id.data, id->data, id->len);
+
+    m->owner.data = m->id.data + id->len;
+    m->owner.len = owner->len;
+    ngx_memcpy(m->owner.data, owner->data, owner->len);
+
+    m->alias_of.data = m->owner.data + owner->len;
+    m->alias_of.len = alias_of->len;
+    if (alias_of->len) {
+        ngx_memcpy(m->alias_of.data, alias_of->data, alias_of->len);
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * GET /v1/models: the models this key may ask for, in OpenAI's list shape:
+ * the priced models of the catalog, the exact router rules of the key's
+ * organization and the global ones (aliases, "owned_by": "torrix" with
+ * "alias_of"), the primaries of fallback chains, and the exact entries of
+ * the key's allowlist, each kept when the allowlist admits it.
+ */
+ngx_int_t
+ngx_http_torrix_route_models(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
+{
+    u_char                       *body, *p;
+    size_t                        len;
+    void                         *cur;
+    MDB_txn                      *txn;
+    tx_str_t                      k, v, models, owner, item;
+    tx_price_t                    price;
+    ngx_str_t                     none, list[64];
+    ngx_uint_t                    i, n, nrules;
+    ngx_array_t                   a;
+    ngx_http_torrix_rule_t       *rules;
+    ngx_http_torrix_model_item_t *m;
+
+    static tx_str_t torrix = {6, (const uint8_t *) "torrix"};
+
+    if (ngx_array_init(&a, r->pool, 64, sizeof(ngx_http_torrix_model_item_t))
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    models.data = ctx->models.data;
+    models.len = ctx->models.len;
+    none.len = 0;
+    none.data = NULL;
+
+    /* the allowlist's exact names */
+    n = ngx_http_torrix_split(&ctx->models, list, 64);
+
+    for (i = 0; i < n; i++) {
+        if (ngx_strlchr(list[i].data, list[i].data + list[i].len, '*')) {
+            continue;
+        }
+
+        item.data = list[i].data;
+        item.len = list[i].len;
+
+        if (ngx_http_torrix_models_add(&a, r->pool, &item, &torrix, &none)
+            != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    txn = ngx_http_torrix_txn(r, ctx);
+    if (txn == NULL) {
+        return ngx_http_torrix_send_error(r, ctx);
+    }
+
+    cur = NULL;
+
+    while (ngx_http_torrix_snapshot_next(txn, NGX_HTTP_TORRIX_DB_PRICES, &cur,
+                                         &k, &v)
+           == TX_OK)
+    {
+        if (!tx_glob_list_match(&models, k.data, k.len)
+            || tx_price_decode(v.data, v.len, &price) != TX_OK)
+        {
+            continue;
+        }
+
+        owner = price.provider.len ? price.provider : torrix;
+
+        if (ngx_http_torrix_models_add(&a, r->pool, &k, &owner, &none)
+            != NGX_OK) {
+            ngx_http_torrix_snapshot_close_cursor(cur);
+            ngx_http_torrix_snapshot_end();
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    cur = NULL;
+
+    while (ngx_http_torrix_snapshot_next(txn, NGX_HTTP_TORRIX_DB_FALLBACKS,
+                                         &cur, &k, &v)
+           == TX_OK)
+    {
+        if (!tx_glob_list_match(&models, k.data, k.len)) {
+            continue;
+        }
+
+        if (ngx_http_torrix_models_add(&a, r->pool, &k, &torrix, &none)
+            != NGX_OK) {
+            ngx_http_torrix_snapshot_close_cursor(cur);
+            ngx_http_torrix_snapshot_end();
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    rules = ngx_http_torrix_cache_rules(txn, &nrules);
+
+    for (i = 0; i < nrules; i++) {
+        if (rules[i].glob
+            || (rules[i].org.len
+                && (rules[i].org.len != ctx->org.len
+                    || ngx_strncmp(rules[i].org.data, ctx->org.data,
+                                   ctx->org.len)
+                           != 0)))
+        {
+            continue;
+        }
+
+        item.data = rules[i].pattern.data;
+        item.len = rules[i].pattern.len;
+
+        if (!tx_glob_list_match(&models, item.data, item.len)) {
+            continue;
+        }
+
+        if (ngx_http_torrix_models_add(&a, r->pool, &item, &torrix,
+                                       &rules[i].target)
+            != NGX_OK)
+        {
+            ngx_http_torrix_snapshot_end();
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    ngx_http_torrix_snapshot_end();
+
+    m = a.elts;
+    ngx_qsort(m, a.nelts, sizeof(ngx_http_torrix_model_item_t),
+              ngx_http_torrix_model_cmp);
+
+    len = sizeof("{\"object\":\"list\",\"data\":[]}");
+    for (i = 0; i < a.nelts; i++) {
+        len += sizeof("{\"id\":\"\",\"object\":\"model\",\"created\":0,"
+                      "\"owned_by\":\"\",\"alias_of\":\"\"},")
+               + (m[i].id.len + m[i].owner.len + m[i].alias_of.len) * 6;
+    }
+
+    body = ngx_pnalloc(r->pool, len);
+    if (body == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_cpymem(body, "{\"object\":\"list\",\"data\":[",
+                   sizeof("{\"object\":\"list\",\"data\":[") - 1);
+
+    for (i = 0; i < a.nelts; i++) {
+        /* sorted: an alias first, then a duplicate of the same id */
+        if (i > 0 && m[i].id.len == m[i - 1].id.len
+            && ngx_memcmp(m[i].id.data, m[i - 1].id.data, m[i].id.len) == 0)
+        {
+            continue;
+        }
+
+        if (p[-1] == '}') {
+            *p++ = ',';
+        }
+
+        p = ngx_cpymem(p, "{\"id\":\"", sizeof("{\"id\":\"") - 1);
+        p = ngx_http_torrix_json_escape(p, m[i].id.data, m[i].id.len);
+        p = ngx_cpymem(p,
+                       "\",\"object\":\"model\",\"created\":0,\"owned_by\":\"",
+                       sizeof("\",\"object\":\"model\",\"created\":0,"
+                              "\"owned_by\":\"")
+                           - 1);
+        p = ngx_http_torrix_json_escape(p, m[i].owner.data, m[i].owner.len);
+        *p++ = '"';
+
+        if (m[i].alias_of.len) {
+            p = ngx_cpymem(p, ",\"alias_of\":\"",
+                           sizeof(",\"alias_of\":\"") - 1);
+            p = ngx_http_torrix_json_escape(p, m[i].alias_of.data,
+                                            m[i].alias_of.len);
+            *p++ = '"';
+        }
+
+        *p++ = '}';
+    }
+
+    p = ngx_cpymem(p, "]}", 2);
+
+    return ngx_http_torrix_send_json(r, NGX_HTTP_OK, body, p - body);
+}

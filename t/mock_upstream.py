@@ -22,7 +22,8 @@ request headers (nginx forwards them):
     x-mock-usage-always    1: an OpenAI chat stream ends with the usage chunk
     x-mock-fail-models     comma-separated "model=STATUS" (an error body
                            with that status), "model=slow" (sleeps 5 s
-                           first) or "model=break" (a stream that starts and
+                           first), "model=delayN" (sleeps N ms, then answers)
+                           or "model=break" (a stream that starts and
                            then drops the connection): per model, so a
                            fallback chain can fail one model and not another
                            even when the request did not ask for it
@@ -173,6 +174,8 @@ class _Handler(BaseHTTPRequestHandler):
         rule = self._fail_rule(body)
         if rule == "slow":
             time.sleep(5)
+        elif rule and rule.startswith("delay"):
+            time.sleep(int(rule[5:]) / 1000.0)
         elif rule == "break":
             self._start_sse()
             self._chunk(b'data: {"id":"x","object":"chat.completion.chunk",'
