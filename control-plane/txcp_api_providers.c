@@ -269,7 +269,7 @@ txcp_provider_get(MDB_txn *txn, const char *name, cJSON **recp,
 char *
 txcp_provider_api_key(const txcp_provider_t *p)
 {
-    if (p->api_key_sealed) {
+    if (p->api_key_sealed && p->name) {
         return txcp_vault_open_b64(p->api_key_sealed, p->name);
     }
 

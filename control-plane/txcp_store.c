@@ -28,6 +28,7 @@ static const char *const txcp_db_names[TXCP_DB_N] =
 
 
 static int txcp_store_bootstrap(MDB_txn *txn, char *secret, int *created);
+static int txcp_store_compact(int create);
 static int txcp_store_write_admin_key(const char *secret, char *path,
                                       size_t len);
 
@@ -74,7 +75,7 @@ txcp_store_commit(MDB_txn *txn)
 int
 txcp_store_open(int create)
 {
-    int         rc, i, created;
+    int         rc, i, created, compact;
     char        path[4096], keypath[4096];
     char       *secret;
     uint64_t    schema;
@@ -86,6 +87,7 @@ txcp_store_open(int create)
     txn = NULL;
     secret = NULL;
     created = 0;
+    compact = 0;
 
     snprintf(path, sizeof(path), "%s/store", txcp.conf.data_dir);
 
@@ -164,6 +166,9 @@ txcp_store_open(int create)
             goto failed_txn;
         }
 
+        /* schema 4 sealed plaintext credentials: drop their old pages */
+        compact = schema > 0 && schema < 4;
+
         txcp_put_le64(buf, TXCP_STORE_SCHEMA);
         v.mv_data = buf;
         v.mv_size = 8;
@@ -225,6 +230,10 @@ txcp_store_open(int create)
     if (secret) {
         sodium_memzero(secret, TX_KEY_SECRET_LEN + 1);
         sodium_free(secret);
+    }
+
+    if (compact) {
+        return txcp_store_compact(create);
     }
 
     return TX_OK;
@@ -436,6 +445,51 @@ txcp_store_index_runs(MDB_txn *txn)
     mdb_cursor_close(cur);
 
     return rc == MDB_NOTFOUND ? TX_OK : TX_ERROR;
+}
+
+
+/*
+ * Rewrites store/data.mdb with its live pages only (MDB_CP_COMPACT) and
+ * reopens the store: the plaintext a migration sealed would otherwise
+ * survive in the file's free pages until reused.
+ */
+static int
+txcp_store_compact(int create)
+{
+    int  rc;
+    char dir[4096], from[4200], to[4200];
+
+    snprintf(dir, sizeof(dir), "%s/store.compact", txcp.conf.data_dir);
+    snprintf(from, sizeof(from), "%s/data.mdb", dir);
+    snprintf(to, sizeof(to), "%s/store/data.mdb", txcp.conf.data_dir);
+
+    (void) unlink(from);
+
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        txcp_log(TXCP_LOG_ERROR, "mkdir failed", "path=%s err=\"%s\"", dir,
+                 strerror(errno));
+        txcp_store_close();
+        return TX_ERROR;
+    }
+
+    rc = mdb_env_copy2(txcp.store, dir, MDB_CP_COMPACT);
+
+    txcp_store_close();
+
+    if (rc != 0 || chmod(from, 0600) != 0 || rename(from, to) != 0) {
+        txcp_log(TXCP_LOG_ERROR, "store compaction failed",
+                 "path=%s err=\"%s\"", dir,
+                 rc ? mdb_strerror(rc) : strerror(errno));
+        (void) unlink(from);
+        (void) rmdir(dir);
+        return TX_ERROR;
+    }
+
+    (void) rmdir(dir);
+
+    txcp_log(TXCP_LOG_INFO, "store compacted", "path=%s", to);
+
+    return txcp_store_open(create);
 }
 
 

@@ -478,6 +478,9 @@ def test_migrates_plaintext_store(cp):
     assert '"api_key"' not in text and '"api_key_sealed"' in text
     assert PLAIN.encode() not in b"".join(
         v for db in store.values() for v in db.values())
+    # the store file was compacted: no old page keeps the plaintext
+    assert "store compacted" in out
+    assert_absent(cp.data, PLAIN)
     assert cp.api.get("/vault").json()["credentials"] == 1
     # the check value is there now: a wrong key is refused
     cp.stop_cp()
