@@ -204,7 +204,15 @@ $(upstream_blocks)
         location /v1/ {
             torrix                on;
             torrix_max_body_size  4m;
+            torrix_fallback       @torrix_fallback;
             include               $ROOT/conf/torrix_proxy.conf;
+        }
+
+        location @torrix_fallback {
+            torrix                on;
+            torrix_max_body_size  4m;
+            include               $ROOT/conf/torrix_proxy.conf;
+            include               $ROOT/conf/torrix_fallback.conf;
         }
 
         location = /proxy {
