@@ -458,7 +458,10 @@ ngx_http_torrix_cache_build_provider(ngx_http_torrix_provider_t *p,
 
     key.data = s + rec->base_url.len;
     key.len = rec->api_key.len;
-    ngx_memcpy(key.data, rec->api_key.data, key.len);
+
+    if (key.len) {
+        ngx_memcpy(key.data, rec->api_key.data, key.len);
+    }
 
     if (rec->sealed.len
         && ngx_http_torrix_creds_open(&p->name, &rec->sealed, pool, &key)
