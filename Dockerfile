@@ -9,6 +9,7 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       build-essential pkg-config nginx nginx-dev liblmdb-dev libcjson-dev \
       libsodium-dev libcurl4-openssl-dev libssl-dev libmicrohttpd-dev \
+      libyaml-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -24,7 +25,7 @@ FROM debian:12-slim
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       nginx liblmdb0 libcjson1 libsodium23 libcurl4 libssl3 \
-      libmicrohttpd12 ca-certificates tini \
+      libmicrohttpd12 libyaml-0-2 ca-certificates tini \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system torrix \
  && useradd --system --gid torrix --home /var/lib/torrix --shell /usr/sbin/nologin torrix \

@@ -8,6 +8,8 @@
  *   torrix-cp audit tamper --data DIR --seq N     (test aid, TORRIX_TEST=1)
  *   torrix-cp keys seed N --data DIR [--project ID]   (offline, benchmarks)
  *   torrix-cp vault rotate [--new-key-file F] --data DIR   (stopped daemon)
+ *   torrix-cp agents import FILE [--replace] --data DIR   (model_config.yaml)
+ *   torrix-cp agents export --data DIR
  */
 
 #include <errno.h>
@@ -29,6 +31,7 @@
 #include "txcp_pricing.h"
 #include "txcp_publish.h"
 #include "txcp_rollup.h"
+#include "txcp_routing.h"
 #include "txcp_store.h"
 #include "txcp_vault.h"
 #include "txcp_webhook.h"
@@ -278,6 +281,10 @@ main(int argc, char **argv)
 
     if (argc >= 2 && strcmp(argv[1], "vault") == 0) {
         return txcp_vault_cli(argc, argv);
+    }
+
+    if (argc >= 2 && strcmp(argv[1], "agents") == 0) {
+        return txcp_agents_cli(argc, argv);
     }
 
     for (i = 1; i < argc; i++) {
