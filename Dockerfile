@@ -34,6 +34,7 @@ RUN apt-get update \
 COPY --from=build /src/build/nginx/ngx_http_torrix_module.so /usr/lib/nginx/modules/
 COPY --from=build /src/build/torrix-cp /usr/local/bin/torrix-cp
 COPY conf/torrix_proxy.conf /etc/nginx/torrix_proxy.conf
+COPY conf/torrix_fallback.conf /etc/nginx/torrix_fallback.conf
 COPY docker/nginx.conf /etc/nginx/nginx.conf
 COPY docker/entrypoint.sh /usr/local/bin/torrix-entrypoint
 USER torrix

@@ -332,6 +332,9 @@ def main():
                              rpm=10 ** 9, tpm=10 ** 12,
                              daily_cap_usd=1e6, monthly_budget_usd=1e6)
         api.ok("PATCH", "/settings", {"sample_rate": 0.01})
+        # model rewrite on every request: a router rule for the bench model
+        api.ok("POST", "/routes", {"pattern": "gpt-4o-mini",
+                                   "target": "gpt-4o-mini-2024-07-18"})
         # the same key shape without any limit or budget: the cost of the
         # limit checks is the difference between the two torrix rows
         free = stack.api.create_key(
