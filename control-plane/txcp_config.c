@@ -473,7 +473,9 @@ txcp_config_usage(void)
                     "[--listen HOST:PORT]\n"
                     "                 [--dataplane-user USER] [--foreground] "
                     "[--OPTION VALUE]...\n"
-                    "       torrix-cp audit verify --data DIR\n\n"
+                    "       torrix-cp audit verify --data DIR\n"
+                    "       torrix-cp vault rotate [--new-key-file F] "
+                    "--data DIR\n\n"
                     "options (config file: \"name value\" lines; flags: "
                     "--name value):\n");
 

@@ -399,15 +399,17 @@ txcp_pub_provider(MDB_txn *rtxn, MDB_txn *txn, const char *name)
         return txcp_snap_del(txn, TXCP_SDB_PROVIDERS, name, strlen(name));
     }
 
-    /* never TX_PRV_API_KEY: the credential goes out sealed only */
+    /*
+     * Never TX_PRV_API_KEY: the credential goes out sealed only.  One that
+     * does not open is left out (the provider answers 401) rather than
+     * failing every publish.
+     */
 
-    rc = txcp_pub_provider_seal(txn, name, &p, sealed, sizeof(sealed), &slen);
-
-    if (rc != 0) {
+    if (txcp_pub_provider_seal(txn, name, &p, sealed, sizeof(sealed), &slen)
+        != 0) {
         txcp_log(TXCP_LOG_ERROR, "provider credential not published",
                  "provider=%s", name);
-        cJSON_Delete(rec);
-        return rc;
+        slen = 0;
     }
 
     tx_wbuf_init(&wb, buf, sizeof(buf));

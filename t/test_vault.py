@@ -488,3 +488,22 @@ def test_migrates_plaintext_store(cp):
     assert WRONG_KEY_MSG in out
     cp.start_cp()
 
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="dataplane_user needs root")
+def test_dataplane_key_group(cp_stopped, tmp, monkeypatch):
+    """With dataplane_user, dataplane.key gets that user's group (0640):
+    the workers' side can read it, not change it."""
+    import pwd
+    pw = pwd.getpwnam("nobody")
+    wrapper = tmp / "torrix-cp-wrapper"
+    wrapper.write_text('#!/bin/sh\nexec "%s" --dataplane-user nobody "$@"\n'
+                       % torrix.CP_BIN)
+    os.chmod(wrapper, 0o755)
+    monkeypatch.setattr(torrix, "CP_BIN", wrapper)
+    cp_stopped.start_cp()
+    st = (cp_stopped.data / "dataplane.key").stat()
+    assert st.st_gid == pw.pw_gid and st.st_uid == 0
+    assert stat.S_IMODE(st.st_mode) == 0o640
+    st = (cp_stopped.data / "master.key").stat()
+    assert st.st_gid == 0 and stat.S_IMODE(st.st_mode) == 0o600
