@@ -8,13 +8,14 @@ import ctypes
 import ctypes.util
 import os
 import stat
+import shutil
 import subprocess
 import time
 
 import pytest
 
 import torrix
-from torrix import Stack, UPSTREAM_OPENAI_KEY, wait_until
+from torrix import Stack, UPSTREAM_OPENAI_KEY
 
 PLAIN = "sk-vault-test-PLAINTEXT-0123456789abcdef"
 WRONG_KEY_MSG = "does not open this store: wrong key?"
@@ -244,7 +245,6 @@ def test_rotate_api_keeps_credentials(cp):
     # restart with the new key: the credential still opens; a full
     # republish from the store (snapshot removed) proves it
     cp.stop_cp()
-    import shutil
     shutil.rmtree(cp.data / "snapshot")
     cp.start_cp()
     p = cp.api.get("/providers/acme").json()
@@ -406,7 +406,6 @@ def test_cli_rotate(cp):
     assert [x["actor"] for x in a if x["action"] == "vault.rotate"] == \
         ["cli", "cli"]
     cp.stop_cp()
-    import shutil
     shutil.rmtree(cp.data / "snapshot")
     cp.start_cp()
     assert snapshot_credential(cp, "acme") == PLAIN
@@ -458,7 +457,6 @@ def test_migrates_plaintext_store(cp):
         '{"kind":"compat","base_url":"http://upstream.example/v1",'
         '"api_key":"%s","_name":"acme"}' % PLAIN).encode()
     cp.secrets.add(PLAIN)
-    import shutil
     shutil.rmtree(cp.data / "store")
     shutil.rmtree(cp.data / "snapshot")
     (cp.data / "master.key").unlink()
