@@ -226,24 +226,28 @@ def test_ollama_model_costs_zero(stack):
 
 
 def test_provider_of_kind_ollama_costs_zero(stack):
-    """The OpenAI endpoint routed to a provider of kind ollama: every model
-    it serves is free, even one with a price."""
-    r = stack.api.put("/providers/openai", {"kind": "ollama",
-                                            "base_url": stack.mock.url +
-                                            "/v1"})
-    if r.status_code == 400:
-        pytest.skip("provider kind can't be set on openai: %s" % r.text)
-    assert r.status_code == 200, r.text
+    """An operator's provider of kind ollama (its own name and base URL,
+    reached by prefix): every model it serves is free, even one with a
+    price."""
+    r = stack.api.put("/providers/gpu-box", {"kind": "ollama",
+                                             "base_url": stack.mock.url})
+    assert r.status_code in (200, 201), r.text
     k = stack.api.create_key()
 
     # the snapshot is republished within a second
     def zero_cost_run():
-        r = stack.chat(k["key"], "gpt-4o", headers=usage_hdr(OPENAI_USAGE))
+        r = stack.chat(k["key"], "gpu-box/gpt-4o",
+                       headers=usage_hdr(OPENAI_USAGE))
+        if r.status_code != 200:
+            return None
         run = stack.run(r.headers["x-torrix-run-id"])
-        return run if run["cost_usd"] == 0 else None
-    run = wait_until(zero_cost_run, 2, 0.05, "a free run")[0]
+        return run if run["provider"] == "gpu-box" else None
+    run = wait_until(zero_cost_run, 2, 0.05, "a run through gpu-box")[0]
+    assert run["cost_usd"] == 0, run
+    assert run["model"] == "gpt-4o", run
     assert run_tokens(run) == OPENAI_TOKENS
     assert run["flags"]["unpriced"] is False, run
+    assert stack.mock.requests[-1].path == "/v1/chat/completions"
 
 
 # -- include_usage injection -------------------------------------------------

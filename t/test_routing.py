@@ -378,3 +378,41 @@ def test_fallback_reserves_the_dearest_candidate(stack):
     # and the run is billed for what served it
     assert run["model"] == "gpt-4o-mini", run
     assert run["cost_usd"] < 1000 * o1 / 1e6, run
+
+
+# -- credentials through the gateway -----------------------------------------
+
+def test_gateway_credentials_sealed_live_and_rotated(stack):
+    """A provider key set through the API reaches the provider within a
+    second (the worker opens the sealed value with the data-plane key); a
+    master key rotation changes nothing for the gateway; the key is in no
+    file under the data dir, no run record and no API answer."""
+    secret = "sk-live-rotation-test-0123456789abcdef"
+    k = stack.api.create_key()
+    r = stack.api.put("/providers/openai", {"api_key": secret})
+    assert r.status_code == 200, r.text
+    assert secret not in r.text
+
+    def sent():
+        r = stack.chat(k["key"])
+        up = stack.mock.requests[-1]
+        return r if up.header("Authorization") == "Bearer " + secret \
+            else None
+    r = wait_until(sent, 2, 0.05, "the new key sent upstream")[0]
+    run = stack.api.get("/runs/" + r.headers["x-torrix-run-id"]).text
+
+    rot = stack.api.post("/vault/rotate", {})
+    assert rot.status_code == 200, rot.text
+    n = len(stack.mock.requests)
+    assert stack.chat(k["key"]).status_code == 200
+    assert stack.mock.requests[n].header("Authorization") == \
+        "Bearer " + secret
+
+    time.sleep(1.5)     # spool ingested
+    for path in stack.data.rglob("*"):
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path
+    assert secret not in run
+    assert secret not in stack.api.get("/providers/openai").text
+    assert secret not in stack.api.get("/audit").text
+    assert secret not in stack.error_log()
