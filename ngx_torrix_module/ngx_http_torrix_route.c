@@ -766,6 +766,9 @@ ngx_http_torrix_attempt_end(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
     }
 
     switch (status) {
+    case 404:
+        a->error = "http_404";
+        break;
     case 429:
         a->error = "http_429";
         break;

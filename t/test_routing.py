@@ -196,6 +196,8 @@ def dead_provider(stack):
 @pytest.mark.parametrize("how,error,status", [
     ("500", "http_500", 500),
     ("429", "http_429", 429),
+    ("404", "http_404", 404),
+    ("529", "http_529", 529),
     ("slow", "timeout", 0),
     ("connect", "connect", 0),
 ])
