@@ -247,6 +247,9 @@ def main():
                     help="also run the Portkey gateway from npm (bench/peers)")
     ap.add_argument("--perf", action="store_true",
                     help="perf record the Torrix worker (bench-out/perf.data)")
+    ap.add_argument("--syscalls", action="store_true",
+                    help="count the gateway workers' system calls per "
+                         "request (perf stat, plain and torrix)")
     ap.add_argument("--scale", action="store_true",
                     help="the scale figures instead: 10 vs 1,000,000 keys "
                          "(bench/scale.py; --duration and --quick apply)")
@@ -386,12 +389,30 @@ def main():
                              "-p", ",".join(map(str, pids))],
                             stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
+                    if args.syscalls and name in ("torrix", "plain"):
+                        prof = subprocess.Popen(
+                            ["perf", "stat", "-x,", "-e",
+                             "raw_syscalls:sys_enter,context-switches",
+                             "-p", ",".join(map(str, pids)), "-o",
+                             str(out_dir / ("stat-%s-%d.txt" % (name, c)))],
+                            stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
                     r = wrk(url, {"torrix-nolimits": lua_free,
                                   "portkey": lua_peer}.get(name, lua),
                             c, args.duration, pids)
                     if prof:
                         prof.send_signal(signal.SIGINT)
                         prof.wait(30)
+                    if args.syscalls and name in ("torrix", "plain"):
+                        for line in (out_dir / ("stat-%s-%d.txt" % (name, c))
+                                     ).read_text().splitlines():
+                            f = line.split(",")
+                            if len(f) > 2 and f[0].isdigit():
+                                r[f[2].split(":")[-1] + "_per_req"] = \
+                                    int(f[0]) / max(r["requests"], 1)
+                        print("    %s c=%d: %s" % (name, c, {
+                            k: round(v, 2) for k, v in r.items()
+                            if k.endswith("_per_req")}))
                     r.update({"setup": name, "conns": c, "round": rnd})
                     runs.setdefault((name, c), []).append(r)
                     print("  round %d %-15s c=%-3d %9.0f req/s  p50 %6.3f ms"
