@@ -91,21 +91,6 @@ static const txcp_field_t txcp_settings_fields[] =
      {NULL, 0, 0, 0, 0, NULL, 0, NULL}};
 
 
-static char *
-txcp_secret_dup(const char *s)
-{
-    char  *p;
-    size_t n;
-
-    n = strlen(s);
-    p = sodium_malloc(n + 1);
-
-    if (p) {
-        memcpy(p, s, n + 1);
-    }
-
-    return p;
-}
 
 
 int
@@ -119,7 +104,7 @@ txcp_providers_init(void)
             v = getenv(txcp_builtins[i].key_env);
 
             if (v && *v) {
-                txcp_env_key[i] = txcp_secret_dup(v);
+                txcp_env_key[i] = txcp_vault_strdup(v);
                 if (txcp_env_key[i] == NULL) {
                     return TX_ERROR;
                 }

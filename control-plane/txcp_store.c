@@ -762,3 +762,40 @@ txcp_store_timer_del(MDB_txn *txn, int64_t at, int kind, const char *key_id)
 
     return rc == 0 || rc == MDB_NOTFOUND ? TX_OK : TX_ERROR;
 }
+
+
+/*
+ * The pid of a process that has the store env open, 0 when none, -1 when
+ * unknown.  Every LMDB process holds a read lock on byte 0 of lock.mdb
+ * while the env is open (that is how LMDB finds out it is alone).
+ */
+long
+txcp_store_user(void)
+{
+    int          fd;
+    char         path[4096];
+    struct flock fl;
+
+    snprintf(path, sizeof(path), "%s/store/lock.mdb", txcp.conf.data_dir);
+
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+
+    if (fd == -1) {
+        return errno == ENOENT ? 0 : -1;
+    }
+
+    memset(&fl, 0, sizeof(fl));
+    fl.l_type = F_WRLCK;
+    fl.l_whence = SEEK_SET;
+    fl.l_start = 0;
+    fl.l_len = 1;
+
+    if (fcntl(fd, F_GETLK, &fl) != 0) {
+        close(fd);
+        return -1;
+    }
+
+    close(fd);
+
+    return fl.l_type == F_UNLCK ? 0 : (long) fl.l_pid;
+}

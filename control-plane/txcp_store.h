@@ -98,6 +98,12 @@ int txcp_store_timer_add(MDB_txn *txn, int64_t at, int kind,
 int txcp_store_timer_del(MDB_txn *txn, int64_t at, int kind,
                          const char *key_id);
 
+/*
+ * The pid of a process that has the store env open, 0 when none, -1 when
+ * unknown (offline commands refuse to write under a running daemon).
+ */
+long txcp_store_user(void);
+
 /* The database name of a TXCP_DB_* index. */
 const char *txcp_store_db_name(int db);
 

@@ -1291,37 +1291,6 @@ done:
 }
 
 
-/* The pid of another process that has the store open, 0, -1 unknown. */
-static long
-txcp_vault_store_user(void)
-{
-    int          fd;
-    char         path[4096];
-    struct flock fl;
-
-    snprintf(path, sizeof(path), "%s/store/lock.mdb", txcp.conf.data_dir);
-
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-
-    if (fd == -1) {
-        return errno == ENOENT ? 0 : -1;
-    }
-
-    memset(&fl, 0, sizeof(fl));
-    fl.l_type = F_WRLCK;
-    fl.l_whence = SEEK_SET;
-    fl.l_start = 0;
-    fl.l_len = 1;
-
-    if (fcntl(fd, F_GETLK, &fl) != 0) {
-        close(fd);
-        return -1;
-    }
-
-    close(fd);
-
-    return fl.l_type == F_UNLCK ? 0 : (long) fl.l_pid;
-}
 
 
 int
@@ -1377,7 +1346,7 @@ txcp_vault_cli(int argc, char **argv)
         }
     }
 
-    pid = txcp_vault_store_user();
+    pid = txcp_store_user();
 
     if (pid != 0) {
         fprintf(stderr,
