@@ -517,7 +517,7 @@ ngx_http_torrix_cache_price_find(const u_char *model, size_t len,
     ngx_http_torrix_cached_price_t *e;
 
     c = &ngx_http_torrix_cache;
-    *hash = ngx_crc32_short((u_char *) model, len);
+    *hash = tx_crc32(0, model, len);
 
     for (i = 0; i < c->nprices; i++) {
         e = &c->prices[i];
@@ -629,7 +629,7 @@ ngx_http_torrix_cache_price_peek(const u_char *model, size_t len,
 static ngx_http_torrix_cached_plan_t *
 ngx_http_torrix_cache_plan_slot(ngx_str_t *key_id, uint32_t *hash)
 {
-    *hash = ngx_crc32_short(key_id->data, key_id->len);
+    *hash = tx_crc32(0, key_id->data, key_id->len);
 
     return &ngx_http_torrix_plans[*hash % NGX_HTTP_TORRIX_CACHE_PLANS];
 }

@@ -865,7 +865,7 @@ ngx_http_torrix_latency_slot(ngx_str_t *model, ngx_atomic_uint_t *hash)
         return NULL;
     }
 
-    *hash = ngx_crc32_short(model->data, model->len) | 1;
+    *hash = tx_crc32(0, model->data, model->len) | 1;
 
     return &ngx_http_torrix_zone.sh
                 ->latency[*hash % NGX_HTTP_TORRIX_LATENCY_SLOTS];
