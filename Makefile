@@ -30,6 +30,11 @@ UNIT_SRCS   = $(wildcard shared/tests/test_*.c)
 UNIT_BINS   = $(patsubst shared/tests/%.c,$(BUILD)/unit/%,$(UNIT_SRCS))
 FUZZ_SRCS   = $(wildcard shared/fuzz/fuzz_*.c)
 FUZZ_BINS   = $(patsubst shared/fuzz/%.c,build-fuzz/%,$(FUZZ_SRCS))
+# control-plane harnesses link the daemon's objects (all but its main)
+FUZZ_CP_SRCS = $(wildcard control-plane/fuzz/fuzz_*.c)
+FUZZ_CP_BINS = $(patsubst control-plane/fuzz/%.c,build-fuzz/%,$(FUZZ_CP_SRCS))
+FUZZ_CP_OBJS = $(patsubst control-plane/%.c,build-fuzz/cp/%.o, \
+                   $(filter-out control-plane/txcp_main.c,$(CP_SRCS)))
 
 .PHONY: all unit fuzz clean format format-check
 
@@ -64,15 +69,28 @@ build-fuzz/%: shared/fuzz/%.c $(SHARED_SRCS) $(wildcard shared/*.h)
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE \
 	    -Ishared -o $@ $< $(SHARED_SRCS) -lsodium
 
-fuzz: $(FUZZ_BINS)
+build-fuzz/cp/%.o: control-plane/%.c $(wildcard control-plane/*.h) \
+                   $(wildcard shared/*.h)
+	@mkdir -p $(dir $@)
+	clang -g -O1 -fsanitize=fuzzer-no-link,address,undefined -D_GNU_SOURCE \
+	    -Ishared -Icontrol-plane -c $< -o $@
+
+$(FUZZ_CP_BINS): build-fuzz/%: control-plane/fuzz/%.c $(FUZZ_CP_OBJS) \
+                 $(SHARED_SRCS) $(wildcard shared/*.h)
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE \
+	    -Ishared -Icontrol-plane -o $@ $< $(FUZZ_CP_OBJS) $(SHARED_SRCS) \
+	    $(CP_LIBS)
+
+fuzz: $(FUZZ_BINS) $(FUZZ_CP_BINS)
 
 format:
 	clang-format -i shared/*.[ch] shared/tests/*.c shared/fuzz/*.c \
-	    control-plane/*.[ch] ngx_torrix_module/*.[ch]
+	    control-plane/*.[ch] control-plane/fuzz/*.c ngx_torrix_module/*.[ch]
 
 format-check:
 	clang-format --dry-run -Werror shared/*.[ch] shared/tests/*.c \
-	    shared/fuzz/*.c control-plane/*.[ch] ngx_torrix_module/*.[ch]
+	    shared/fuzz/*.c control-plane/*.[ch] control-plane/fuzz/*.c \
+	    ngx_torrix_module/*.[ch]
 
 clean:
 	rm -rf build build-asan build-fuzz

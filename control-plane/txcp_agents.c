@@ -830,6 +830,33 @@ done:
 }
 
 
+int
+txcp_agents_parse_text(const char *text, size_t len, char *err, size_t errlen)
+{
+    int                rc;
+    txcp_agents_file_t f;
+
+    memset(&f, 0, sizeof(f));
+    f.err = err;
+    f.errlen = errlen;
+    err[0] = '\0';
+
+    rc = txcp_agents_parse(&f, text, len);
+
+    txcp_agents_free(&f);
+
+    if (rc == TX_OK) {
+        return TX_OK;
+    }
+
+    if (rc == TX_ERROR) {
+        snprintf(err, errlen, "out of memory");
+    }
+
+    return TX_ERROR;
+}
+
+
 /* What needs the store: duplicate ids and unknown models, in file order. */
 static int
 txcp_agents_check(txcp_agents_file_t *f, MDB_txn *txn)

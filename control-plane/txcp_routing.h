@@ -60,6 +60,16 @@ void txcp_api_agents_import(txcp_req_t *r);
 void txcp_api_agents_export(txcp_req_t *r);
 int  txcp_agents_cli(int argc, char **argv);
 
+/*
+ * Parses a model_config.yaml (text, len bytes, not necessarily
+ * NUL-terminated) as an import would, without the store (so no check of
+ * duplicate ids or unknown models), and frees everything.  Returns TX_OK,
+ * or TX_ERROR with "line N: ..." in err (errlen > 0 bytes, always
+ * NUL-terminated; "out of memory" when that was the cause).  For the fuzzer.
+ */
+int txcp_agents_parse_text(const char *text, size_t len, char *err,
+                           size_t errlen);
+
 /* txcp_vault.c: /api/v1/vault */
 void txcp_api_vault_get(txcp_req_t *r);
 void txcp_api_vault_rotate(txcp_req_t *r);

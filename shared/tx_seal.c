@@ -197,16 +197,15 @@ tx_seal_key_parse(const char *text, size_t len, uint8_t key[TX_SEAL_KEY_LEN])
             return TX_OK;
         }
 
-        sodium_memzero(key, TX_SEAL_KEY_LEN);
-        return TX_ERROR;
+        goto failed;
     }
 
     if (len != 43 && len != 44) {
-        return TX_ERROR;
+        goto failed;
     }
 
     if (len == 44 && text[43] != '=') {
-        return TX_ERROR;
+        goto failed;
     }
 
     variant = 0;
@@ -233,9 +232,14 @@ tx_seal_key_parse(const char *text, size_t len, uint8_t key[TX_SEAL_KEY_LEN])
             != 0
         || n != TX_SEAL_KEY_LEN || b64end != end)
     {
-        sodium_memzero(key, TX_SEAL_KEY_LEN);
-        return TX_ERROR;
+        goto failed;
     }
 
     return TX_OK;
+
+failed:
+
+    sodium_memzero(key, TX_SEAL_KEY_LEN);
+
+    return TX_ERROR;
 }
