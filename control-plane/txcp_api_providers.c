@@ -91,8 +91,6 @@ static const txcp_field_t txcp_settings_fields[] =
      {NULL, 0, 0, 0, 0, NULL, 0, NULL}};
 
 
-
-
 int
 txcp_providers_init(void)
 {

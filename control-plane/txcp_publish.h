@@ -21,9 +21,9 @@
 #define TXCP_PUB_PROJECT  4
 #define TXCP_PUB_PROVIDER 5
 #define TXCP_PUB_SETTINGS 6
-#define TXCP_PUB_PRICE    7 /* id = model name */
-#define TXCP_PUB_ROUTE    8 /* id = rule id */
-#define TXCP_PUB_FALLBACK 9 /* id = primary model */
+#define TXCP_PUB_PRICE    7  /* id = model name */
+#define TXCP_PUB_ROUTE    8  /* id = rule id */
+#define TXCP_PUB_FALLBACK 9  /* id = primary model */
 #define TXCP_PUB_AGENT    10 /* id = agent id */
 
 

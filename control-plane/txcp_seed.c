@@ -67,8 +67,6 @@ txcp_seed_clock(void)
 }
 
 
-
-
 /* The first key, through the API handler; fills s->rec, s->diff. */
 static int
 txcp_seed_first(txcp_seed_t *s, const char *project, char *err, size_t len)

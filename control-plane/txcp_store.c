@@ -20,10 +20,10 @@
 
 
 static const char *const txcp_db_names[TXCP_DB_N] =
-    {"meta",     "orgs",     "users",    "projects",     "keys",
-     "admins",   "audit",    "runs",     "spool_cursor", "providers",
-     "settings", "slugs",    "timers",   "prices",       "spend",
-     "rollups",  "runs_idx", "webhooks", "alerts",       "alert_marks",
+    {"meta",     "orgs",     "users",     "projects",     "keys",
+     "admins",   "audit",    "runs",      "spool_cursor", "providers",
+     "settings", "slugs",    "timers",    "prices",       "spend",
+     "rollups",  "runs_idx", "webhooks",  "alerts",       "alert_marks",
      "outbox",   "routes",   "fallbacks", "agents"};
 
 

@@ -1291,8 +1291,6 @@ done:
 }
 
 
-
-
 int
 txcp_vault_cli(int argc, char **argv)
 {

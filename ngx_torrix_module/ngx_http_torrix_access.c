@@ -419,7 +419,7 @@ static ngx_int_t
 ngx_http_torrix_key_agent(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx,
                           tx_str_t *metadata)
 {
-    tx_str_t        v;
+    tx_str_t       v;
     const uint8_t *s, *e, *nl;
 
     s = metadata->data;

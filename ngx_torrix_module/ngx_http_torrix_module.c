@@ -434,8 +434,7 @@ ngx_http_torrix_init(ngx_conf_t *cf)
         return NGX_ERROR;
     }
 
-    if (ngx_http_torrix_creds_init(cf, &tmcf->creds_path,
-                                   &tmcf->snapshot_path)
+    if (ngx_http_torrix_creds_init(cf, &tmcf->creds_path, &tmcf->snapshot_path)
         != NGX_OK)
     {
         return NGX_ERROR;

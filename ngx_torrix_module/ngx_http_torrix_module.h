@@ -91,7 +91,7 @@ typedef struct {
     ngx_str_t  name;     /* as configured, maybe with a provider prefix */
     ngx_str_t  model;    /* as sent upstream */
     ngx_str_t  provider; /* provider name */
-    ngx_uint_t kind; /* the provider's TX_PROVIDER_* */
+    ngx_uint_t kind;     /* the provider's TX_PROVIDER_* */
     uint64_t   weight;
     int64_t    rank; /* the strategy's sort key */
     ngx_uint_t order;
@@ -243,8 +243,8 @@ ngx_int_t ngx_http_torrix_access_handler(ngx_http_request_t *r);
  * back keeps it in a pool cleanup too.
  */
 ngx_http_torrix_ctx_t *ngx_http_torrix_get_ctx(ngx_http_request_t *r);
-ngx_int_t ngx_http_torrix_keep_ctx(ngx_http_request_t    *r,
-                                   ngx_http_torrix_ctx_t *ctx);
+ngx_int_t              ngx_http_torrix_keep_ctx(ngx_http_request_t    *r,
+                                                ngx_http_torrix_ctx_t *ctx);
 
 /* _route.c */
 
@@ -458,11 +458,11 @@ void     ngx_http_torrix_latency_put(ngx_str_t *model, uint64_t us);
 
 /* _cache.c: the router rules of this generation */
 typedef struct {
-    ngx_str_t  org; /* empty: global */
-    ngx_str_t  pattern;
-    ngx_str_t  target;
-    ngx_str_t  id;
-    unsigned   glob : 1;
+    ngx_str_t org; /* empty: global */
+    ngx_str_t pattern;
+    ngx_str_t target;
+    ngx_str_t id;
+    unsigned  glob : 1;
 } ngx_http_torrix_rule_t;
 
 ngx_http_torrix_rule_t *ngx_http_torrix_cache_rules(MDB_txn    *txn,

@@ -408,8 +408,7 @@ ngx_http_torrix_snapshot_next(MDB_txn *txn, ngx_http_torrix_db_e db,
         }
 
         if (mdb_cursor_open(txn, ngx_http_torrix_snap.dbi[db], &cur)
-            != MDB_SUCCESS)
-        {
+            != MDB_SUCCESS) {
             return TX_DECLINED;
         }
 

@@ -160,10 +160,10 @@ size_t tx_spend_key(uint8_t *out, int scope, int kind, uint32_t index,
 #define TX_PRV_NAME     1 /* str */
 #define TX_PRV_KIND     2 /* u64 TX_PROVIDER_* */
 #define TX_PRV_BASE_URL 3 /* str: e.g. "https://api.openai.com/v1" */
-#define TX_PRV_API_KEY  4 /* str: plaintext credential: no longer published
-                            (a snapshot of schema 1 may carry it) */
-#define TX_PRV_SEALED   5 /* bytes: the credential sealed under the data-plane
-                            key (tx_seal.h); absent when none */
+/* str: a plaintext credential, no longer published (old snapshots) */
+#define TX_PRV_API_KEY 4
+/* bytes: the credential sealed under the data-plane key (tx_seal.h) */
+#define TX_PRV_SEALED 5
 
 #define TX_PROVIDER_OPENAI    1
 #define TX_PROVIDER_ANTHROPIC 2
@@ -199,8 +199,8 @@ size_t tx_spend_key(uint8_t *out, int scope, int kind, uint32_t index,
 #define TX_RT_ID      1 /* str "rt_..." */
 #define TX_RT_ORG     2 /* str: org id; absent = global */
 #define TX_RT_PATTERN 3 /* str: requested model, exact or with '*' */
-#define TX_RT_TARGET  4 /* str: routed model, may carry a provider prefix
-                           ("anthropic/claude-...") */
+/* str: routed model, may carry a provider prefix ("anthropic/...") */
+#define TX_RT_TARGET 4
 
 /*
  * fallbacks values: the models tried after the primary when it fails.

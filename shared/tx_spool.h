@@ -142,17 +142,19 @@ uint32_t tx_crc32(uint32_t crc, const void *data, size_t len);
 #define TX_RUN_LIMIT                                                           \
     36 /* bytes: the spend key (tx_spend_key) of
                                     the budget that refused this request */
-#define TX_RUN_ATTEMPT 37 /* bytes: one upstream attempt, a nested TLV of
-                             TX_ATT_*; repeated, in the order tried (absent
-                             when the request never reached an upstream) */
+/*
+ * bytes: one upstream attempt, a nested TLV of TX_ATT_*; repeated, in the
+ * order tried (absent when the request never reached an upstream)
+ */
+#define TX_RUN_ATTEMPT 37
 
 /* attempt values */
 #define TX_ATT_MODEL    1 /* str: model sent upstream (no provider prefix) */
 #define TX_ATT_PROVIDER 2 /* str */
 #define TX_ATT_STATUS   3 /* u64 upstream HTTP status, 0 = no response */
 #define TX_ATT_US       4 /* u64 time the attempt took */
-#define TX_ATT_ERROR    5 /* str: "connect", "timeout", "http_500", ...;
-                             absent when the attempt served the response */
+/* str: "connect", "timeout", "http_500", ...; absent: it served */
+#define TX_ATT_ERROR 5
 
 #define TX_RUNF_SAMPLED   0x01
 #define TX_RUNF_STREAM    0x02
