@@ -64,6 +64,18 @@ static const txcp_option_t txcp_options[] = {
      offsetof(txcp_conf_t, ingest_interval_ms), 10, 60000, "100", NULL,
      "how often the spool directory is scanned for new run records"},
 
+    {"ingest_busy_interval_ms", TXCP_OPT_INT,
+     offsetof(txcp_conf_t, ingest_busy_interval_ms), 10, 60000, "1000", NULL,
+     "the scan interval after a pass that ingested ingest_busy_runs or more: "
+     "under load, fewer and larger store transactions (each is a durable "
+     "commit) leave the gateway's CPU to the gateway; budgets stay exact "
+     "(the data plane counts its own spend past the ingest watermark)"},
+
+    {"ingest_busy_runs", TXCP_OPT_INT, offsetof(txcp_conf_t, ingest_busy_runs),
+     1, 100000000, "1000", NULL,
+     "run records in one pass that make the next wait "
+     "ingest_busy_interval_ms"},
+
     {"ingest_batch", TXCP_OPT_INT, offsetof(txcp_conf_t, ingest_batch), 1,
      100000, "10000", NULL,
      "run records per store write transaction during ingest (a batch also "

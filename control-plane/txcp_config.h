@@ -20,6 +20,8 @@ typedef struct {
     size_t    store_mapsize;
     long long snapshot_maxreaders;
     long long ingest_interval_ms;
+    long long ingest_busy_interval_ms;
+    long long ingest_busy_runs;
     long long ingest_batch;
     char     *dataplane_user;         /* malloc'd, "" = none */
     char     *master_key_file;        /* malloc'd, "" = env or $DATA */

@@ -66,6 +66,7 @@ void
 txcp_loop_run(void)
 {
     int64_t       now, next_ingest, next_sweep, next_readers, wait;
+    uint64_t      ingested;
     uint32_t      day, last_day;
     long          t;
     struct pollfd pfd[2];
@@ -129,9 +130,21 @@ txcp_loop_run(void)
         if (now >= next_ingest) {
             /* a backlog is drained pass after pass, HTTP served between */
 
-            next_ingest = txcp_ingest_run(TXCP_INGEST_BUDGET)
-                              ? txcp_mono_ms()
-                              : txcp_mono_ms() + txcp.conf.ingest_interval_ms;
+            ingested = txcp.ingest.ingested;
+
+            if (txcp_ingest_run(TXCP_INGEST_BUDGET)) {
+                next_ingest = txcp_mono_ms();
+
+            } else if (txcp.ingest.ingested - ingested
+                       >= (uint64_t) txcp.conf.ingest_busy_runs)
+            {
+                /* busy: batch more per durable commit */
+                next_ingest =
+                    txcp_mono_ms() + txcp.conf.ingest_busy_interval_ms;
+
+            } else {
+                next_ingest = txcp_mono_ms() + txcp.conf.ingest_interval_ms;
+            }
         }
 
         if (now >= next_sweep) {
