@@ -286,6 +286,33 @@ test_key_parse(void **state)
 }
 
 
+/* every refused key leaves the output zeroed, whatever it held */
+static void
+test_key_parse_zeroes(void **state)
+{
+    size_t      i;
+    uint8_t     key[TX_SEAL_KEY_LEN], zero[TX_SEAL_KEY_LEN];
+    const char *bad[] = {"", " \n", "abc", "zz", /* wrong lengths */
+                         "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+                         /* 44 characters without the final '=' */
+                         "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+                         /* 64 characters, not hex */
+                         "gggggggggggggggggggggggggggggggggggggggggggggggg"
+                         "gggggggggggggggg"};
+
+    (void) state;
+
+    memset(zero, 0, sizeof(zero));
+
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        memset(key, 0xa5, sizeof(key));
+        assert_int_equal(tx_seal_key_parse(bad[i], strlen(bad[i]), key),
+                         TX_ERROR);
+        assert_memory_equal(key, zero, sizeof(key));
+    }
+}
+
+
 int
 main(void)
 {
@@ -294,6 +321,7 @@ main(void)
         cmocka_unit_test(test_wrong_key_ad),
         cmocka_unit_test(test_tamper),
         cmocka_unit_test(test_key_parse),
+        cmocka_unit_test(test_key_parse_zeroes),
     };
 
     return cmocka_run_group_tests(tests, setup, NULL);
