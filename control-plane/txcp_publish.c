@@ -913,10 +913,35 @@ txcp_resync_khash(MDB_txn *rtxn, MDB_txn *txn, int64_t now)
 }
 
 
+/*
+ * The store dbs a resync republishes, in order: the tenants and keys first
+ * (the khash sweep follows them), then the rest (after the builtin
+ * providers).
+ */
+#define TXCP_RESYNC_KEYS 4 /* entries before the khash sweep */
+
+static const struct {
+    int db;
+    int kind;
+    int sdb;
+} txcp_resync_dbs[] = {
+    {TXCP_DB_ORGS, TXCP_PUB_ORG, TXCP_SDB_ORGS},
+    {TXCP_DB_USERS, TXCP_PUB_USER, TXCP_SDB_USERS},
+    {TXCP_DB_PROJECTS, TXCP_PUB_PROJECT, TXCP_SDB_PROJECTS},
+    {TXCP_DB_KEYS, TXCP_PUB_KEY, TXCP_SDB_KEYS},
+    {TXCP_DB_PROVIDERS, TXCP_PUB_PROVIDER, TXCP_SDB_PROVIDERS},
+    {TXCP_DB_PRICES, TXCP_PUB_PRICE, TXCP_SDB_PRICES},
+    {TXCP_DB_ROUTES, TXCP_PUB_ROUTE, TXCP_SDB_ROUTES},
+    {TXCP_DB_FALLBACKS, TXCP_PUB_FALLBACK, TXCP_SDB_FALLBACKS},
+    {TXCP_DB_AGENTS, TXCP_PUB_AGENT, TXCP_SDB_AGENTS},
+};
+
+
 int
 txcp_publish_resync(void)
 {
-    int         rc, i;
+    int         rc;
+    size_t      i;
     int64_t     now;
     uint64_t    gen;
     MDB_txn    *rtxn, *txn;
@@ -934,28 +959,13 @@ txcp_publish_resync(void)
         goto failed;
     }
 
-    rc = txcp_resync_tenants(rtxn, txn, TXCP_DB_ORGS, TXCP_PUB_ORG,
-                             TXCP_SDB_ORGS, now);
-    if (rc != 0) {
-        goto failed;
-    }
-
-    rc = txcp_resync_tenants(rtxn, txn, TXCP_DB_USERS, TXCP_PUB_USER,
-                             TXCP_SDB_USERS, now);
-    if (rc != 0) {
-        goto failed;
-    }
-
-    rc = txcp_resync_tenants(rtxn, txn, TXCP_DB_PROJECTS, TXCP_PUB_PROJECT,
-                             TXCP_SDB_PROJECTS, now);
-    if (rc != 0) {
-        goto failed;
-    }
-
-    rc = txcp_resync_tenants(rtxn, txn, TXCP_DB_KEYS, TXCP_PUB_KEY,
-                             TXCP_SDB_KEYS, now);
-    if (rc != 0) {
-        goto failed;
+    for (i = 0; i < TXCP_RESYNC_KEYS; i++) {
+        rc = txcp_resync_tenants(rtxn, txn, txcp_resync_dbs[i].db,
+                                 txcp_resync_dbs[i].kind,
+                                 txcp_resync_dbs[i].sdb, now);
+        if (rc != 0) {
+            goto failed;
+        }
     }
 
     rc = txcp_resync_khash(rtxn, txn, now);
@@ -975,34 +985,15 @@ txcp_publish_resync(void)
         }
     }
 
-    rc = txcp_resync_tenants(rtxn, txn, TXCP_DB_PROVIDERS, TXCP_PUB_PROVIDER,
-                             TXCP_SDB_PROVIDERS, now);
-    if (rc != 0) {
-        goto failed;
-    }
-
-    rc = txcp_resync_tenants(rtxn, txn, TXCP_DB_PRICES, TXCP_PUB_PRICE,
-                             TXCP_SDB_PRICES, now);
-    if (rc != 0) {
-        goto failed;
-    }
-
-    rc = txcp_resync_tenants(rtxn, txn, TXCP_DB_ROUTES, TXCP_PUB_ROUTE,
-                             TXCP_SDB_ROUTES, now);
-    if (rc != 0) {
-        goto failed;
-    }
-
-    rc = txcp_resync_tenants(rtxn, txn, TXCP_DB_FALLBACKS, TXCP_PUB_FALLBACK,
-                             TXCP_SDB_FALLBACKS, now);
-    if (rc != 0) {
-        goto failed;
-    }
-
-    rc = txcp_resync_tenants(rtxn, txn, TXCP_DB_AGENTS, TXCP_PUB_AGENT,
-                             TXCP_SDB_AGENTS, now);
-    if (rc != 0) {
-        goto failed;
+    for (i = TXCP_RESYNC_KEYS;
+         i < sizeof(txcp_resync_dbs) / sizeof(txcp_resync_dbs[0]); i++)
+    {
+        rc = txcp_resync_tenants(rtxn, txn, txcp_resync_dbs[i].db,
+                                 txcp_resync_dbs[i].kind,
+                                 txcp_resync_dbs[i].sdb, now);
+        if (rc != 0) {
+            goto failed;
+        }
     }
 
     rc = txcp_spend_resync(rtxn, txn);
