@@ -15,6 +15,7 @@
 #include "txcp_http.h"
 #include "txcp_json.h"
 #include "txcp_store.h"
+#include "txcp_vault.h"
 #include "txcp_webhook.h"
 
 
@@ -59,18 +60,33 @@ txcp_webhook_rec_free(cJSON *rec)
 static cJSON *
 txcp_webhook_output(const cJSON *rec)
 {
+    int    set;
     cJSON *out;
 
     out = txcp_json_output(txcp_webhook_fields, rec);
 
     if (out) {
-        cJSON_AddBoolToObject(out, "secret_set",
-                              cJSON_IsString(
-                                  cJSON_GetObjectItemCaseSensitive(rec,
-                                                                   "secret")));
+        set =
+            cJSON_IsString(
+                cJSON_GetObjectItemCaseSensitive(rec, "secret_sealed"))
+            || cJSON_IsString(cJSON_GetObjectItemCaseSensitive(rec, "secret"));
+        cJSON_AddBoolToObject(out, "secret_set", set);
     }
 
     return out;
+}
+
+
+/*
+ * Adds the opened secret of a stored record as "secret", for the diff of an
+ * edit or delete; one that does not open still shows as a change.
+ */
+static void
+txcp_webhook_open_secret(cJSON *rec, const char *id)
+{
+    if (txcp_vault_open_member(rec, "secret", id) == TX_ERROR) {
+        txcp_json_set(rec, "secret", cJSON_CreateString(""));
+    }
 }
 
 
@@ -159,6 +175,12 @@ txcp_api_webhooks_create(txcp_req_t *r)
     txcp_json_set(rec, "created_at", cJSON_CreateString(ts));
     txcp_json_set(rec, "updated_at", cJSON_CreateString(ts));
 
+    /* the secret is stored sealed only */
+
+    if (txcp_vault_seal_member(rec, "secret", id) != TX_OK) {
+        goto internal;
+    }
+
     rc = txcp_api_commit(r, txn, TXCP_DB_WEBHOOKS, id, rec, "create", "webhook",
                          diff);
     txn = NULL;
@@ -230,6 +252,8 @@ txcp_api_webhooks_patch(txcp_req_t *r)
         goto done;
     }
 
+    txcp_webhook_open_secret(rec, r->id);
+
     rc = txcp_json_apply(txcp_webhook_fields, body, rec, diff, 0, txn, err,
                          sizeof(err));
     if (rc != 0) {
@@ -249,6 +273,18 @@ txcp_api_webhooks_patch(txcp_req_t *r)
 
     txcp_time_format(txcp_now_us(), 0, ts, sizeof(ts));
     txcp_json_set(rec, "updated_at", cJSON_CreateString(ts));
+
+    /* a new (or null) secret is sealed (or dropped); else the stored seal */
+
+    if (cJSON_GetObjectItemCaseSensitive(body, "secret")) {
+        if (txcp_vault_seal_member(rec, "secret", r->id) != TX_OK) {
+            goto internal;
+        }
+
+    } else {
+        txcp_vault_wipe_member(rec, "secret");
+        cJSON_DeleteItemFromObjectCaseSensitive(rec, "secret");
+    }
 
     rc = txcp_api_commit(r, txn, TXCP_DB_WEBHOOKS, r->id, rec, "edit",
                          "webhook", diff);
@@ -295,6 +331,7 @@ txcp_api_webhooks_delete(txcp_req_t *r)
         goto done;
     }
 
+    txcp_webhook_open_secret(rec, r->id);
     txcp_json_diff(txcp_webhook_fields, rec, NULL, diff);
 
     rc = txcp_api_commit(r, txn, TXCP_DB_WEBHOOKS, r->id, NULL, "delete",

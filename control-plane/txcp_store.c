@@ -166,8 +166,11 @@ txcp_store_open(int create)
             goto failed_txn;
         }
 
-        /* schema 4 sealed plaintext credentials: drop their old pages */
-        compact = schema > 0 && schema < 4;
+        /*
+         * the steps to schemas 4 and 5 sealed plaintext provider credentials
+         * and webhook secrets: drop their old pages
+         */
+        compact = schema > 0 && schema < 5;
 
         txcp_put_le64(buf, TXCP_STORE_SCHEMA);
         v.mv_data = buf;
@@ -526,6 +529,16 @@ txcp_store_migrate(MDB_txn *txn, uint64_t from, uint64_t to)
              * provider credentials are sealed (txcp_vault.h): a plaintext
              * "api_key" becomes "api_key_sealed"; meta gains "vault_check"
              * (written by txcp_vault_store_open() before this step)
+             */
+            if (txcp_vault_migrate(txn) != TX_OK) {
+                return TX_ERROR;
+            }
+            break;
+
+        case 4:
+            /*
+             * webhook signing secrets are sealed too: a plaintext "secret"
+             * becomes "secret_sealed" (AD = the webhook id)
              */
             if (txcp_vault_migrate(txn) != TX_OK) {
                 return TX_ERROR;

@@ -21,7 +21,8 @@
  *   spend         tx_spend_key -> int64 LE money (txcp_rollup.h)
  *   rollups       dim | id | bucket -> TXCP_RV_N int64 LE (txcp_rollup.h)
  *   runs_idx      dim | id | run id -> "" (txcp_run.h)
- *   webhooks      webhook id -> JSON record ("secret" never leaves)
+ *   webhooks      webhook id -> JSON record (the signing secret sealed as
+ *                 "secret_sealed", txcp_vault.h; never leaves)
  *   alerts        8-byte BE alert seq -> JSON alert with its deliveries
  *                 (txcp_alert.h)
  *   alert_marks   tx_spend_key | level byte -> 8-byte BE alert seq: one
@@ -32,6 +33,8 @@
  * Schema 2 added prices, spend, rollups and runs_idx (the migration indexes
  * the runs already stored; rollups are only built at ingest).  Schema 3
  * added webhooks, alerts, alert_marks and outbox (empty at migration).
+ * Schema 4 sealed provider credentials, schema 5 webhook secrets (the
+ * migration seals plaintext values and compacts the store file).
  */
 
 #ifndef TXCP_STORE_H

@@ -43,9 +43,10 @@ typedef struct {
 } txcp_vault_member_t;
 
 
-static const txcp_vault_member_t txcp_vault_members[] = {{TXCP_DB_PROVIDERS,
-                                                          "api_key"},
-                                                         {-1, NULL}};
+static const txcp_vault_member_t txcp_vault_members[] =
+    {{TXCP_DB_PROVIDERS, "api_key"}, /* AD: the provider name */
+     {TXCP_DB_WEBHOOKS, "secret"},   /* AD: the webhook id */
+     {-1, NULL}};
 
 
 static txcp_vault_t txcp_vlt;
@@ -593,11 +594,12 @@ txcp_vault_dp_same(const char *ad, const uint8_t *blob, size_t len,
 static cJSON *
 txcp_vault_ids(MDB_txn *txn, int db, const char *sname)
 {
-    int         rc;
-    char        id[160];
-    cJSON      *ids, *rec;
-    MDB_val     k, v;
-    MDB_cursor *cur;
+    int                        rc;
+    char                       id[160];
+    cJSON                     *ids, *rec;
+    MDB_val                    k, v;
+    MDB_cursor                *cur;
+    const txcp_vault_member_t *vm;
 
     if (mdb_cursor_open(txn, txcp.db[db], &cur) != 0) {
         return NULL;
@@ -621,7 +623,12 @@ txcp_vault_ids(MDB_txn *txn, int db, const char *sname)
         }
 
         if (rec) {
-            txcp_vault_wipe_member(rec, "api_key");
+            for (vm = txcp_vault_members; vm->name; vm++) {
+                if (vm->db == db) {
+                    txcp_vault_wipe_member(rec, vm->name);
+                }
+            }
+
             cJSON_Delete(rec);
         }
     }

@@ -1,12 +1,15 @@
 /*
- * torrix-cp credential vault: provider credentials are never stored or
+ * torrix-cp credential vault: provider credentials and webhook signing
+ * secrets are never stored in plaintext, provider credentials never
  * published in plaintext.
  *
  * Two keys, both 32 bytes held in sodium_malloc memory:
  *
  *   master key     seals credentials in the store (record field
  *                  "<name>_sealed" = base64 of tx_seal(), AD = the record
- *                  id, e.g. the provider name) and the store's check value
+ *                  id: providers' "api_key_sealed" with the provider name,
+ *                  webhooks' "secret_sealed" with the webhook id) and the
+ *                  store's check value
  *                  (meta "vault_check" = tx_seal() of TXCP_VAULT_CHECK with
  *                  AD "torrix-vault-check").  Its source, first found wins:
  *                  the master_key_file option (file), env TORRIX_MASTER_KEY
@@ -72,10 +75,11 @@ void txcp_vault_free(void);
 int txcp_vault_store_open(MDB_txn *txn);
 
 /*
- * Schema 3 -> 4 migration step (txcp_store_migrate()): seals every
- * plaintext "api_key" of the providers db in txn.  Needs the master key
- * (TX_ERROR, logged, when it is not loaded: offline subcommands do not
- * load it).
+ * Migration step (txcp_store_migrate(), schema 3 -> 4 and 4 -> 5): seals
+ * every plaintext credential in txn, providers' "api_key" and webhooks'
+ * "secret"; values already sealed are left alone, so running it again is
+ * harmless.  Needs the master key (TX_ERROR, logged, when it is not loaded:
+ * offline subcommands do not load it).
  */
 int txcp_vault_migrate(MDB_txn *txn);
 
@@ -129,7 +133,8 @@ int txcp_vault_dp_same(const char *ad, const uint8_t *blob, size_t len,
                        const uint8_t *m, size_t mlen);
 
 /*
- * Re-encrypts every sealed store value and the check value under new_key
+ * Re-encrypts every sealed store value (provider credentials and webhook
+ * secrets) and the check value under new_key
  * in one store write txn with its audit record ("vault.rotate", actor),
  * then swaps the key in memory.  A file source gets the new key: written
  * to "<file>.new" (0600, fsync) before the commit and renamed over the file

@@ -17,6 +17,7 @@
 #include "txcp.h"
 #include "txcp_json.h"
 #include "txcp_store.h"
+#include "txcp_vault.h"
 #include "txcp_webhook.h"
 
 
@@ -444,11 +445,13 @@ txcp_wh_start(uint64_t seq, const char *hook_id, const cJSON *alert,
               const cJSON *hook)
 {
     int          slack;
-    const char  *url, *fmt;
+    char        *secret;
+    const char  *url, *fmt, *sealed;
     txcp_xfer_t *x;
 
     url = txcp_json_str(hook, "url");
     fmt = txcp_json_str(hook, "format");
+    sealed = txcp_json_str(hook, "secret_sealed");
 
     if (url == NULL || txcp_webhook_url_check(url, &slack) != TX_OK) {
         return TX_ERROR;
@@ -458,8 +461,20 @@ txcp_wh_start(uint64_t seq, const char *hook_id, const cJSON *alert,
         slack = strcmp(fmt, "slack") == 0;
     }
 
+    /* never sent unsigned: a secret that does not open fails the attempt */
+
+    secret = NULL;
+
+    if (sealed) {
+        secret = txcp_vault_open_b64(sealed, hook_id);
+        if (secret == NULL) {
+            return TX_ERROR;
+        }
+    }
+
     x = calloc(1, sizeof(txcp_xfer_t));
     if (x == NULL) {
+        txcp_vault_strfree(secret);
         return TX_ERROR;
     }
 
@@ -471,9 +486,10 @@ txcp_wh_start(uint64_t seq, const char *hook_id, const cJSON *alert,
     x->body = txcp_wh_body(alert, slack);
 
     if (x->body) {
-        x->headers =
-            txcp_wh_headers(alert, txcp_json_str(hook, "secret"), x->body);
+        x->headers = txcp_wh_headers(alert, secret, x->body);
     }
+
+    txcp_vault_strfree(secret);
 
     x->easy = x->headers ? curl_easy_init() : NULL;
 

@@ -23,8 +23,10 @@
  * Body: the JSON event (see README), or a Slack message ({"text",
  * "blocks"}) when the webhook's format is "slack", or "auto" and the URL's
  * host is hooks.slack.com.  With a secret, x-torrix-signature:
- * sha256=<hex HMAC-SHA256(secret, body)>.  Secrets and URLs are never
- * logged: failures log the webhook id, alert id, HTTP status and curl's
+ * sha256=<hex HMAC-SHA256(secret, body)>; the secret is stored sealed
+ * ("secret_sealed", txcp_vault.h), opened into sodium_malloc memory for
+ * each request and wiped once signed (one that does not open fails the
+ * attempt: never sent unsigned).  Secrets and URLs are never logged: failures log the webhook id, alert id, HTTP status and curl's
  * error code text.
  */
 

@@ -1,6 +1,7 @@
 """Budget alerts: soft threshold and hard cap fire one webhook each per scope
 and window, retried until delivered, never repeated across a restart."""
 
+import base64
 import hashlib
 import hmac
 import http.server
@@ -146,3 +147,94 @@ def test_slack_format(stack, receiver):
                       if b"\"blocks\"" in b][-1])
     assert "text" in msg and usr["id"] in msg["text"], msg
     assert msg["blocks"][0]["type"] == "section"
+
+
+HOOK_SECRET = "whsec-PLAINTEXT-0123456789abcdef-sealed"
+
+
+def signed_event(stack, receiver, key, secret):
+    """Spends `key` past its cap; returns the event its alert delivered,
+    asserting the delivery carries the signature of `secret`."""
+    spend_until(stack, key["key"], 5)
+    headers, body = wait_until(
+        lambda: next(((h, b) for h, b in receiver.posts
+                      if key["id"].encode() in b), None),
+        8, what="alert of %s" % key["id"])[0]
+    sig = {k.lower(): v for k, v in headers.items()}["x-torrix-signature"]
+    assert sig == "sha256=" + hmac.new(secret.encode(), body,
+                                       hashlib.sha256).hexdigest()
+    return json.loads(body)
+
+
+def test_webhook_secret_sealed(stack, receiver):
+    """The signing secret is sealed in the store (master key, AD = the
+    webhook id), never on disk in plaintext; deliveries stay signed across
+    an edit, a master key rotation and a restart."""
+    from test_vault import assert_absent, mdb_dump_all, parse_key_file, \
+        unseal
+
+    stack.secrets.add(HOOK_SECRET)
+    hook = stack.api.ok("POST", "/webhooks", {"url": receiver.url,
+                                              "events": ["budget_exceeded"],
+                                              "secret": HOOK_SECRET})
+    assert hook["secret_set"] is True and "secret" not in hook
+
+    def stored():
+        rec = mdb_dump_all(stack.data / "store")["webhooks"][
+            hook["id"].encode()]
+        j = json.loads(rec)
+        assert "secret" not in j and "secret_sealed" in j, j
+        return j["secret_sealed"]
+
+    sealed = stored()
+    mk = parse_key_file(stack.data / "master.key")
+    assert unseal(mk, hook["id"], base64.b64decode(sealed)) == \
+        HOOK_SECRET.encode()
+    # bound to the webhook id
+    assert unseal(mk, "whk_other", base64.b64decode(sealed)) is None
+    assert_absent(stack.data, HOOK_SECRET)
+
+    k1 = stack.api.create_key(daily_cap_usd=0.00001)
+    assert signed_event(stack, receiver, k1, HOOK_SECRET)["scope_id"] == \
+        k1["id"]
+
+    # an edit that does not touch the secret keeps it
+    h = stack.api.ok("PATCH", "/webhooks/" + hook["id"], {"name": "ops"})
+    assert h["secret_set"] is True and h["name"] == "ops"
+    assert stored() == sealed
+    audit = stack.api.get("/audit").text
+    assert HOOK_SECRET not in audit and sealed not in audit
+
+    # rotation re-seals it under the new key, in the same txn
+    r = stack.api.post("/vault/rotate")
+    assert r.status_code == 200, r.text
+    assert r.json()["resealed"] >= 1
+    mk2 = parse_key_file(stack.data / "master.key")
+    stack.secrets.update({mk.hex(), mk2.hex()})
+    sealed2 = stored()
+    assert sealed2 != sealed
+    assert unseal(mk, hook["id"], base64.b64decode(sealed2)) is None
+    assert unseal(mk2, hook["id"], base64.b64decode(sealed2)) == \
+        HOOK_SECRET.encode()
+    k2 = stack.api.create_key(daily_cap_usd=0.00001)
+    signed_event(stack, receiver, k2, HOOK_SECRET)
+
+    # and after a restart with the rotated key
+    stack.stop_cp()
+    stack.start_cp()
+    k3 = stack.api.create_key(daily_cap_usd=0.00001)
+    signed_event(stack, receiver, k3, HOOK_SECRET)
+    assert_absent(stack.data, HOOK_SECRET)
+
+    # a new secret replaces it; null removes it
+    h = stack.api.ok("PATCH", "/webhooks/" + hook["id"],
+                     {"secret": HOOK_SECRET + "-2"})
+    stack.secrets.add(HOOK_SECRET + "-2")
+    assert h["secret_set"] is True and stored() != sealed2
+    k4 = stack.api.create_key(daily_cap_usd=0.00001)
+    signed_event(stack, receiver, k4, HOOK_SECRET + "-2")
+    h = stack.api.ok("PATCH", "/webhooks/" + hook["id"], {"secret": None})
+    assert h["secret_set"] is False
+    j = json.loads(mdb_dump_all(stack.data / "store")["webhooks"][
+        hook["id"].encode()])
+    assert "secret" not in j and "secret_sealed" not in j, j

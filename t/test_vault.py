@@ -6,6 +6,7 @@ migration of a store from before the vault.  torrix-cp only."""
 import base64
 import ctypes
 import ctypes.util
+import json
 import os
 import stat
 import shutil
@@ -450,7 +451,7 @@ def test_migrates_plaintext_store(cp):
     cp.stop_cp()
     dbs = mdb_dump_all(cp.data / "store")
     meta = dbs["meta"]
-    assert int.from_bytes(meta[b"schema"], "little") == 4
+    assert int.from_bytes(meta[b"schema"], "little") == 5
     meta[b"schema"] = (3).to_bytes(8, "little")
     del meta[b"vault_check"]
     dbs["providers"][b"acme"] = (
@@ -467,6 +468,7 @@ def test_migrates_plaintext_store(cp):
     cp.start_cp()
     out = cp.cp_output()
     assert "store migrated schema=4" in out, out
+    assert "store migrated schema=5" in out, out
     assert "master key created at" in out
     p = cp.api.get("/providers/acme").json()
     assert p["api_key_set"] is True and p["source"] == "store"
@@ -486,6 +488,56 @@ def test_migrates_plaintext_store(cp):
     assert WRONG_KEY_MSG in out
     cp.start_cp()
 
+
+def test_migrates_plaintext_webhook_secret(cp):
+    """A schema-4 store with a plaintext webhook "secret" gets it sealed
+    (master key, AD = the webhook id) at start, and compacted."""
+    secret = "whsec-migrate-PLAINTEXT-0123456789abcdef"
+    hid = "whk_0123456789abcdefghijklmn"
+    put_provider(cp.api, "acme", PLAIN)
+    cp.stop_cp()
+    dbs = mdb_dump_all(cp.data / "store")
+    assert int.from_bytes(dbs["meta"][b"schema"], "little") == 5
+    dbs["meta"][b"schema"] = (4).to_bytes(8, "little")
+    dbs.setdefault("webhooks", {})[hid.encode()] = (
+        '{"id":"%s","name":"","url":"http://127.0.0.1:9/hook",'
+        '"events":["budget_exceeded"],"enabled":true,"format":"auto",'
+        '"secret":"%s","created_at":"2026-01-01T00:00:00Z",'
+        '"updated_at":"2026-01-01T00:00:00Z"}' % (hid, secret)).encode()
+    cp.secrets.add(secret)
+    shutil.rmtree(cp.data / "store")
+    (cp.data / "store").mkdir(mode=0o700)
+    subprocess.run(["mdb_load", "-f", "/dev/stdin", str(cp.data / "store")],
+                   input=_dump_text(dbs).encode(), check=True)
+    assert secret.encode() in (cp.data / "store" / "data.mdb").read_bytes()
+
+    cp.start_cp()
+    out = cp.cp_output()
+    assert "store migrated schema=5" in out, out
+    assert "store migrated schema=4" not in out, out
+    assert "store compacted" in out, out
+    store = mdb_dump_all(cp.data / "store")
+    assert int.from_bytes(store["meta"][b"schema"], "little") == 5
+    rec = json.loads(store["webhooks"][hid.encode()])
+    assert "secret" not in rec and "secret_sealed" in rec, rec
+    mk = parse_key_file(cp.data / "master.key")
+    assert unseal(mk, hid, base64.b64decode(rec["secret_sealed"])) == \
+        secret.encode()
+    # the provider credential, sealed already, is untouched
+    assert '"api_key_sealed"' in store["providers"][b"acme"].decode()
+    assert_absent(cp.data, secret)
+    h = cp.api.get("/webhooks/" + hid).json()
+    assert h["secret_set"] is True and "secret" not in h
+    assert cp.api.get("/vault").json()["credentials"] == 2
+    # a rotation re-seals both
+    r = cp.api.post("/vault/rotate")
+    assert r.status_code == 200, r.text
+    assert r.json()["resealed"] == 2
+    mk2 = parse_key_file(cp.data / "master.key")
+    cp.secrets.update({mk.hex(), mk2.hex()})
+    rec = json.loads(mdb_dump_all(cp.data / "store")["webhooks"][hid.encode()])
+    assert unseal(mk2, hid, base64.b64decode(rec["secret_sealed"])) == \
+        secret.encode()
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="dataplane_user needs root")
