@@ -38,7 +38,6 @@ ngx_http_torrix_limits(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
     MDB_txn                      *txn;
     ngx_uint_t                    i;
     tx_money_t                    cost;
-    const tx_price_t             *price;
     ngx_http_torrix_cand_t       *c;
     const ngx_http_torrix_plan_t *plan;
 
@@ -85,18 +84,8 @@ ngx_http_torrix_limits(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
     for (i = 0; ctx->ncaps && i < ctx->ncands; i++) {
         c = &ctx->cands[i];
 
-        if (c->kind == TX_PROVIDER_OLLAMA) {
-            continue;
-        }
-
-        price = ngx_http_torrix_cache_price(txn, c->name.data, c->name.len);
-        if (price == NULL && c->model.len != c->name.len) {
-            price =
-                ngx_http_torrix_cache_price(txn, c->model.data, c->model.len);
-        }
-
-        if (price && !price->free
-            && tx_price_cost(price, est_in, (uint64_t) max_out, 0, 0, &cost)
+        if (c->priced && !c->price.free
+            && tx_price_cost(&c->price, est_in, (uint64_t) max_out, 0, 0, &cost)
                    == TX_OK
             && cost > ctx->est_cost)
         {

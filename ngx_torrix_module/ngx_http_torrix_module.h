@@ -92,6 +92,8 @@ typedef struct {
     ngx_str_t  model;    /* as sent upstream */
     ngx_str_t  provider; /* provider name */
     ngx_uint_t kind;     /* the provider's TX_PROVIDER_* */
+    tx_price_t price;    /* a copy; its provider name is not kept */
+    unsigned   priced : 1;
     uint64_t   weight;
     int64_t    rank; /* the strategy's sort key */
     ngx_uint_t order;

@@ -352,9 +352,10 @@ ngx_http_torrix_route_cand(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx,
         }
     }
 
-    if (prv == NULL) {
-        price = ngx_http_torrix_cache_price(txn, name->data, name->len);
+    /* by its name as written, else as sent: priced once for the plan */
+    price = ngx_http_torrix_cache_price(txn, name->data, name->len);
 
+    if (prv == NULL) {
         if (price && price->provider.len) {
             prefix.data = (u_char *) price->provider.data;
             prefix.len = price->provider.len;
@@ -417,6 +418,17 @@ ngx_http_torrix_route_cand(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx,
 
     c->kind = prv->kind;
 
+    if (price == NULL && c->model.len != name->len) {
+        price = ngx_http_torrix_cache_price(txn, c->model.data, c->model.len);
+    }
+
+    if (price && c->kind != TX_PROVIDER_OLLAMA) {
+        c->price = *price;
+        c->price.provider.len = 0;
+        c->price.provider.data = NULL;
+        c->priced = 1;
+    }
+
     return NGX_OK;
 }
 
@@ -451,7 +463,6 @@ ngx_http_torrix_route_order(ngx_http_torrix_ctx_t *ctx, MDB_txn *txn)
     uint32_t                rnd;
     uint64_t                sum, pick;
     ngx_uint_t              i;
-    const tx_price_t       *price;
     ngx_http_torrix_cand_t *c, t;
 
     c = ctx->cands;
@@ -497,23 +508,12 @@ ngx_http_torrix_route_order(ngx_http_torrix_ctx_t *ctx, MDB_txn *txn)
         return;
 
     case TX_STRATEGY_COST:
+        /* Ollama is free; an unpriced model goes last */
         for (i = 0; i < ctx->ncands; i++) {
-            if (c[i].kind == TX_PROVIDER_OLLAMA) {
-                c[i].rank = 0;
-                continue;
-            }
-
-            price =
-                ngx_http_torrix_cache_price(txn, c[i].name.data, c[i].name.len);
-            if (price == NULL && c[i].model.len != c[i].name.len) {
-                price = ngx_http_torrix_cache_price(txn, c[i].model.data,
-                                                    c[i].model.len);
-            }
-
-            /* an unpriced model goes last */
-            c[i].rank = price == NULL ? INT64_MAX
-                        : price->free ? 0
-                                      : price->in + price->out;
+            c[i].rank = c[i].kind == TX_PROVIDER_OLLAMA ? 0
+                        : !c[i].priced                  ? INT64_MAX
+                        : c[i].price.free               ? 0
+                                          : c[i].price.in + c[i].price.out;
         }
 
         ngx_http_torrix_route_sort(c, ctx->ncands);
