@@ -249,10 +249,9 @@ ngx_http_torrix_next(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
         return NGX_OK;
     }
 
-    if (ctx->fb_named || ctx->fb_main) {
+    if (ctx->jumped) {
         /* arrived where the attempt runs */
-        ctx->fb_named = 0;
-        ctx->fb_main = 0;
+        ctx->jumped = 0;
         ctx->proxied = 1;
         return NGX_OK;
     }
@@ -275,12 +274,12 @@ ngx_http_torrix_jump(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    ctx->jumped = 1;
+
     if (named) {
-        ctx->fb_named = 1;
         (void) ngx_http_named_location(r, &ctx->fb_loc);
 
     } else {
-        ctx->fb_main = 1;
         (void) ngx_http_internal_redirect(r, &r->uri, &r->args);
     }
 

@@ -123,10 +123,9 @@ typedef struct {
     unsigned  strip_usage : 1; /* we injected include_usage */
     unsigned  hold_overflow : 1;
     unsigned  resp_truncated : 1;
-    unsigned  proxied : 1;  /* an attempt went to the proxy */
-    unsigned  fb_named : 1; /* next: jump to the fallback location */
-    unsigned  fb_main : 1;  /* next: back to the main location (last try) */
-    unsigned  kept : 1;     /* the ctx survives redirects */
+    unsigned  proxied : 1; /* an attempt went to the proxy */
+    unsigned  jumped : 1;  /* on the way to where the next attempt runs */
+    unsigned  kept : 1;    /* the ctx survives redirects */
 
     ngx_http_torrix_shape_e shape;
     ngx_uint_t              endpoint; /* TX_EP_* */
