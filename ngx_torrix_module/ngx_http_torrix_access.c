@@ -754,14 +754,6 @@ ngx_http_torrix_inject_usage(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx,
 }
 
 
-/* copies s to p (an empty s may have a NULL pointer) */
-static ngx_inline u_char *
-ngx_http_torrix_put(u_char *p, ngx_str_t *s)
-{
-    return s->len ? ngx_cpymem(p, s->data, s->len) : p;
-}
-
-
 static ngx_int_t
 ngx_http_torrix_route(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
 {
