@@ -95,45 +95,6 @@ tx_json_fail(tx_json_ctx_t *cx, const char *what, size_t at)
 
 /* *i at the opening quote; leaves *i after the closing one */
 
-/*
- * Skips string bytes that need no attention (not '"', not '\\', not a
- * control character), eight at a time: prompts are mostly such bytes.
- */
-static size_t
-tx_json_skip_plain(const uint8_t *p, size_t j, size_t len)
-{
-    uint64_t v, q, b;
-
-#define TX_ONES  0x0101010101010101ULL
-#define TX_HIGHS 0x8080808080808080ULL
-
-    while (j + 8 <= len) {
-        memcpy(&v, p + j, 8);
-
-        q = v ^ (TX_ONES * '"');
-        b = v ^ (TX_ONES * '\\');
-
-        if ((((q - TX_ONES) & ~q) | ((b - TX_ONES) & ~b)
-             | ((v - TX_ONES * 0x20) & ~v))
-            & TX_HIGHS)
-        {
-            break;
-        }
-
-        j += 8;
-    }
-
-#undef TX_ONES
-#undef TX_HIGHS
-
-    while (j < len && tx_json_str_class[p[j]] == 0) {
-        j++;
-    }
-
-    return j;
-}
-
-
 static int
 tx_json_string(tx_json_ctx_t *cx, size_t *i, int *esc)
 {
@@ -146,7 +107,7 @@ tx_json_string(tx_json_ctx_t *cx, size_t *i, int *esc)
     *esc = 0;
 
     for (;;) {
-        j = tx_json_skip_plain(p, j, len);
+        j = tx_json_plain(p, j, len);
 
         if (j >= len) {
             return tx_json_fail(cx, "unterminated string", *i);

@@ -11,6 +11,7 @@
 
 #include <string.h>
 
+#include "tx_json.h"
 #include "tx_usage.h"
 
 
@@ -152,15 +153,6 @@ static const tx_meter_key_t tx_meter_keys[] = {
 };
 
 
-/* string bytes: 0 plain, 1 quote, 2 backslash, 3 control */
-static const uint8_t tx_meter_str_class[256] = {
-    3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3,
-    3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3,
-    0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0,
-};
 /* clang-format on */
 
 
@@ -194,15 +186,34 @@ tx_meter_ws(uint8_t c)
 }
 
 
+/*
+ * Where the keys of each length start in tx_meter_keys, and how many there
+ * are: kept in step with the table (the unit tests intern every key).
+ */
+static const uint8_t tx_meter_by_len[28][2] = {
+    [4] = {0, 1},   [5] = {1, 3},   [7] = {4, 3},   [8] = {7, 3},
+    [9] = {10, 2},  [10] = {12, 1}, [12] = {13, 2}, [13] = {15, 3},
+    [16] = {18, 1}, [17] = {19, 2}, [20] = {21, 1}, [21] = {22, 2},
+    [23] = {24, 1}, [25] = {25, 1}, [27] = {26, 1},
+};
+
+
 static uint8_t
 tx_meter_intern(const char *k, size_t len)
 {
-    size_t i;
+    size_t                i, n;
+    const tx_meter_key_t *key;
 
-    for (i = 0; i < sizeof(tx_meter_keys) / sizeof(tx_meter_keys[0]); i++) {
-        if (tx_meter_keys[i].len == len
-            && memcmp(tx_meter_keys[i].name, k, len) == 0) {
-            return tx_meter_keys[i].id;
+    if (len >= sizeof(tx_meter_by_len) / sizeof(tx_meter_by_len[0])) {
+        return TX_MK_NONE;
+    }
+
+    key = &tx_meter_keys[tx_meter_by_len[len][0]];
+    n = tx_meter_by_len[len][1];
+
+    for (i = 0; i < n; i++, key++) {
+        if (key->name[0] == k[0] && memcmp(key->name, k, len) == 0) {
+            return key->id;
         }
     }
 
@@ -638,6 +649,57 @@ tx_meter_model_flush(tx_meter_t *m)
 }
 
 
+/* plain bytes of a string, as tx_json_plain found them */
+
+static void
+tx_meter_key_add(tx_meter_t *m, const uint8_t *p, size_t n)
+{
+    if (n > TX_METER_KEY_MAX - m->key_len) {
+        n = TX_METER_KEY_MAX - m->key_len;
+        m->key_bad = 1;
+    }
+
+    memcpy(m->key + m->key_len, p, n);
+    m->key_len += n;
+}
+
+
+static void
+tx_meter_model_add(tx_meter_t *m, const uint8_t *p, size_t n)
+{
+    if (n == 0) {
+        return;
+    }
+
+    tx_meter_model_flush(m);
+
+    if (n > TX_METER_MODEL_MAX - 1 - m->model_pos) {
+        n = TX_METER_MODEL_MAX - 1 - m->model_pos;
+    }
+
+    memcpy(m->u.model + m->model_pos, p, n);
+    m->model_pos += n;
+}
+
+
+/* characters in n plain bytes: every byte but UTF-8 continuation bytes */
+
+static uint64_t
+tx_meter_chars(const uint8_t *p, size_t n)
+{
+    size_t   i;
+    uint64_t chars;
+
+    chars = 0;
+
+    for (i = 0; i < n; i++) {
+        chars += (p[i] & 0xc0) != 0x80;
+    }
+
+    return chars;
+}
+
+
 /* one decoded character of a string, from an escape */
 
 static void
@@ -735,10 +797,9 @@ static void
 tx_meter_json(tx_meter_t *m, const uint8_t *p, size_t len)
 {
     int      h, rc;
-    size_t   i;
+    size_t   i, j;
     uint8_t  c;
     uint32_t cp;
-    uint64_t n;
 
     i = 0;
 
@@ -747,57 +808,75 @@ tx_meter_json(tx_meter_t *m, const uint8_t *p, size_t len)
 
         switch (m->state) {
         case TX_MJ_STRING:
-            switch (m->str_kind) {
-            case TX_MS_SKIP:
-                while (i < len && tx_meter_str_class[p[i]] == 0) {
-                    i++;
+            /*
+             * a string, and straight on into the next one where the bytes
+             * between are the usual '":"' or '","': most of a response is
+             * keys and string values in a row, and going round the state
+             * switch for each of them costs a mispredicted jump
+             */
+            for (;;) {
+                j = tx_json_plain(p, i, len);
+
+                switch (m->str_kind) {
+                case TX_MS_SKIP:
+                    break;
+
+                case TX_MS_COUNT:
+                    m->u.out_chars += tx_meter_chars(p + i, j - i);
+                    break;
+
+                case TX_MS_KEY:
+                    tx_meter_key_add(m, p + i, j - i);
+                    break;
+
+                default: /* TX_MS_MODEL */
+                    tx_meter_model_add(m, p + i, j - i);
+                    break;
                 }
 
-                break;
+                i = j;
 
-            case TX_MS_COUNT:
-                n = 0;
-
-                while (i < len && tx_meter_str_class[p[i]] == 0) {
-                    n += (p[i] & 0xc0) != 0x80;
-                    i++;
+                if (i == len) {
+                    return;
                 }
 
-                m->u.out_chars += n;
-                break;
+                c = p[i++];
 
-            case TX_MS_KEY:
-                while (i < len && tx_meter_str_class[p[i]] == 0) {
-                    tx_meter_key_put(m, p[i]);
-                    i++;
+                if (c == '\\') {
+                    m->state = TX_MJ_ESC;
+                    break;
                 }
 
-                break;
-
-            default: /* TX_MS_MODEL */
-                while (i < len && tx_meter_str_class[p[i]] == 0) {
-                    tx_meter_model_flush(m);
-                    tx_meter_model_put(m, p[i]);
-                    i++;
+                if (c != '"') {
+                    goto failed;
                 }
 
-                break;
-            }
-
-            if (i == len) {
-                return;
-            }
-
-            c = p[i++];
-
-            if (c == '"') {
                 tx_meter_str_end(m);
 
-            } else if (c == '\\') {
-                m->state = TX_MJ_ESC;
+                if (i + 1 >= len) {
+                    break;
+                }
 
-            } else {
-                goto failed;
+                if (m->state == TX_MJ_COLON && p[i] == ':' && p[i + 1] == '"') {
+                    i += 2;
+                    m->state = TX_MJ_VALUE;
+
+                    if (tx_meter_value(m, '"') != TX_OK) {
+                        goto failed;
+                    }
+
+                    continue;
+                }
+
+                if (m->state == TX_MJ_AFTER && p[i] == ',' && p[i + 1] == '"'
+                    && !tx_meter_is_array(m))
+                {
+                    i += 2;
+                    tx_meter_key_start(m);
+                    continue;
+                }
+
+                break;
             }
 
             break;
@@ -859,18 +938,22 @@ tx_meter_json(tx_meter_t *m, const uint8_t *p, size_t len)
             break;
 
         case TX_MJ_NUMBER:
-            rc = tx_meter_number(m, c);
+            do {
+                rc = tx_meter_number(m, p[i]);
 
-            if (rc < 0) {
-                goto failed;
-            }
+                if (rc < 0) {
+                    goto failed;
+                }
 
-            if (rc == 0) {
-                tx_meter_number_done(m); /* c is looked at again */
-                break;
-            }
+                if (rc == 0) {
+                    /* the number ended before p[i], looked at again */
+                    tx_meter_number_done(m);
+                    break;
+                }
 
-            i++;
+                i++;
+            } while (i < len);
+
             break;
 
         case TX_MJ_LITERAL:

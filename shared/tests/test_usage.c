@@ -556,6 +556,31 @@ test_ollama(void **state)
 }
 
 
+/* DeepSeek-style reasoning deltas: "reasoning_content" counts like "content" */
+static const char reasoning_content_sse[] =
+    "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\","
+    "\"model\":\"deepseek-reasoner\",\"choices\":[{\"index\":0,"
+    "\"delta\":{\"role\":\"assistant\",\"content\":null,"
+    "\"reasoning_content\":\"Think\"},\"finish_reason\":null}]}\n"
+    "\n"
+    "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\","
+    "\"model\":\"deepseek-reasoner\",\"choices\":[{\"index\":0,"
+    "\"delta\":{\"content\":\"Hi \\u00e9\"},\"finish_reason\":null}]}\n"
+    "\n"
+    "data: [DONE]\n"
+    "\n";
+
+
+static void
+test_reasoning_content(void **state)
+{
+    /* "Think" (5) + "Hi " (3) + one escaped character */
+    want_t w = {0, 0, 0, 0, 0, 9, 0, "deepseek-reasoner", "EED"};
+
+    golden(TX_METER_SSE, reasoning_content_sse, &w);
+}
+
+
 static void
 test_tool_call_deltas(void **state)
 {
@@ -1002,6 +1027,7 @@ main(void)
         cmocka_unit_test(test_anthropic_sse),
         cmocka_unit_test(test_anthropic_sse_tools),
         cmocka_unit_test(test_ollama),
+        cmocka_unit_test(test_reasoning_content),
         cmocka_unit_test(test_tool_call_deltas),
         cmocka_unit_test(test_event_names),
         cmocka_unit_test(test_cut_stream),
