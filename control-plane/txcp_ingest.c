@@ -31,6 +31,7 @@
 
 
 #define TXCP_SPOOL_NAME_MAX 200
+#define TXCP_SPOOL_FREE_MAX 4 /* finished files kept in spool/free/ for reuse */
 #define TXCP_SPOOL_JUNK_AGE                                                    \
     10 /* seconds before a headerless file is
                                         considered abandoned */
@@ -89,6 +90,75 @@ txcp_spool_path(char *buf, size_t len, const char *name)
 }
 
 
+/*
+ * spool/free/: finished files the workers take instead of creating new ones
+ * (tx_spool.h).  It gets the spool directory's owner and mode, since the
+ * workers rename files out of it.  Without it workers just create files.
+ */
+static void
+txcp_ingest_free_dir(const char *spool)
+{
+    char        path[4096];
+    struct stat st, sst;
+
+    if (stat(spool, &sst) != 0
+        || (size_t) snprintf(path, sizeof(path), "%s/free", spool)
+               >= sizeof(path))
+    {
+        return;
+    }
+
+    if (stat(path, &st) != 0) {
+        if (mkdir(path, sst.st_mode & 07777) != 0) {
+            txcp_log(TXCP_LOG_WARN, "mkdir failed", "path=%s err=\"%s\"", path,
+                     strerror(errno));
+            return;
+        }
+
+        (void) chmod(path, sst.st_mode & 07777);
+        (void) chown(path, sst.st_uid, sst.st_gid);
+    }
+}
+
+
+/*
+ * A finished file: into spool/free/ while it holds fewer than
+ * TXCP_SPOOL_FREE_MAX files, else deleted (0, or -1 with errno).
+ */
+static int
+txcp_ingest_retire(const char *path, const char *name, off_t size)
+{
+    int            n;
+    DIR           *dir;
+    char           free_dir[4096], to[4096];
+    struct dirent *de;
+
+    snprintf(free_dir, sizeof(free_dir), "%s/spool/free", txcp.conf.data_dir);
+
+    dir = opendir(free_dir);
+
+    if (dir != NULL) {
+        n = 0;
+
+        while ((de = readdir(dir)) != NULL) {
+            n += strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0;
+        }
+
+        (void) closedir(dir);
+
+        if (n < TXCP_SPOOL_FREE_MAX && size > 0
+            && (size_t) snprintf(to, sizeof(to), "%s/%s", free_dir, name)
+                   < sizeof(to)
+            && rename(path, to) == 0)
+        {
+            return 0;
+        }
+    }
+
+    return unlink(path);
+}
+
+
 int
 txcp_ingest_init(void)
 {
@@ -106,6 +176,8 @@ txcp_ingest_init(void)
                  strerror(errno));
         return TX_ERROR;
     }
+
+    txcp_ingest_free_dir(path);
 
     if (txcp_store_begin(0, &txn) != 0) {
         return TX_ERROR;
@@ -1013,16 +1085,17 @@ txcp_ingest_file(const char *name, int64_t deadline_us)
     munmap(base, fsize);
 
     if (finished) {
-        /* the commit above covers the end of the file */
-
-        if (unlink(path) != 0 && errno != ENOENT) {
-            txcp_log(TXCP_LOG_ERROR, "spool unlink failed",
-                     "file=%s err=\"%s\"", name, strerror(errno));
-            close(fd);
-            return -1;
-        }
+        /* the commit above covers the end of the file; our lock goes
+         * before a worker may take it from free/ */
 
         close(fd);
+
+        if (txcp_ingest_retire(path, name, st.st_size) != 0 && errno != ENOENT)
+        {
+            txcp_log(TXCP_LOG_ERROR, "spool unlink failed",
+                     "file=%s err=\"%s\"", name, strerror(errno));
+            return -1;
+        }
 
         txcp.ingest.files_done++;
         txcp_log(TXCP_LOG_INFO, "spool file done", "file=%s", name);

@@ -6,12 +6,14 @@
  * MAP_SHARED: appending is a memcpy with no system call, and what was written
  * survives the worker being killed because the pages belong to the page
  * cache.  The worker holds an exclusive flock on its file; torrix-cp reads
- * files while they grow and deletes them once sealed (or orphaned) and
- * ingested.  A timer seals a file after `rotate` so none stays open forever.
+ * files while they grow and, once sealed (or orphaned) and ingested, moves
+ * a few into <dir>/free/ for reuse (tx_spool.h) and deletes the rest.  A
+ * timer seals a file after `rotate` so none stays open forever.
  */
 
 #include "ngx_http_torrix_module.h"
 
+#include <dirent.h>
 #include <sys/file.h>
 #include <sys/mman.h>
 
@@ -38,6 +40,10 @@ typedef struct {
 
 
 static ngx_int_t ngx_http_torrix_spool_open(ngx_log_t *log);
+static ngx_int_t ngx_http_torrix_spool_reuse(ngx_http_torrix_spool_t *sp,
+                                             int64_t now, ngx_log_t *log);
+static ngx_int_t ngx_http_torrix_spool_map(ngx_http_torrix_spool_t *sp,
+                                           int64_t                  now);
 static void      ngx_http_torrix_spool_populate(ngx_http_torrix_spool_t *sp,
                                                 size_t                   need);
 static void      ngx_http_torrix_spool_close(ngx_log_t *log);
@@ -105,6 +111,10 @@ ngx_http_torrix_spool_open(ngx_log_t *log)
                     (uint64_t) now, ngx_pid);
     (void) p;
 
+    if (ngx_http_torrix_spool_reuse(sp, now, log) == NGX_OK) {
+        return NGX_OK;
+    }
+
     sp->fd = ngx_open_file(sp->name, NGX_FILE_RDWR,
                            NGX_FILE_CREATE_OR_OPEN | O_EXCL, 0640);
     if (sp->fd == NGX_INVALID_FILE) {
@@ -115,24 +125,9 @@ ngx_http_torrix_spool_open(ngx_log_t *log)
         goto failed;
     }
 
-    if (ftruncate(sp->fd, sp->size) == -1) {
+    if (ngx_http_torrix_spool_map(sp, now) != NGX_OK) {
         goto failed;
     }
-
-    sp->base =
-        mmap(NULL, sp->size, PROT_READ | PROT_WRITE, MAP_SHARED, sp->fd, 0);
-    if (sp->base == MAP_FAILED) {
-        sp->base = NULL;
-        goto failed;
-    }
-
-    tx_spool_hdr_init(sp->base, (uint32_t) ngx_pid, now, sp->size);
-
-    sp->off = TX_SPOOL_HDR_LEN;
-    sp->populated = 0;
-    sp->opened = ngx_current_msec;
-    sp->records = 0;
-    sp->failed = 0;
 
     return NGX_OK;
 
@@ -150,6 +145,131 @@ failed:
     }
 
     return NGX_ERROR;
+}
+
+
+/*
+ * Sizes and maps the locked file sp->fd and writes a new header and a zero
+ * first length (the file may be a recycled one).
+ */
+static ngx_int_t
+ngx_http_torrix_spool_map(ngx_http_torrix_spool_t *sp, int64_t now)
+{
+    struct stat st;
+
+    if (fstat(sp->fd, &st) == -1) {
+        return NGX_ERROR;
+    }
+
+    if ((size_t) st.st_size != sp->size && ftruncate(sp->fd, sp->size) == -1) {
+        return NGX_ERROR;
+    }
+
+    sp->base =
+        mmap(NULL, sp->size, PROT_READ | PROT_WRITE, MAP_SHARED, sp->fd, 0);
+    if (sp->base == MAP_FAILED) {
+        sp->base = NULL;
+        return NGX_ERROR;
+    }
+
+    sp->populated = 0;
+    ngx_http_torrix_spool_populate(sp, TX_SPOOL_HDR_LEN + TX_SPOOL_FRAME_HDR);
+
+    tx_spool_hdr_init(sp->base, (uint32_t) ngx_pid, now, sp->size);
+    ngx_memzero(sp->base + TX_SPOOL_HDR_LEN, TX_SPOOL_FRAME_HDR);
+
+    sp->off = TX_SPOOL_HDR_LEN;
+    sp->opened = ngx_current_msec;
+    sp->records = 0;
+    sp->failed = 0;
+
+    return NGX_OK;
+}
+
+
+/*
+ * Takes a file torrix-cp left in <dir>/free/ (tx_spool.h): its pages are in
+ * the page cache and its blocks allocated, so writing it costs the kernel
+ * neither.  NGX_DECLINED when there is none to take.
+ */
+static ngx_int_t
+ngx_http_torrix_spool_reuse(ngx_http_torrix_spool_t *sp, int64_t now,
+                            ngx_log_t *log)
+{
+    DIR           *dir;
+    size_t         len;
+    ngx_uint_t     tries;
+    struct dirent *de;
+    u_char         path[NGX_MAX_PATH], claim[NGX_MAX_PATH];
+
+    ngx_sprintf(path, "%V/free%Z", &sp->dir);
+
+    dir = opendir((char *) path);
+    if (dir == NULL) {
+        return NGX_DECLINED;
+    }
+
+    ngx_sprintf(claim, "%V/free/.claim-%P" TX_SPOOL_SUFFIX "%Z", &sp->dir,
+                ngx_pid);
+
+    tries = 0;
+
+    while (tries < 8 && (de = readdir(dir)) != NULL) {
+        len = ngx_strlen(de->d_name);
+
+        if (len <= sizeof(TX_SPOOL_SUFFIX) - 1
+            || ngx_strcmp(de->d_name + len - (sizeof(TX_SPOOL_SUFFIX) - 1),
+                          TX_SPOOL_SUFFIX)
+                   != 0
+            || len + sp->dir.len + 7 >= NGX_MAX_PATH)
+        {
+            continue;
+        }
+
+        tries++;
+
+        ngx_sprintf(path, "%V/free/%s%Z", &sp->dir, de->d_name);
+
+        /* only the worker whose rename succeeds goes on with the file */
+        if (ngx_strcmp(path, claim) != 0
+            && rename((char *) path, (char *) claim) == -1) {
+            continue;
+        }
+
+        sp->fd = ngx_open_file(claim, NGX_FILE_RDWR, NGX_FILE_OPEN, 0);
+        if (sp->fd == NGX_INVALID_FILE) {
+            continue;
+        }
+
+        if (flock(sp->fd, LOCK_EX | LOCK_NB) == -1
+            || ngx_http_torrix_spool_map(sp, now) != NGX_OK)
+        {
+            goto next;
+        }
+
+        /* live only now, with its new header, under our lock */
+        if (rename((char *) claim, (char *) sp->name) == 0) {
+            (void) closedir(dir);
+            return NGX_OK;
+        }
+
+        ngx_log_error(NGX_LOG_WARN, log, ngx_errno,
+                      "torrix: rename(\"%s\", \"%s\") failed", claim, sp->name);
+
+    next:
+
+        if (sp->base) {
+            (void) munmap(sp->base, sp->size);
+            sp->base = NULL;
+        }
+
+        (void) ngx_close_file(sp->fd);
+        sp->fd = NGX_INVALID_FILE;
+    }
+
+    (void) closedir(dir);
+
+    return NGX_DECLINED;
 }
 
 

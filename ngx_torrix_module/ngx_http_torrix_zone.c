@@ -8,7 +8,8 @@
  *   - RPM and TPM token buckets (keys only), in thousandths;
  *   - the money reserved by requests in flight, one slot per worker, so a
  *     worker that dies cannot pin a phantom spend: its successor (same slot)
- *     clears the slot in init_process;
+ *     clears the slot in init_process; and their running total, kept with
+ *     the slots under the lock, which admission reads;
  *   - the money settled by this edge per window (day, week, month) in
  *     10 ms buckets of settle time (taken after the run's spool frame is
  *     written), so that with the snapshot's ingest watermark W
@@ -65,6 +66,7 @@ struct ngx_http_torrix_node_s {
     int64_t                   rate_ms;
     uint64_t                  rpm;
     uint64_t                  tpm;
+    tx_money_t                reserved_sum; /* of reserved[] */
     tx_money_t                reserved[NGX_HTTP_TORRIX_SLOTS];
     ngx_http_torrix_settled_t settled[3]; /* day, week, month */
     u_char                    id[TX_ID_MAX_LEN];
@@ -302,6 +304,7 @@ ngx_http_torrix_zone_init_process(ngx_cycle_t *cycle)
          q != ngx_queue_sentinel(&z->sh->queue); q = ngx_queue_next(q))
     {
         lr = ngx_queue_data(q, ngx_http_torrix_node_t, queue);
+        lr->reserved_sum -= lr->reserved[slot];
         lr->reserved[slot] = 0;
     }
 
@@ -318,16 +321,13 @@ ngx_http_torrix_node(ngx_http_torrix_zone_t *z, ngx_uint_t scope, ngx_str_t *id,
     ngx_int_t               rc;
     ngx_rbtree_node_t      *node, *sentinel;
     ngx_http_torrix_node_t *lr;
-    u_char                  buf[TX_ID_MAX_LEN + 1];
+    u_char                  sc;
 
     idlen = ngx_min(id->len, TX_ID_MAX_LEN);
 
-    buf[0] = (u_char) scope;
-
-    if (idlen) {
-        ngx_memcpy(buf + 1, id->data, idlen);
-    }
-    hash = ngx_crc32_short(buf, idlen + 1);
+    /* CRC-32C, the instruction where there is one: scope byte, then id */
+    sc = (u_char) scope;
+    hash = tx_crc32(tx_crc32(0, &sc, 1), id->data, idlen);
 
     node = z->sh->rbtree.root;
     sentinel = z->sh->rbtree.sentinel;
@@ -407,7 +407,7 @@ ngx_http_torrix_node(ngx_http_torrix_zone_t *z, ngx_uint_t scope, ngx_str_t *id,
 static void
 ngx_http_torrix_expire(ngx_http_torrix_zone_t *z, ngx_uint_t n)
 {
-    ngx_uint_t              i, freed;
+    ngx_uint_t              freed;
     ngx_queue_t            *q, *prev;
     ngx_rbtree_node_t      *node;
     ngx_http_torrix_node_t *lr;
@@ -431,13 +431,7 @@ ngx_http_torrix_expire(ngx_http_torrix_zone_t *z, ngx_uint_t n)
             return;
         }
 
-        for (i = 0; i < NGX_HTTP_TORRIX_SLOTS; i++) {
-            if (lr->reserved[i]) {
-                break;
-            }
-        }
-
-        if (i < NGX_HTTP_TORRIX_SLOTS) {
+        if (lr->reserved_sum) {
             continue;
         }
 
@@ -682,10 +676,7 @@ ngx_http_torrix_admit(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
 
         cap->node = lr;
 
-        reserved = 0;
-        for (j = 0; j < NGX_HTTP_TORRIX_SLOTS; j++) {
-            reserved += lr->reserved[j];
-        }
+        reserved = lr->reserved_sum;
 
         spent =
             cap->ingested
@@ -747,6 +738,7 @@ ngx_http_torrix_admit(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
         }
 
         lr->reserved[slot] += ctx->est_cost;
+        lr->reserved_sum += ctx->est_cost;
     }
 
     ctx->reserved = 1;
@@ -783,6 +775,7 @@ ngx_http_torrix_settle(ngx_http_torrix_ctx_t *ctx, tx_money_t cost,
                        uint64_t tokens)
 {
     int64_t                 tick;
+    tx_money_t              released;
     ngx_uint_t              i, k;
     ngx_http_torrix_zone_t *z;
     ngx_http_torrix_node_t *lr;
@@ -805,11 +798,12 @@ ngx_http_torrix_settle(ngx_http_torrix_ctx_t *ctx, tx_money_t cost,
             continue;
         }
 
-        lr->reserved[ctx->slot] -= ctx->est_cost;
+        /* a reload's new worker may have cleared the slot meanwhile */
+        released = ngx_min(ctx->est_cost, lr->reserved[ctx->slot]);
 
-        if (lr->reserved[ctx->slot] < 0) {
-            /* a reload's new worker cleared the slot meanwhile */
-            lr->reserved[ctx->slot] = 0;
+        if (released > 0) {
+            lr->reserved[ctx->slot] -= released;
+            lr->reserved_sum -= released;
         }
 
         if (cost > 0) {

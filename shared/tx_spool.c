@@ -203,7 +203,7 @@ tx_spool_hdr_init(void *base, uint32_t pid, int64_t created_us,
 
     memset(p, 0, TX_SPOOL_HDR_LEN);
     memcpy(p + offsetof(tx_spool_hdr_t, magic), TX_SPOOL_MAGIC, 8);
-    tx_put_le32(p + offsetof(tx_spool_hdr_t, version), 1);
+    tx_put_le32(p + offsetof(tx_spool_hdr_t, version), 2);
     tx_put_le32(p + offsetof(tx_spool_hdr_t, pid), pid);
     tx_put_le64(p + offsetof(tx_spool_hdr_t, created_us),
                 (uint64_t) created_us);
@@ -214,6 +214,7 @@ tx_spool_hdr_init(void *base, uint32_t pid, int64_t created_us,
 int
 tx_spool_hdr_check(const void *base, size_t size)
 {
+    uint32_t       version;
     uint64_t       cap;
     const uint8_t *p;
 
@@ -227,7 +228,9 @@ tx_spool_hdr_check(const void *base, size_t size)
         return TX_ERROR;
     }
 
-    if (tx_get_le32(p + offsetof(tx_spool_hdr_t, version)) != 1) {
+    version = tx_get_le32(p + offsetof(tx_spool_hdr_t, version));
+
+    if (version != 1 && version != 2) {
         return TX_ERROR;
     }
 
@@ -238,6 +241,18 @@ tx_spool_hdr_check(const void *base, size_t size)
     }
 
     return TX_OK;
+}
+
+
+uint32_t
+tx_spool_seed(const uint8_t *base)
+{
+    if (tx_get_le32(base + offsetof(tx_spool_hdr_t, version)) == 1) {
+        return 0;
+    }
+
+    /* pid and created_us: this file's, this time round */
+    return tx_crc32(0, base + offsetof(tx_spool_hdr_t, pid), 12);
 }
 
 
@@ -275,7 +290,13 @@ tx_spool_append(uint8_t *base, size_t cap, size_t *off, const void *payload,
 
     memcpy(p + TX_SPOOL_FRAME_HDR, payload, len);
     memset(p + TX_SPOOL_FRAME_HDR + len, 0, fs - TX_SPOOL_FRAME_HDR - len);
-    tx_put_le32(p + 4, tx_crc32(0, payload, len));
+    tx_put_le32(p + 4, tx_crc32(tx_spool_seed(base), payload, len));
+
+    /*
+     * a recycled file holds old frames past this one: the word after it
+     * must read "no frame yet" before this frame's length is published
+     */
+    tx_put_le32(p + fs, 0);
 
     tx_spool_store_len(p, (uint32_t) len);
 
@@ -339,7 +360,7 @@ tx_spool_read(const uint8_t *base, size_t size, size_t *off,
 
     *off = o + fs;
 
-    if (tx_crc32(0, p + TX_SPOOL_FRAME_HDR, n) != crc) {
+    if (tx_crc32(tx_spool_seed(base), p + TX_SPOOL_FRAME_HDR, n) != crc) {
         return TX_ERROR;
     }
 

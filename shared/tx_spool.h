@@ -7,7 +7,15 @@
  *
  * created at a fixed size (ftruncate, zero-filled) and mapped MAP_SHARED, so
  * appending a record is a memcpy (no syscall) and survives the worker being
- * killed: the pages belong to the page cache.  The worker holds flock(LOCK_EX)
+ * killed: the pages belong to the page cache.  Files are recycled: torrix-cp
+ * moves a file it has finished into <spool dir>/free/ (a few at most), and a
+ * worker that needs a new file takes one from there before creating one, so
+ * its pages are already in the page cache and on disk (a fresh file costs
+ * the kernel a zeroed page and a block allocation every 4 KB).  The taking
+ * is: rename to free/.claim-<pid>.txs, open, flock, write a new header and
+ * a zero first length, then rename to its live name; a writer never changes
+ * a file it does not hold the lock of, and a file is live only once it has
+ * its new header.  The worker holds flock(LOCK_EX)
  * on the file while it writes; torrix-cp knows a file is finished when it is
  * sealed, or when it can take the lock itself (the writer is gone).
  *
@@ -15,8 +23,13 @@
  *
  *     uint32 len | uint32 crc32c(payload) | payload | zero pad to 8 bytes
  *
- * (little endian).  The writer stores payload and crc first and `len` last
- * (release store), so a reader that sees len != 0 sees the whole frame.
+ * (little endian).  The writer stores payload and crc first, then zeroes
+ * the length word after the frame (a recycled file has old frames there),
+ * and `len` last (release store), so a reader that sees len != 0 sees the
+ * whole frame and a stop after it.  Version 2 files seed the CRC with the
+ * header's pid and creation time, so an old frame of a recycled file, should
+ * one survive a machine crash on disk past the new ones, fails its CRC
+ * instead of being read twice; version 1 (seed 0) is still read.
  *   len == 0                 no frame yet (or the writer died before it)
  *   len == TX_SPOOL_SEALED   the writer closed this file; nothing follows
  * A frame whose crc does not match (a torn write after a machine crash) is
@@ -48,7 +61,7 @@
 /* File header (all little endian) */
 typedef struct {
     char     magic[8]; /* TX_SPOOL_MAGIC */
-    uint32_t version;  /* 1 */
+    uint32_t version;  /* 2 (1: frames' CRC seed 0) */
     uint32_t pid;
     int64_t  created_us;
     uint64_t capacity; /* file size in bytes */
@@ -66,6 +79,9 @@ void tx_spool_hdr_init(void *base, uint32_t pid, int64_t created_us,
  * file's size when that matters.
  */
 int tx_spool_hdr_check(const void *base, size_t size);
+
+/* The CRC seed of a file's frames, from its header (0 for version 1). */
+uint32_t tx_spool_seed(const uint8_t *base);
 
 /* Size a frame with `len` payload bytes takes, padding included. */
 size_t tx_spool_frame_size(size_t len);

@@ -142,3 +142,38 @@ def test_runs_survive_worker_kill(stack):
     ids += send(stack, k["key"], 3)
     stack.start_cp()
     assert_exactly(stack, ids)
+
+
+def test_spool_files_recycled(stack):
+    """torrix-cp keeps a few finished spool files in spool/free/; workers
+    take them instead of creating new ones (no fresh pages to zero), and
+    every run is still ingested exactly once."""
+    free = stack.data / "spool" / "free"
+    k = stack.api.create_key()
+
+    def free_files():
+        return {f.stat().st_ino: f.name for f in free.glob("*.txs")}
+
+    ids = send(stack, k["key"], 10)
+    # the 1 s rotation seals the files; ingested, they go to free/
+    wait_until(lambda: stack.runs() and len(stack.runs()) == 10
+               and free_files(), 10, 0.05, "a finished file in free/")
+    before = free_files()
+
+    # more runs after the rotation: the workers take files from free/
+    # (a file taken comes back to free/ under its new name when finished)
+    def reused():
+        now = {f.stat().st_ino: f.name
+               for f in (stack.data / "spool").glob("*.txs")}
+        now.update(free_files())
+        return [i for i in before if i in now and now[i] != before[i]]
+
+    deadline = time.time() + 15
+    while not reused() and time.time() < deadline:
+        ids += send(stack, k["key"], 5)
+        time.sleep(0.3)
+    assert reused(), (before, free_files())
+
+    assert_exactly(stack, ids)
+    assert len(free_files()) <= 4
+    assert not list(free.glob(".claim-*"))
