@@ -12,7 +12,8 @@ request of the gateway worker, the torrix/plain ratio, and the SSE check
 (added time to first byte, frames delayed or not).  Writes the same figures
 as JSON lines to bench-out/results.jsonl.  Every run is bounded in time.
 
-    ./build.sh bench [--duration SECONDS] [--quick]
+    ./build.sh bench [--duration SECONDS] [--quick] [--peers] [--pin]
+                     [--perf] [--syscalls] [--cp-paused]
     ./build.sh bench --scale [--duration SECONDS] [--quick]   (scale.py)
 """
 
@@ -71,8 +72,15 @@ def common_http(tmp):
             "    scgi_temp_path %(t)s/scgi;\n" % {"t": tmp})
 
 
+PIN = {}  # setup name -> CPU list, when --pin
+
+
 def nginx_conf(tmp, name, http_body, module=False):
     user = "user root;\n" if os.geteuid() == 0 else ""
+    if name in PIN:
+        user += "worker_cpu_affinity %s;\n" % "".join(
+            "1" if str(c) in PIN[name].split(",") else "0"
+            for c in reversed(range(os.cpu_count())))
     load = "load_module %s;\n" % MODULE if module else ""
     return (load + user +
             "worker_processes 1;\n"
@@ -142,7 +150,8 @@ def parse_latency(text, pct):
 def wrk(url, lua, conns, duration, pids):
     hz = os.sysconf("SC_CLK_TCK")
     before = cpu_ticks(pids)
-    out = subprocess.run(["wrk", "-t1", "-c%d" % conns, "-d%ds" % duration,
+    pin = ["taskset", "-c", PIN["load"]] if "load" in PIN else []
+    out = subprocess.run(pin + ["wrk", "-t1", "-c%d" % conns, "-d%ds" % duration,
                           "--timeout", "5s", "--latency", "-s", str(lua),
                           url], capture_output=True, text=True,
                          timeout=duration + 30).stdout
@@ -250,6 +259,12 @@ def main():
     ap.add_argument("--syscalls", action="store_true",
                     help="count the gateway workers' system calls per "
                          "request (perf stat, plain and torrix)")
+    ap.add_argument("--pin", action="store_true",
+                    help="pin the gateway workers and torrix-cp to CPU 0, "
+                         "wrk and the mock to CPU 1 (steadier figures)")
+    ap.add_argument("--cp-paused", action="store_true",
+                    help="diagnostic: torrix-cp stopped (SIGSTOP) during the "
+                         "torrix runs, to see what its ingest costs them")
     ap.add_argument("--scale", action="store_true",
                     help="the scale figures instead: 10 vs 1,000,000 keys "
                          "(bench/scale.py; --duration and --quick apply)")
@@ -260,6 +275,11 @@ def main():
                           + (["--quick"] if args.quick else []))
     if args.quick:
         args.duration = 3
+    if args.pin:
+        # the gateways (and torrix-cp, whose work is the gateway's) on CPU
+        # 0; the load generator and the mock upstream on CPU 1
+        PIN.update({"plain": "0", "torrix": "0", "cp": "0",
+                    "mock": "1", "load": "1"})
     conns = [int(c) for c in args.conns.split(",")]
 
     out_dir = REPO / "bench-out"
@@ -325,6 +345,10 @@ def main():
         mock.start(p_mock)
         plain.start(p_plain)
         stack.start_cp()
+        if "cp" in PIN:
+            subprocess.run(["taskset", "-a", "-p", "-c", PIN["cp"],
+                            str(stack.cp_proc.pid)], check=True,
+                           stdout=subprocess.DEVNULL)
         gw.start(p_torrix)
         api = stack.api
         org = api.create("orgs", name="bench", spend_cap_usd=1e6)
@@ -397,9 +421,14 @@ def main():
                              str(out_dir / ("stat-%s-%d.txt" % (name, c)))],
                             stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
+                    paused = args.cp_paused and name.startswith("torrix")
+                    if paused:
+                        stack.cp_proc.send_signal(signal.SIGSTOP)
                     r = wrk(url, {"torrix-nolimits": lua_free,
                                   "portkey": lua_peer}.get(name, lua),
                             c, args.duration, pids)
+                    if paused:
+                        stack.cp_proc.send_signal(signal.SIGCONT)
                     if prof:
                         prof.send_signal(signal.SIGINT)
                         prof.wait(30)
