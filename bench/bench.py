@@ -449,11 +449,18 @@ def main():
                           % (rnd, name, c, r["rps"], r["p50_ms"] or 0,
                              r["p99_ms"] or 0, r["cpu_us_per_req"] or 0,
                              r["non_2xx"]), flush=True)
-        # the median round of each setup, by requests/s
+        # the median round of each setup, by requests/s; and the median of
+        # the ratios to plain nginx measured in the same round, seconds
+        # apart, which the machine's drift (see README) disturbs less
         for c in conns:
+            plain_by_round = {x["round"]: x["rps"] for x in runs[("plain", c)]}
             for name, _, _ in setups:
                 rs = sorted(runs[(name, c)], key=lambda x: x["rps"])
-                results.append(rs[len(rs) // 2])
+                pair = sorted(x["rps"] / plain_by_round[x["round"]]
+                              for x in rs if plain_by_round.get(x["round"]))
+                med = dict(rs[len(rs) // 2])
+                med["paired_vs_plain"] = pair[len(pair) // 2] if pair else None
+                results.append(med)
 
         # unloaded latency: one connection, so no queueing behind the CPU
         lat = {}
@@ -484,8 +491,8 @@ def main():
 
     print()
     print("| setup | conns | req/s | p50 ms | p99 ms | CPU us/req |"
-          " vs plain |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+          " vs plain | vs plain, paired by round |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for c in conns:
         base = next(r for r in results
                     if r["setup"] == "plain" and r["conns"] == c)
@@ -495,10 +502,10 @@ def main():
             r["ratio_vs_plain"] = r["rps"] / base["rps"]
             r["added_p50_us"] = ((r["p50_ms"] or 0) - (base["p50_ms"] or 0)) \
                 * 1000
-            print("| %s | %d | %.0f | %.3f | %.3f | %.1f | %.2fx |"
+            print("| %s | %d | %.0f | %.3f | %.3f | %.1f | %.2fx | %.2fx |"
                   % (r["setup"], c, r["rps"], r["p50_ms"] or 0,
                      r["p99_ms"] or 0, r["cpu_us_per_req"] or 0,
-                     r["ratio_vs_plain"]))
+                     r["ratio_vs_plain"], r["paired_vs_plain"] or 0))
     for c in conns:
         peer_r = [r for r in results if r["setup"] == "portkey"
                   and r["conns"] == c]

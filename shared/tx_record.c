@@ -53,17 +53,31 @@ tx_rec_put_bytes(tx_wbuf_t *wb, uint16_t tag, const void *data, size_t len)
 }
 
 
+/* written in place: a run record has some twenty of these */
 void
 tx_rec_put_u64(tx_wbuf_t *wb, uint16_t tag, uint64_t v)
 {
-    uint8_t b[8];
-    int     i;
+    int      i;
+    uint8_t *p;
 
-    for (i = 0; i < 8; i++) {
-        b[i] = (uint8_t) (v >> (8 * i));
+    if (wb->overflow) {
+        return;
     }
 
-    tx_rec_put_bytes(wb, tag, b, sizeof(b));
+    if ((size_t) (wb->end - wb->pos) < TX_REC_HDR_LEN + 8) {
+        wb->overflow = 1;
+        return;
+    }
+
+    p = wb->pos;
+
+    tx_rec_put_hdr(p, tag, 8);
+
+    for (i = 0; i < 8; i++) {
+        p[TX_REC_HDR_LEN + i] = (uint8_t) (v >> (8 * i));
+    }
+
+    wb->pos = p + TX_REC_HDR_LEN + 8;
 }
 
 
