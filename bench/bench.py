@@ -73,6 +73,7 @@ def common_http(tmp):
 
 
 PIN = {}  # setup name -> CPU list, when --pin
+WORKERS = {"plain": "1", "torrix": "1"}  # gateway worker_processes
 
 
 def nginx_conf(tmp, name, http_body, module=False):
@@ -82,8 +83,8 @@ def nginx_conf(tmp, name, http_body, module=False):
             "1" if str(c) in PIN[name].split(",") else "0"
             for c in reversed(range(os.cpu_count())))
     load = "load_module %s;\n" % MODULE if module else ""
+    user += "worker_processes %s;\n" % WORKERS.get(name, "1")
     return (load + user +
-            "worker_processes 1;\n"
             "pid %(t)s/%(n)s.pid;\n"
             "error_log %(t)s/%(n)s.error.log warn;\n"
             "events { worker_connections 4096; }\n"
@@ -259,6 +260,9 @@ def main():
     ap.add_argument("--syscalls", action="store_true",
                     help="count the gateway workers' system calls per "
                          "request (perf stat, plain and torrix)")
+    ap.add_argument("--workers", default="1",
+                    help="worker_processes of both gateways (1, or 'auto' "
+                         "as deployed: then the machine's CPU is the limit)")
     ap.add_argument("--pin", action="store_true",
                     help="pin the gateway workers and torrix-cp to CPU 0, "
                          "wrk and the mock to CPU 1 (steadier figures)")
@@ -275,6 +279,7 @@ def main():
                           + (["--quick"] if args.quick else []))
     if args.quick:
         args.duration = 3
+    WORKERS.update({"plain": args.workers, "torrix": args.workers})
     if args.pin:
         # the gateways (and torrix-cp, whose work is the gateway's) on CPU
         # 0; the load generator and the mock upstream on CPU 1
@@ -413,12 +418,22 @@ def main():
                              "-p", ",".join(map(str, pids))],
                             stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
+                    sysw = None
                     if args.syscalls and name in ("torrix", "plain"):
                         prof = subprocess.Popen(
                             ["perf", "stat", "-x,", "-e",
                              "raw_syscalls:sys_enter,context-switches",
                              "-p", ",".join(map(str, pids)), "-o",
                              str(out_dir / ("stat-%s-%d.txt" % (name, c)))],
+                            stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+                        # the whole machine: wakeups and the IPIs that
+                        # wake an idle CPU, which a VM pays dearly for
+                        sysw = subprocess.Popen(
+                            ["perf", "stat", "-a", "-x,", "-e",
+                             "sched:sched_wakeup,irq_vectors:"
+                             "call_function_single_entry", "-o",
+                             str(out_dir / ("wake-%s-%d.txt" % (name, c)))],
                             stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
                     paused = args.cp_paused and name.startswith("torrix")
@@ -429,12 +444,16 @@ def main():
                             c, args.duration, pids)
                     if paused:
                         stack.cp_proc.send_signal(signal.SIGCONT)
-                    if prof:
-                        prof.send_signal(signal.SIGINT)
-                        prof.wait(30)
+                    for pr in (prof, sysw):
+                        if pr:
+                            pr.send_signal(signal.SIGINT)
+                            pr.wait(30)
                     if args.syscalls and name in ("torrix", "plain"):
-                        for line in (out_dir / ("stat-%s-%d.txt" % (name, c))
-                                     ).read_text().splitlines():
+                        for line in ((out_dir / ("stat-%s-%d.txt" % (name, c))
+                                      ).read_text().splitlines()
+                                     + (out_dir / ("wake-%s-%d.txt"
+                                                   % (name, c))
+                                        ).read_text().splitlines()):
                             f = line.split(",")
                             if len(f) > 2 and f[0].isdigit():
                                 r[f[2].split(":")[-1] + "_per_req"] = \
