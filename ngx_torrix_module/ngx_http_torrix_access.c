@@ -446,14 +446,16 @@ ngx_http_torrix_key_agent(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx,
 static ngx_int_t
 ngx_http_torrix_check_key(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
 {
-    time_t           now;
-    uint8_t          hash[TX_KEY_HASH_LEN];
-    const uint8_t   *hash_key;
-    MDB_txn         *txn;
-    tx_str_t         secret, val;
-    ngx_table_elt_t *h;
-    tx_key_rec_t     key;
-    tx_khash_rec_t   kh;
+    time_t              now;
+    uint8_t             hash[TX_KEY_HASH_LEN];
+    uint8_t             tag[NGX_HTTP_TORRIX_KEY_TAG_LEN];
+    const uint8_t      *hash_key;
+    MDB_txn            *txn;
+    tx_str_t            secret, val;
+    ngx_table_elt_t    *h;
+    tx_key_rec_t        key;
+    tx_khash_rec_t      kh;
+    const tx_key_rec_t *known;
 
     secret.len = 0;
     secret.data = NULL;
@@ -502,6 +504,23 @@ ngx_http_torrix_check_key(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
         return ctx->status;
     }
 
+    now = ngx_http_torrix_time();
+
+    ngx_http_torrix_cache_key_tag(secret.data, secret.len, tag);
+
+    known = ngx_http_torrix_cache_key_get(tag, &kh.not_after);
+
+    if (known) {
+        key = *known;
+
+        if (kh.not_after && now >= kh.not_after) {
+            ngx_http_torrix_snapshot_end();
+            goto grace_over;
+        }
+
+        goto found;
+    }
+
     hash_key = ngx_http_torrix_cache_hash_key(txn);
     if (hash_key == NULL
         || tx_key_hash(hash_key, secret.data, secret.len, hash) != TX_OK)
@@ -512,8 +531,6 @@ ngx_http_torrix_check_key(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
                                       "gateway_not_ready",
                                       "The gateway snapshot has no hash key");
     }
-
-    now = ngx_http_torrix_time();
 
     if (ngx_http_torrix_snapshot_get(txn, NGX_HTTP_TORRIX_DB_KHASH, hash,
                                      sizeof(hash), &val)
@@ -528,10 +545,7 @@ ngx_http_torrix_check_key(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
 
     if (kh.not_after && now >= kh.not_after) {
         ngx_http_torrix_snapshot_end();
-        return ngx_http_torrix_reject(ctx, r->pool, NGX_HTTP_UNAUTHORIZED,
-                                      "invalid_api_key",
-                                      "Invalid API key: this secret was "
-                                      "rotated and its grace period ended");
+        goto grace_over;
     }
 
     if (ngx_http_torrix_snapshot_get(txn, NGX_HTTP_TORRIX_DB_KEYS,
@@ -544,6 +558,10 @@ ngx_http_torrix_check_key(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
                                       "invalid_api_key",
                                       "Invalid API key: unknown or revoked");
     }
+
+    ngx_http_torrix_cache_key_put(tag, kh.not_after, &key);
+
+found:
 
     if (ngx_http_torrix_copy(r->pool, &ctx->key_id, &key.id) != NGX_OK
         || ngx_http_torrix_copy(r->pool, &ctx->project, &key.project) != NGX_OK
@@ -590,6 +608,13 @@ ngx_http_torrix_check_key(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
     }
 
     return NGX_OK;
+
+grace_over:
+
+    return ngx_http_torrix_reject(ctx, r->pool, NGX_HTTP_UNAUTHORIZED,
+                                  "invalid_api_key",
+                                  "Invalid API key: this secret was "
+                                  "rotated and its grace period ended");
 }
 
 

@@ -12,6 +12,8 @@
 
 #include "ngx_http_torrix_module.h"
 
+#include <sodium.h>
+
 
 #define NGX_HTTP_TORRIX_CACHE_PROVIDERS 32
 #define NGX_HTTP_TORRIX_CACHE_PRICES    256
@@ -74,7 +76,33 @@ typedef struct {
 } ngx_http_torrix_cached_plan_t;
 
 
+/*
+ * Verified keys: a key the full check found (BLAKE2b of the secret, then the
+ * khash and keys lookups) is remembered for the generation under a
+ * SipHash-2-4-128 tag of its secret, keyed with random bytes each worker
+ * draws for itself, so the next request with that secret skips the BLAKE2b
+ * and both lookups.  Only the tag is kept, never the secret: matching an
+ * entry takes the secret itself (or about 2^128 tries against a key the
+ * attacker never sees), and tags are compared in constant time.  Found keys
+ * only: an unknown secret always takes the full check.  Everything that
+ * depends on time (expiry, a rotated secret's grace) is still checked per
+ * request, from the remembered values.
+ */
+#define NGX_HTTP_TORRIX_CACHE_KEYS 2048
+
+typedef struct {
+    uint64_t     seq;
+    uint8_t      tag[NGX_HTTP_TORRIX_KEY_TAG_LEN];
+    int64_t      not_after;
+    tx_key_rec_t key; /* strings in the memo's pool */
+} ngx_http_torrix_cached_key_t;
+
+
 static ngx_http_torrix_cache_t ngx_http_torrix_cache;
+static ngx_http_torrix_cached_key_t
+               ngx_http_torrix_keys[NGX_HTTP_TORRIX_CACHE_KEYS];
+static uint8_t ngx_http_torrix_keys_salt[crypto_shorthash_siphashx24_KEYBYTES];
+static ngx_uint_t ngx_http_torrix_keys_salted;
 static ngx_http_torrix_cached_plan_t
                 ngx_http_torrix_plans[NGX_HTTP_TORRIX_CACHE_PLANS];
 static uint64_t ngx_http_torrix_cache_seq;
@@ -623,6 +651,115 @@ ngx_http_torrix_cache_price_peek(const u_char *model, size_t len,
     *known = 1;
 
     return e->found ? &e->price : NULL;
+}
+
+
+void
+ngx_http_torrix_cache_key_tag(const u_char *secret, size_t len, uint8_t *tag)
+{
+    if (!ngx_http_torrix_keys_salted) {
+        /* this worker's own, drawn after the fork */
+        randombytes_buf(ngx_http_torrix_keys_salt,
+                        sizeof(ngx_http_torrix_keys_salt));
+        ngx_http_torrix_keys_salted = 1;
+    }
+
+    (void) crypto_shorthash_siphashx24(tag, secret, len,
+                                       ngx_http_torrix_keys_salt);
+}
+
+
+static ngx_http_torrix_cached_key_t *
+ngx_http_torrix_cache_key_slot(const uint8_t *tag)
+{
+    uint32_t h;
+
+    ngx_memcpy(&h, tag, sizeof(h));
+
+    return &ngx_http_torrix_keys[h % NGX_HTTP_TORRIX_CACHE_KEYS];
+}
+
+
+const tx_key_rec_t *
+ngx_http_torrix_cache_key_get(const uint8_t *tag, int64_t *not_after)
+{
+    ngx_http_torrix_cached_key_t *e;
+
+    if (!ngx_http_torrix_cache.valid) {
+        return NULL;
+    }
+
+    e = ngx_http_torrix_cache_key_slot(tag);
+
+    if (e->seq != ngx_http_torrix_cache.seq
+        || sodium_memcmp(e->tag, tag, NGX_HTTP_TORRIX_KEY_TAG_LEN) != 0)
+    {
+        return NULL;
+    }
+
+    *not_after = e->not_after;
+
+    return &e->key;
+}
+
+
+static ngx_int_t
+ngx_http_torrix_cache_str(ngx_pool_t *pool, tx_str_t *dst, const tx_str_t *src)
+{
+    u_char *p;
+
+    dst->len = src->len;
+    dst->data = NULL;
+
+    if (src->len == 0) {
+        return NGX_OK;
+    }
+
+    p = ngx_pnalloc(pool, src->len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(p, src->data, src->len);
+    dst->data = p;
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_torrix_cache_key_put(const uint8_t *tag, int64_t not_after,
+                              const tx_key_rec_t *key)
+{
+    tx_key_rec_t                  k;
+    ngx_pool_t                   *pool;
+    ngx_http_torrix_cached_key_t *e;
+
+    if (!ngx_http_torrix_cache.valid) {
+        return;
+    }
+
+    pool = ngx_http_torrix_cache.pool;
+    k = *key;
+
+    if (ngx_http_torrix_cache_str(pool, &k.id, &key->id) != NGX_OK
+        || ngx_http_torrix_cache_str(pool, &k.name, &key->name) != NGX_OK
+        || ngx_http_torrix_cache_str(pool, &k.project, &key->project) != NGX_OK
+        || ngx_http_torrix_cache_str(pool, &k.user, &key->user) != NGX_OK
+        || ngx_http_torrix_cache_str(pool, &k.org, &key->org) != NGX_OK
+        || ngx_http_torrix_cache_str(pool, &k.models, &key->models) != NGX_OK
+        || ngx_http_torrix_cache_str(pool, &k.metadata, &key->metadata)
+               != NGX_OK)
+    {
+        return;
+    }
+
+    e = ngx_http_torrix_cache_key_slot(tag);
+
+    e->seq = ngx_http_torrix_cache.seq;
+    ngx_memcpy(e->tag, tag, NGX_HTTP_TORRIX_KEY_TAG_LEN);
+    e->not_after = not_after;
+    e->key = k;
 }
 
 

@@ -341,6 +341,19 @@ const ngx_http_torrix_plan_t *ngx_http_torrix_cache_plan_get(ngx_str_t *key_id,
 void ngx_http_torrix_cache_plan_put(ngx_str_t *key_id, uint32_t day,
                                     const ngx_http_torrix_plan_t *plan);
 
+/*
+ * Verified keys (the snapshot generation's): a key the full check found is
+ * remembered under a tag of its secret; see ngx_http_torrix_cache.c.
+ */
+#define NGX_HTTP_TORRIX_KEY_TAG_LEN 16
+
+void ngx_http_torrix_cache_key_tag(const u_char *secret, size_t len,
+                                   uint8_t *tag);
+const tx_key_rec_t *ngx_http_torrix_cache_key_get(const uint8_t *tag,
+                                                  int64_t       *not_after);
+void ngx_http_torrix_cache_key_put(const uint8_t *tag, int64_t not_after,
+                                   const tx_key_rec_t *key);
+
 ngx_int_t      ngx_http_torrix_cache_sync(MDB_txn *txn, ngx_log_t *log);
 void           ngx_http_torrix_cache_drop(void);
 const uint8_t *ngx_http_torrix_cache_hash_key(MDB_txn *txn);
