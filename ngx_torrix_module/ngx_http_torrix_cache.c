@@ -3,10 +3,10 @@
  * requests share (the hash key, settings, providers with their upstream
  * strings prebuilt, model prices), valid for one snapshot generation.
  *
- * Each read transaction starts by reading meta "gen"; when it changed (every
- * torrix-cp publish), the memo is dropped with its pool and refilled lazily
- * from that transaction, so a value is never older than the snapshot the
- * request reads.  Callers copy what must outlive the current event-loop
+ * Each read transaction starts by reading its LMDB transaction id; when it
+ * changed (every torrix-cp publish), the memo is dropped with its pool and
+ * refilled lazily from that transaction, so a value is never older than the
+ * snapshot the request reads.  Callers copy what must outlive the current event-loop
  * iteration into the request pool: the memo may be dropped by the next one.
  */
 
@@ -125,20 +125,16 @@ ngx_int_t
 ngx_http_torrix_cache_sync(MDB_txn *txn, ngx_log_t *log)
 {
     uint64_t                 gen;
-    tx_str_t                 val;
     ngx_http_torrix_cache_t *c;
 
     c = &ngx_http_torrix_cache;
 
-    gen = 0;
-    if (ngx_http_torrix_snapshot_get(txn, NGX_HTTP_TORRIX_DB_META,
-                                     TX_SNAP_META_GEN,
-                                     sizeof(TX_SNAP_META_GEN) - 1, &val)
-            == TX_OK
-        && val.len == 8)
-    {
-        ngx_memcpy(&gen, val.data, 8);
-    }
+    /*
+     * the snapshot's transaction id: every publish is a commit, so it moves
+     * whenever anything in the snapshot does, and costs no lookup (reopening
+     * a replaced snapshot file drops the memo, see _snapshot.c)
+     */
+    gen = (uint64_t) mdb_txn_id(txn);
 
     if (c->valid && c->gen == gen) {
         return NGX_OK;
