@@ -210,6 +210,21 @@ def test_expires_at_unix_seconds(stack):
     assert stack.chat(k2["key"]).status_code == 200
 
 
+def test_key_expires_while_in_use(stack):
+    """A key a worker has verified (and remembers until the next publish)
+    still stops at its expires_at: time is checked per request."""
+    import time
+    exp = int(time.time()) + 3
+    k = stack.api.create_key(expires_at=exp)
+    while time.time() < exp - 1:
+        assert stack.chat(k["key"]).status_code == 200
+        time.sleep(0.05)
+    while time.time() < exp + 0.2:
+        time.sleep(0.05)
+    for _ in range(4):                  # both workers
+        assert_openai_error(stack.chat(k["key"]), 401)
+
+
 def test_unknown_path_404(stack):
     k = stack.api.create_key()
     for path in ("/v1/foo", "/v1/chat/completions/x"):
