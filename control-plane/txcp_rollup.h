@@ -67,13 +67,16 @@
 #define TXCP_ACC_KEY_MAX 224
 
 
-/* One accumulated key: its bytes and TXCP_RV_N deltas. */
+/*
+ * One accumulated key: its TXCP_RV_N deltas and its bytes, the deltas and
+ * the head of the key (keys are short) in the entry's first two cache lines.
+ */
 typedef struct {
     uint32_t hash;
     uint16_t klen;
     uint8_t  used;
-    uint8_t  key[TXCP_ACC_KEY_MAX];
     int64_t  v[TXCP_RV_N];
+    uint8_t  key[TXCP_ACC_KEY_MAX];
 } txcp_acc_ent_t;
 
 
