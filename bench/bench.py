@@ -552,7 +552,7 @@ def main():
               % (lat["plain"]["p50_ms"], lat["torrix"]["p50_ms"], added_p50_us,
                  lat["plain"]["p99_ms"], lat["torrix"]["p99_ms"]))
     print("SSE: time to first byte %.2f ms direct, %.2f ms through Torrix "
-          "(+%.2f ms); max frame lag %.2f ms; frames delayed: %s"
+          "(%+.2f ms); max frame lag %.2f ms; frames delayed: %s"
           % (sse["ttfb_direct_ms"], sse["ttfb_torrix_ms"],
              sse["added_ttfb_ms"], sse["max_frame_lag_ms"],
              "yes" if sse["frames_delayed"] else "no"))
