@@ -138,6 +138,8 @@ ngx_http_torrix_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 {
     u_char                *p;
     size_t                 n;
+    ngx_uint_t             last;
+    tx_usage_t             u;
     ngx_chain_t           *cl;
     ngx_http_torrix_ctx_t *ctx;
 
@@ -154,7 +156,11 @@ ngx_http_torrix_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
         return ngx_http_torrix_error_page_body(r, ctx, in);
     }
 
+    last = 0;
+
     for (cl = in; cl; cl = cl->next) {
+        last |= cl->buf->last_buf;
+
         if (!ngx_buf_in_memory(cl->buf) || cl->buf->pos == cl->buf->last) {
             continue;
         }
@@ -176,6 +182,19 @@ ngx_http_torrix_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
                 n = tx_meter_feed(ctx->meter, p, cl->buf->last - p, NULL);
                 p += n;
             }
+        }
+    }
+
+    if (last && ctx->meter && ctx->tpm_taken) {
+        /*
+         * the usage is known before the last byte leaves: the unused part
+         * of the TPM estimate goes back now, so the client's next request
+         * already sees it (the log phase would be a moment too late)
+         */
+        tx_meter_result(ctx->meter, &u);
+
+        if (u.has_usage) {
+            ngx_http_torrix_tpm_return(ctx, u.input + u.output);
         }
     }
 

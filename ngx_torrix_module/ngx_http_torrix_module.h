@@ -464,7 +464,8 @@ ngx_int_t ngx_http_torrix_admit(ngx_http_request_t    *r,
                                 ngx_http_torrix_ctx_t *ctx);
 void      ngx_http_torrix_settle(ngx_http_torrix_ctx_t *ctx, tx_money_t cost,
                                  uint64_t tokens);
-void      ngx_http_torrix_limit_headers(ngx_http_torrix_ctx_t *ctx);
+void ngx_http_torrix_tpm_return(ngx_http_torrix_ctx_t *ctx, uint64_t tokens);
+void ngx_http_torrix_limit_headers(ngx_http_torrix_ctx_t *ctx);
 
 /* observed latency per model, shared by the workers: microseconds, 0 none */
 uint64_t ngx_http_torrix_latency_get(ngx_str_t *model);

@@ -818,7 +818,36 @@ ngx_http_torrix_settle(ngx_http_torrix_ctx_t *ctx, tx_money_t cost,
         /* correct the estimate with the metered tokens */
         ctx->rl_key->tpm_tokens +=
             ((int64_t) ctx->tpm_taken - (int64_t) tokens) * 1000;
+        ctx->tpm_taken = 0;
     }
+
+    ngx_shmtx_unlock(&z->shpool->mutex);
+}
+
+
+/*
+ * Corrects the TPM estimate with the metered tokens as soon as they are
+ * known (the response's last buffer), once; settle then has nothing left
+ * to correct.
+ */
+void
+ngx_http_torrix_tpm_return(ngx_http_torrix_ctx_t *ctx, uint64_t tokens)
+{
+    ngx_http_torrix_zone_t *z;
+
+    if (ctx->rl_key == NULL || ctx->tpm_taken == 0
+        || ngx_http_torrix_shm_zone == NULL)
+    {
+        return;
+    }
+
+    z = ngx_http_torrix_shm_zone->data;
+
+    ngx_shmtx_lock(&z->shpool->mutex);
+
+    ctx->rl_key->tpm_tokens +=
+        ((int64_t) ctx->tpm_taken - (int64_t) tokens) * 1000;
+    ctx->tpm_taken = 0;
 
     ngx_shmtx_unlock(&z->shpool->mutex);
 }
