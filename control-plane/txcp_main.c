@@ -85,7 +85,7 @@ txcp_dataplane_chown(void)
     struct passwd *pw;
     char           path[4096];
     const char *files[] = {"snapshot", "snapshot/data.mdb", "snapshot/lock.mdb",
-                           "spool", NULL};
+                           "spool", "spool/free", NULL};
     int         i;
 
     if (txcp.conf.dataplane_user[0] == '\0') {
@@ -109,6 +109,10 @@ txcp_dataplane_chown(void)
         snprintf(path, sizeof(path), "%s/%s", txcp.conf.data_dir, files[i]);
 
         if (chown(path, pw->pw_uid, pw->pw_gid) != 0) {
+            if (errno == ENOENT && strcmp(files[i], "spool/free") == 0) {
+                continue; /* optional: workers then create every file */
+            }
+
             txcp_log(TXCP_LOG_ERROR, "chown failed", "path=%s err=\"%s\"", path,
                      strerror(errno));
             return TX_ERROR;

@@ -557,3 +557,7 @@ def test_dataplane_key_group(cp_stopped, tmp, monkeypatch):
     assert stat.S_IMODE(st.st_mode) == 0o640
     st = (cp_stopped.data / "master.key").stat()
     assert st.st_gid == 0 and stat.S_IMODE(st.st_mode) == 0o600
+    # the workers rename recycled spool files out of spool/free/
+    for d in ("spool", "spool/free"):
+        st = (cp_stopped.data / d).stat()
+        assert (st.st_uid, st.st_gid) == (pw.pw_uid, pw.pw_gid), d
