@@ -85,7 +85,7 @@ txcp_dataplane_chown(void)
     struct passwd *pw;
     char           path[4096];
     const char *files[] = {"snapshot", "snapshot/data.mdb", "snapshot/lock.mdb",
-                           "spool", "spool/free", NULL};
+                           "spool",    "spool/free",        NULL};
     int         i;
 
     if (txcp.conf.dataplane_user[0] == '\0') {
