@@ -76,6 +76,11 @@ static const txcp_option_t txcp_options[] = {
      "run records in one pass that make the next wait "
      "ingest_busy_interval_ms"},
 
+    {"spool_free_age_s", TXCP_OPT_INT, offsetof(txcp_conf_t, spool_free_age_s),
+     1, 86400, "60", NULL,
+     "seconds a finished spool file may wait in spool/free/ for a worker to "
+     "reuse it before it is deleted (it still holds its runs' records)"},
+
     {"ingest_batch", TXCP_OPT_INT, offsetof(txcp_conf_t, ingest_batch), 1,
      100000, "10000", NULL,
      "run records per store write transaction during ingest (a batch also "

@@ -22,6 +22,7 @@ typedef struct {
     long long ingest_interval_ms;
     long long ingest_busy_interval_ms;
     long long ingest_busy_runs;
+    long long spool_free_age_s;
     long long ingest_batch;
     char     *dataplane_user;         /* malloc'd, "" = none */
     char     *master_key_file;        /* malloc'd, "" = env or $DATA */

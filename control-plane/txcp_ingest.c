@@ -159,6 +159,62 @@ txcp_ingest_retire(const char *path, const char *name, off_t size)
 }
 
 
+/*
+ * Deletes the files that waited in spool/free/ longer than spool_free_age_s
+ * since their last record: a recycled file keeps the records it carried
+ * (sampled bodies included) until a worker writes over it, and an idle
+ * gateway must not keep them on disk.  At most once a second.  A file a
+ * worker is taking at that moment is safe to delete: the worker's rename to
+ * its live name then fails and it creates a fresh file instead.
+ */
+static void
+txcp_ingest_free_sweep(void)
+{
+    int            fd;
+    DIR           *dir;
+    char           path[4096];
+    time_t         now;
+    struct stat    st;
+    struct dirent *de;
+
+    static time_t last;
+
+    now = time(NULL);
+
+    if (now == last) {
+        return;
+    }
+
+    last = now;
+
+    snprintf(path, sizeof(path), "%s/spool/free", txcp.conf.data_dir);
+
+    dir = opendir(path);
+    if (dir == NULL) {
+        return;
+    }
+
+    fd = dirfd(dir);
+
+    while ((de = readdir(dir)) != NULL) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0
+            || fstatat(fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+        {
+            continue;
+        }
+
+        if (now - st.st_mtime >= txcp.conf.spool_free_age_s
+            && unlinkat(fd, de->d_name, 0) != 0 && errno != ENOENT)
+        {
+            txcp_log(TXCP_LOG_WARN, "spool free file not removed",
+                     "file=%s err=\"%s\"", de->d_name, strerror(errno));
+        }
+    }
+
+    (void) closedir(dir);
+}
+
+
 int
 txcp_ingest_init(void)
 {
@@ -1232,6 +1288,7 @@ txcp_ingest_run(long budget_ms)
     }
 
     txcp_ingest_pass_init();
+    txcp_ingest_free_sweep();
 
     names = NULL;
     n = 0;

@@ -177,3 +177,25 @@ def test_spool_files_recycled(stack):
     assert_exactly(stack, ids)
     assert len(free_files()) <= 4
     assert not list(free.glob(".claim-*"))
+
+
+def test_spool_free_files_expire(cp_stopped, tmp, monkeypatch):
+    """A finished file waits in spool/free/ at most spool_free_age_s after
+    its last record (it still holds its runs): an idle gateway keeps none."""
+    import torrix
+    wrapper = tmp / "torrix-cp-wrapper"
+    wrapper.write_text('#!/bin/sh\nexec "%s" --spool-free-age-s 2 "$@"\n'
+                       % torrix.CP_BIN)
+    os.chmod(wrapper, 0o755)
+    monkeypatch.setattr(torrix, "CP_BIN", wrapper)
+    stack = cp_stopped.start_cp().start_nginx()
+    free = stack.data / "spool" / "free"
+    k = stack.api.create_key()
+    ids = send(stack, k["key"], 10)
+    # sealed by the 1 s rotation, ingested, retired into free/ ...
+    wait_until(lambda: list(free.glob("*.txs")), 10, 0.05,
+               "a finished file in free/")
+    # ... and gone once it is 2 s past its last record
+    wait_until(lambda: not list(free.glob("*.txs")), 10, 0.1,
+               "free/ emptied")
+    assert_exactly(stack, ids, settle=0)
