@@ -130,6 +130,13 @@ void txcp_log(int level, const char *msg, const char *kvfmt, ...)
 int64_t txcp_now_us(void);
 
 /*
+ * A regular file of at most max bytes, NUL-terminated (malloc'd; *len
+ * without the NUL), or NULL with the reason in err.
+ */
+char *txcp_read_file(const char *path, size_t max, size_t *len, char *err,
+                     size_t errlen);
+
+/*
  * Formats unix microseconds as RFC 3339 UTC into buf (at least 32 bytes):
  * digits = 0 ("...:05Z"), 3 (".123Z") or 6 (".123456Z").  Returns buf.
  */

@@ -1597,52 +1597,6 @@ txcp_api_agents_export(txcp_req_t *r)
 /* -- CLI ---------------------------------------------------------------- */
 
 
-/* The file (up to TXCP_AGENTS_FILE_MAX), or NULL with a message in err. */
-static char *
-txcp_agents_read(const char *path, size_t *len, char *err, size_t errlen)
-{
-    FILE       *fp;
-    char       *buf;
-    struct stat st;
-
-    fp = fopen(path, "rb");
-    if (fp == NULL) {
-        snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
-        return NULL;
-    }
-
-    if (fstat(fileno(fp), &st) != 0 || !S_ISREG(st.st_mode)) {
-        snprintf(err, errlen, "%s: not a regular file", path);
-        fclose(fp);
-        return NULL;
-    }
-
-    if (st.st_size > TXCP_AGENTS_FILE_MAX) {
-        snprintf(err, errlen, "%s: over %d bytes", path, TXCP_AGENTS_FILE_MAX);
-        fclose(fp);
-        return NULL;
-    }
-
-    buf = malloc((size_t) st.st_size + 1);
-
-    if (buf == NULL
-        || fread(buf, 1, (size_t) st.st_size, fp) != (size_t) st.st_size)
-    {
-        snprintf(err, errlen, "cannot read %s", path);
-        free(buf);
-        fclose(fp);
-        return NULL;
-    }
-
-    fclose(fp);
-
-    buf[st.st_size] = '\0';
-    *len = (size_t) st.st_size;
-
-    return buf;
-}
-
-
 static int
 txcp_agents_cli_usage(void)
 {
@@ -1703,7 +1657,8 @@ txcp_agents_cli(int argc, char **argv)
     }
 
     if (import) {
-        text = txcp_agents_read(file, &len, err, sizeof(err));
+        text =
+            txcp_read_file(file, TXCP_AGENTS_FILE_MAX, &len, err, sizeof(err));
 
         if (text == NULL) {
             fprintf(stderr, "torrix-cp: %s\n", err);

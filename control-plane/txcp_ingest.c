@@ -102,8 +102,7 @@ txcp_ingest_free_dir(const char *spool)
     struct stat st, sst;
 
     if (stat(spool, &sst) != 0
-        || (size_t) snprintf(path, sizeof(path), "%s/free", spool)
-               >= sizeof(path))
+        || txcp_spool_path(path, sizeof(path), "free") != TX_OK)
     {
         return;
     }
@@ -133,7 +132,9 @@ txcp_ingest_retire(const char *path, const char *name, off_t size)
     char           free_dir[4096], to[4096];
     struct dirent *de;
 
-    snprintf(free_dir, sizeof(free_dir), "%s/spool/free", txcp.conf.data_dir);
+    if (txcp_spool_path(free_dir, sizeof(free_dir), "free") != TX_OK) {
+        return unlink(path);
+    }
 
     dir = opendir(free_dir);
 
@@ -187,7 +188,9 @@ txcp_ingest_free_sweep(void)
 
     last = now;
 
-    snprintf(path, sizeof(path), "%s/spool/free", txcp.conf.data_dir);
+    if (txcp_spool_path(path, sizeof(path), "free") != TX_OK) {
+        return;
+    }
 
     dir = opendir(path);
     if (dir == NULL) {

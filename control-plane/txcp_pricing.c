@@ -1030,41 +1030,6 @@ txcp_api_pricing_delete(txcp_req_t *r)
 }
 
 
-static char *
-txcp_read_file(const char *path, size_t *len)
-{
-    FILE       *f;
-    char       *buf;
-    struct stat st;
-
-    f = fopen(path, "rb");
-    if (f == NULL) {
-        return NULL;
-    }
-
-    if (fstat(fileno(f), &st) != 0 || st.st_size > TXCP_IMPORT_FILE_MAX) {
-        fclose(f);
-        return NULL;
-    }
-
-    buf = malloc((size_t) st.st_size + 1);
-
-    if (buf == NULL
-        || fread(buf, 1, (size_t) st.st_size, f) != (size_t) st.st_size) {
-        free(buf);
-        fclose(f);
-        return NULL;
-    }
-
-    fclose(f);
-
-    buf[st.st_size] = '\0';
-    *len = (size_t) st.st_size;
-
-    return buf;
-}
-
-
 int
 txcp_pricing_cli(int argc, char **argv)
 {
@@ -1097,10 +1062,10 @@ txcp_pricing_cli(int argc, char **argv)
         }
     }
 
-    text = txcp_read_file(file, &len);
+    text = txcp_read_file(file, TXCP_IMPORT_FILE_MAX, &len, err, sizeof(err));
 
     if (text == NULL) {
-        fprintf(stderr, "torrix-cp: cannot read %s (or over 64 MiB)\n", file);
+        fprintf(stderr, "torrix-cp: %s\n", err);
         txcp_config_free(&txcp.conf);
         return 2;
     }

@@ -1,11 +1,13 @@
 /*
- * torrix-cp: logging, time and byte helpers (see txcp.h).
+ * torrix-cp: logging, time, byte and file helpers (see txcp.h).
  */
 
 #include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
 
@@ -280,4 +282,50 @@ txcp_get_be64(const uint8_t *p)
     }
 
     return v;
+}
+
+
+char *
+txcp_read_file(const char *path, size_t max, size_t *len, char *err,
+               size_t errlen)
+{
+    FILE       *fp;
+    char       *buf;
+    struct stat st;
+
+    fp = fopen(path, "rb");
+    if (fp == NULL) {
+        snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
+        return NULL;
+    }
+
+    if (fstat(fileno(fp), &st) != 0 || !S_ISREG(st.st_mode)) {
+        snprintf(err, errlen, "%s: not a regular file", path);
+        fclose(fp);
+        return NULL;
+    }
+
+    if ((size_t) st.st_size > max) {
+        snprintf(err, errlen, "%s: over %zu bytes", path, max);
+        fclose(fp);
+        return NULL;
+    }
+
+    buf = malloc((size_t) st.st_size + 1);
+
+    if (buf == NULL
+        || fread(buf, 1, (size_t) st.st_size, fp) != (size_t) st.st_size)
+    {
+        snprintf(err, errlen, "cannot read %s", path);
+        free(buf);
+        fclose(fp);
+        return NULL;
+    }
+
+    fclose(fp);
+
+    buf[st.st_size] = '\0';
+    *len = (size_t) st.st_size;
+
+    return buf;
 }

@@ -6,8 +6,9 @@
  * Each read transaction starts by reading its LMDB transaction id; when it
  * changed (every torrix-cp publish), the memo is dropped with its pool and
  * refilled lazily from that transaction, so a value is never older than the
- * snapshot the request reads.  Callers copy what must outlive the current event-loop
- * iteration into the request pool: the memo may be dropped by the next one.
+ * snapshot the request reads.  Callers copy what must outlive the current
+ * event-loop iteration into the request pool: the memo may be dropped by the
+ * next one.
  */
 
 #include "ngx_http_torrix_module.h"

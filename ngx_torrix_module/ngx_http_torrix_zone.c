@@ -118,6 +118,8 @@ static tx_money_t ngx_http_torrix_local(ngx_http_torrix_node_t *lr,
 static void       ngx_http_torrix_settle_add(ngx_http_torrix_node_t *lr,
                                              ngx_uint_t kind, uint32_t index,
                                              int64_t tick, tx_money_t amount);
+static void       ngx_http_torrix_tpm_correct(ngx_http_torrix_ctx_t *ctx,
+                                              uint64_t               tokens);
 static void ngx_http_torrix_refill(ngx_http_torrix_node_t *lr, uint64_t rpm,
                                    uint64_t tpm, int64_t now_ms);
 
@@ -814,12 +816,7 @@ ngx_http_torrix_settle(ngx_http_torrix_ctx_t *ctx, tx_money_t cost,
         }
     }
 
-    if (ctx->rl_key && ctx->tpm_taken) {
-        /* correct the estimate with the metered tokens */
-        ctx->rl_key->tpm_tokens +=
-            ((int64_t) ctx->tpm_taken - (int64_t) tokens) * 1000;
-        ctx->tpm_taken = 0;
-    }
+    ngx_http_torrix_tpm_correct(ctx, tokens);
 
     ngx_shmtx_unlock(&z->shpool->mutex);
 }
@@ -827,8 +824,8 @@ ngx_http_torrix_settle(ngx_http_torrix_ctx_t *ctx, tx_money_t cost,
 
 /*
  * Corrects the TPM estimate with the metered tokens as soon as they are
- * known (the response's last buffer), once; settle then has nothing left
- * to correct.
+ * known (the response's last buffer passing the body filter), else at
+ * settle; once.
  */
 void
 ngx_http_torrix_tpm_return(ngx_http_torrix_ctx_t *ctx, uint64_t tokens)
@@ -844,12 +841,20 @@ ngx_http_torrix_tpm_return(ngx_http_torrix_ctx_t *ctx, uint64_t tokens)
     z = ngx_http_torrix_shm_zone->data;
 
     ngx_shmtx_lock(&z->shpool->mutex);
-
-    ctx->rl_key->tpm_tokens +=
-        ((int64_t) ctx->tpm_taken - (int64_t) tokens) * 1000;
-    ctx->tpm_taken = 0;
-
+    ngx_http_torrix_tpm_correct(ctx, tokens);
     ngx_shmtx_unlock(&z->shpool->mutex);
+}
+
+
+/* under the zone lock */
+static void
+ngx_http_torrix_tpm_correct(ngx_http_torrix_ctx_t *ctx, uint64_t tokens)
+{
+    if (ctx->rl_key && ctx->tpm_taken) {
+        ctx->rl_key->tpm_tokens +=
+            ((int64_t) ctx->tpm_taken - (int64_t) tokens) * 1000;
+        ctx->tpm_taken = 0;
+    }
 }
 
 
