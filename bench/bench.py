@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -518,6 +519,8 @@ def main():
         plain.stop()
         mock.stop()
         sse_mock.stop()
+        # the store and spool of a run are gigabytes: not kept
+        shutil.rmtree(tmp, ignore_errors=True)
 
     print()
     print("| setup | conns | req/s | p50 ms | p99 ms | CPU us/req |"

@@ -139,48 +139,78 @@ ngx_http_torrix_body_bytes(ngx_http_request_t *r, ngx_str_t *body)
 
 
 /*
- * Replaces the request body by the concatenation of `parts`, the way
- * lua-nginx-module's ngx.req.set_body_data() does: one new memory buffer,
- * any temp file left behind, Content-Length updated.  The parts may point
- * into the old body.
+ * Replaces the request body by the concatenation of `parts`: a chain of
+ * read-only buffers that point at the parts where they lie (the client's
+ * body stays in the request pool; the proxy sends the chain with one
+ * writev), any temp file left behind, Content-Length updated.  Each buffer
+ * starts at its part, so an upstream retry (which rewinds every buffer to
+ * its start) sends the same bytes again.
  */
 ngx_int_t
 ngx_http_torrix_body_set(ngx_http_request_t *r, ngx_str_t *parts, ngx_uint_t n)
 {
-    u_char      *p;
-    size_t       len;
-    ngx_buf_t   *b;
-    ngx_uint_t   i;
-    ngx_chain_t *cl;
+    u_char       *p;
+    size_t        len;
+    ngx_buf_t    *b;
+    ngx_uint_t    i;
+    ngx_chain_t  *cl, **ll, *first;
 
     len = 0;
+    first = NULL;
+    ll = &first;
+    b = NULL;
+
     for (i = 0; i < n; i++) {
+        if (parts[i].len == 0) {
+            continue;
+        }
+
         len += parts[i].len;
+
+        b = ngx_calloc_buf(r->pool);
+        if (b == NULL) {
+            return NGX_ERROR;
+        }
+
+        b->start = parts[i].data;
+        b->pos = b->start;
+        b->last = b->start + parts[i].len;
+        b->end = b->last;
+        b->memory = 1;
+
+        cl = ngx_alloc_chain_link(r->pool);
+        if (cl == NULL) {
+            return NGX_ERROR;
+        }
+
+        cl->buf = b;
+        *ll = cl;
+        ll = &cl->next;
     }
 
-    b = ngx_create_temp_buf(r->pool, len ? len : 1);
     if (b == NULL) {
-        return NGX_ERROR;
+        /* an empty body: one empty last buffer, as nginx reads one */
+
+        b = ngx_calloc_buf(r->pool);
+        if (b == NULL) {
+            return NGX_ERROR;
+        }
+
+        cl = ngx_alloc_chain_link(r->pool);
+        if (cl == NULL) {
+            return NGX_ERROR;
+        }
+
+        cl->buf = b;
+        *ll = cl;
+        ll = &cl->next;
     }
 
-    p = b->pos;
-    for (i = 0; i < n; i++) {
-        p = ngx_cpymem(p, parts[i].data, parts[i].len);
-    }
-
-    b->last = p;
+    *ll = NULL;
     b->last_buf = 1;
     b->last_in_chain = 1;
 
-    cl = ngx_alloc_chain_link(r->pool);
-    if (cl == NULL) {
-        return NGX_ERROR;
-    }
-
-    cl->buf = b;
-    cl->next = NULL;
-
-    r->request_body->bufs = cl;
+    r->request_body->bufs = first;
     r->request_body->temp_file = NULL;
     r->request_body_in_file_only = 0;
 
