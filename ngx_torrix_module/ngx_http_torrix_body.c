@@ -149,11 +149,11 @@ ngx_http_torrix_body_bytes(ngx_http_request_t *r, ngx_str_t *body)
 ngx_int_t
 ngx_http_torrix_body_set(ngx_http_request_t *r, ngx_str_t *parts, ngx_uint_t n)
 {
-    u_char       *p;
-    size_t        len;
-    ngx_buf_t    *b;
-    ngx_uint_t    i;
-    ngx_chain_t  *cl, **ll, *first;
+    u_char      *p;
+    size_t       len;
+    ngx_buf_t   *b;
+    ngx_uint_t   i;
+    ngx_chain_t *cl, **ll, *first;
 
     len = 0;
     first = NULL;

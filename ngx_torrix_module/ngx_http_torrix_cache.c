@@ -708,8 +708,7 @@ ngx_http_torrix_cache_key_get(const uint8_t *tag, int64_t *not_after)
     e = ngx_http_torrix_cache_key_slot(tag);
 
     if (e->seq != ngx_http_torrix_cache.seq
-        || !ngx_http_torrix_tag_eq(e->tag, tag))
-    {
+        || !ngx_http_torrix_tag_eq(e->tag, tag)) {
         return NULL;
     }
 
