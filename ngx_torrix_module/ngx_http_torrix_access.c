@@ -149,14 +149,6 @@ ngx_http_torrix_access_handler(ngx_http_request_t *r)
 
     ctx->waiting_body = 1;
 
-    /*
-     * the part read with the headers and the rest in one buffer, as
-     * lua-nginx-module asks for it: the body is then scanned where it lies
-     * rather than copied together first (a body too big for
-     * client_body_buffer_size still goes to a temp file)
-     */
-    r->request_body_in_single_buf = 1;
-
     rc = ngx_http_read_client_request_body(r, ngx_http_torrix_body_handler);
 
     if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
