@@ -15,6 +15,7 @@ as JSON lines to bench-out/results.jsonl.  Every run is bounded in time.
     ./build.sh bench [--duration SECONDS] [--quick] [--peers] [--pin]
                      [--perf] [--syscalls] [--cp-paused]
     ./build.sh bench --scale [--duration SECONDS] [--quick]   (scale.py)
+    ./build.sh bench --instr    instructions per request, callgrind (instr.py)
 """
 
 import argparse
@@ -273,7 +274,14 @@ def main():
     ap.add_argument("--scale", action="store_true",
                     help="the scale figures instead: 10 vs 1,000,000 keys "
                          "(bench/scale.py; --duration and --quick apply)")
+    ap.add_argument("--instr", action="store_true",
+                    help="instructions per request instead, plain vs "
+                         "Torrix under callgrind (bench/instr.py; "
+                         "--duration applies)")
     args = ap.parse_args()
+    if args.instr:
+        import instr
+        return instr.main(["--duration", str(min(args.duration, 4))])
     if args.scale:
         import scale
         return scale.main(["--duration", str(args.duration)]
