@@ -572,7 +572,7 @@ ngx_http_torrix_route_apply(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx,
      */
     skip = 0;
     for (p = r->uri.data + r->uri.len - 4; p >= r->uri.data; p--) {
-        if (ngx_strncmp(p, "/v1/", 4) == 0) {
+        if (p[0] == '/' && p[1] == 'v' && p[2] == '1' && p[3] == '/') {
             skip = p - r->uri.data;
             break;
         }

@@ -10,12 +10,18 @@
 static void
 tx_rec_put_hdr(uint8_t *p, uint16_t tag, uint32_t len)
 {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    /* the record's own byte order: two stores */
+    memcpy(p, &tag, 2);
+    memcpy(p + 2, &len, 4);
+#else
     p[0] = (uint8_t) tag;
     p[1] = (uint8_t) (tag >> 8);
     p[2] = (uint8_t) len;
     p[3] = (uint8_t) (len >> 8);
     p[4] = (uint8_t) (len >> 16);
     p[5] = (uint8_t) (len >> 24);
+#endif
 }
 
 
@@ -73,9 +79,14 @@ tx_rec_put_u64(tx_wbuf_t *wb, uint16_t tag, uint64_t v)
 
     tx_rec_put_hdr(p, tag, 8);
 
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    (void) i;
+    memcpy(p + TX_REC_HDR_LEN, &v, 8);
+#else
     for (i = 0; i < 8; i++) {
         p[TX_REC_HDR_LEN + i] = (uint8_t) (v >> (8 * i));
     }
+#endif
 
     wb->pos = p + TX_REC_HDR_LEN + 8;
 }

@@ -198,6 +198,36 @@ static const uint8_t tx_meter_by_len[28][2] = {
 };
 
 
+/* n bytes equal: keys are short, a call to memcmp cost more than this */
+
+static int
+tx_meter_key_eq(const char *a, const char *b, size_t n)
+{
+    uint64_t x, y;
+
+    while (n >= 8) {
+        memcpy(&x, a, 8);
+        memcpy(&y, b, 8);
+
+        if (x != y) {
+            return 0;
+        }
+
+        a += 8;
+        b += 8;
+        n -= 8;
+    }
+
+    while (n--) {
+        if (*a++ != *b++) {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
 static uint8_t
 tx_meter_intern(const char *k, size_t len)
 {
@@ -212,7 +242,7 @@ tx_meter_intern(const char *k, size_t len)
     n = tx_meter_by_len[len][1];
 
     for (i = 0; i < n; i++, key++) {
-        if (key->name[0] == k[0] && memcmp(key->name, k, len) == 0) {
+        if (key->name[0] == k[0] && tx_meter_key_eq(key->name, k, len)) {
             return key->id;
         }
     }
@@ -752,17 +782,25 @@ tx_meter_str_char(tx_meter_t *m, uint32_t cp)
 }
 
 
+/* a key's closing quote: the key (n bytes at k, or bad) names its level */
+
+static void
+tx_meter_key_end(tx_meter_t *m, const char *k, size_t n, int bad)
+{
+    if (m->depth <= TX_METER_DEPTH) {
+        m->path[m->depth - 1] = bad ? TX_MK_NONE : tx_meter_intern(k, n);
+    }
+
+    m->state = TX_MJ_COLON;
+}
+
+
 static void
 tx_meter_str_end(tx_meter_t *m)
 {
     switch (m->str_kind) {
     case TX_MS_KEY:
-        if (m->depth <= TX_METER_DEPTH) {
-            m->path[m->depth - 1] =
-                m->key_bad ? TX_MK_NONE : tx_meter_intern(m->key, m->key_len);
-        }
-
-        m->state = TX_MJ_COLON;
+        tx_meter_key_end(m, m->key, m->key_len, m->key_bad);
         return;
 
     case TX_MS_MODEL:
@@ -826,6 +864,14 @@ tx_meter_json(tx_meter_t *m, const uint8_t *p, size_t len)
                     break;
 
                 case TX_MS_KEY:
+                    if (m->key_len == 0 && j < len && p[j] == '"') {
+                        /* the whole key in this buffer: no copy */
+                        tx_meter_key_end(m, (const char *) p + i, j - i,
+                                         j - i > TX_METER_KEY_MAX);
+                        i = j + 1;
+                        goto key_done;
+                    }
+
                     tx_meter_key_add(m, p + i, j - i);
                     break;
 
@@ -852,6 +898,8 @@ tx_meter_json(tx_meter_t *m, const uint8_t *p, size_t len)
                 }
 
                 tx_meter_str_end(m);
+
+            key_done:
 
                 if (i + 1 >= len) {
                     break;
