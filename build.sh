@@ -11,6 +11,9 @@
 #                           side-by-side benchmark: mock, plain nginx, Torrix
 #   ./build.sh bench --scale [--duration S] [--quick]
 #                           scale figures: 10 vs 1,000,000 keys (bench/scale.py)
+#   ./build.sh bench --instr
+#                           instructions per request under callgrind
+#                           (bench/instr.py; installs valgrind if missing)
 #
 # Environment: TORRIX_PORT (8088), TORRIX_CP_PORT (8089), TORRIX_DATA
 # (./data), and the providers' own OPENAI_API_KEY, OPENAI_BASE_URL,
