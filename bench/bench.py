@@ -24,7 +24,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -92,6 +91,65 @@ def nginx_conf(tmp, name, http_body, module=False):
             "events { worker_connections 4096; }\n"
             "http {\n" % {"t": tmp, "n": name}
             + common_http(tmp) + http_body + "}\n")
+
+
+def mock_http(port):
+    """The mock upstream: nginx returning CHAT_RESPONSE."""
+    return ("    server {\n"
+            "        listen 127.0.0.1:%d backlog=4096;\n"
+            "        keepalive_requests 100000;\n"
+            "        location / {\n"
+            "            default_type application/json;\n"
+            "            return 200 '%s';\n"
+            "        }\n"
+            "    }\n") % (port, CHAT_RESPONSE)
+
+
+def plain_http(mock_port, port):
+    """Plain nginx proxy_pass to the mock, upstream keepalive."""
+    return ("    upstream mock_up { server 127.0.0.1:%d; keepalive 64; }\n"
+            "    server {\n"
+            "        listen 127.0.0.1:%d backlog=4096;\n"
+            "        keepalive_requests 100000;\n"
+            "        location /v1/ {\n"
+            "            proxy_pass http://mock_up;\n"
+            "            proxy_http_version 1.1;\n"
+            "            proxy_set_header Connection \"\";\n"
+            "            proxy_buffering off;\n"
+            "        }\n"
+            "    }\n") % (mock_port, port)
+
+
+def torrix_http(data, mock_port, port):
+    """nginx + Torrix, everything on, keepalive to the mock."""
+    return ("    torrix_snapshot %(d)s/snapshot;\n"
+            "    torrix_spool %(d)s/spool size=8m rotate=10s;\n"
+            "    upstream mock_up { server 127.0.0.1:%(m)d; keepalive 64; }\n"
+            "    server {\n"
+            "        listen 127.0.0.1:%(p)d backlog=4096;\n"
+            "        keepalive_requests 100000;\n"
+            "        location /v1/ {\n"
+            "            torrix on;\n"
+            "            include %(r)s/conf/torrix_proxy.conf;\n"
+            "        }\n"
+            "    }\n") % {"d": data, "m": mock_port, "p": port, "r": REPO}
+
+
+def bench_key(api):
+    """The bench tenant: an org and a project with caps, a key with RPM,
+    TPM and budgets, sample_rate 0.01 and a router rule rewriting the
+    bench model on every request.  Returns the key."""
+    org = api.create("orgs", name="bench", spend_cap_usd=1e6)
+    prj = api.create("projects", slug="bench", name="bench",
+                     org_id=org["id"], daily_cap_usd=1e6)
+    key = api.create_key(project_id=prj["id"],
+                         allowed_models=["gpt-4o*", "claude-*"],
+                         rpm=10 ** 9, tpm=10 ** 12,
+                         daily_cap_usd=1e6, monthly_budget_usd=1e6)
+    api.ok("PATCH", "/settings", {"sample_rate": 0.01})
+    api.ok("POST", "/routes", {"pattern": "gpt-4o-mini",
+                               "target": "gpt-4o-mini-2024-07-18"})
+    return key
 
 
 class Nginx:
@@ -303,27 +361,8 @@ def main():
         (tmp / d).mkdir()
 
     p_mock, p_plain = torrix.free_port(), torrix.free_port()
-    mock_conf = nginx_conf(tmp, "mock", (
-        "    server {\n"
-        "        listen 127.0.0.1:%d backlog=4096;\n"
-        "        keepalive_requests 100000;\n"
-        "        location / {\n"
-        "            default_type application/json;\n"
-        "            return 200 '%s';\n"
-        "        }\n"
-        "    }\n") % (p_mock, CHAT_RESPONSE))
-    plain_conf = nginx_conf(tmp, "plain", (
-        "    upstream mock_up { server 127.0.0.1:%d; keepalive 64; }\n"
-        "    server {\n"
-        "        listen 127.0.0.1:%d backlog=4096;\n"
-        "        keepalive_requests 100000;\n"
-        "        location /v1/ {\n"
-        "            proxy_pass http://mock_up;\n"
-        "            proxy_http_version 1.1;\n"
-        "            proxy_set_header Connection \"\";\n"
-        "            proxy_buffering off;\n"
-        "        }\n"
-        "    }\n") % (p_mock, p_plain))
+    mock_conf = nginx_conf(tmp, "mock", mock_http(p_mock))
+    plain_conf = nginx_conf(tmp, "plain", plain_http(p_mock, p_plain))
 
     class Upstream:
         """What the harness needs to know of the (nginx) mock upstream."""
@@ -340,19 +379,9 @@ def main():
     stack = torrix.Stack(tmp / "torrix", Upstream)
     (tmp / "torrix").mkdir()
     p_torrix = stack.port
-    torrix_conf = nginx_conf(tmp, "torrix", (
-        "    torrix_snapshot %(d)s/snapshot;\n"
-        "    torrix_spool %(d)s/spool size=8m rotate=10s;\n"
-        "    upstream mock_up { server 127.0.0.1:%(m)d; keepalive 64; }\n"
-        "    server {\n"
-        "        listen 127.0.0.1:%(p)d backlog=4096;\n"
-        "        keepalive_requests 100000;\n"
-        "        location /v1/ {\n"
-        "            torrix on;\n"
-        "            include %(r)s/conf/torrix_proxy.conf;\n"
-        "        }\n"
-        "    }\n") % {"d": stack.data, "m": p_mock, "p": p_torrix,
-                     "r": REPO}, module=True)
+    torrix_conf = nginx_conf(tmp, "torrix",
+                             torrix_http(stack.data, p_mock, p_torrix),
+                             module=True)
     gw = Nginx(tmp, "torrix", torrix_conf)
     results = []
     try:
@@ -365,17 +394,7 @@ def main():
                            stdout=subprocess.DEVNULL)
         gw.start(p_torrix)
         api = stack.api
-        org = api.create("orgs", name="bench", spend_cap_usd=1e6)
-        prj = api.create("projects", slug="bench", name="bench",
-                         org_id=org["id"], daily_cap_usd=1e6)
-        key = api.create_key(project_id=prj["id"],
-                             allowed_models=["gpt-4o*", "claude-*"],
-                             rpm=10 ** 9, tpm=10 ** 12,
-                             daily_cap_usd=1e6, monthly_budget_usd=1e6)
-        api.ok("PATCH", "/settings", {"sample_rate": 0.01})
-        # model rewrite on every request: a router rule for the bench model
-        api.ok("POST", "/routes", {"pattern": "gpt-4o-mini",
-                                   "target": "gpt-4o-mini-2024-07-18"})
+        key = bench_key(api)
         # the same key shape without any limit or budget: the cost of the
         # limit checks is the difference between the two torrix rows
         free = stack.api.create_key(

@@ -162,15 +162,8 @@ def main(argv=None):
         os.chmod(tmp, 0o755)
 
     p_mock, p_plain = torrix.free_port(), torrix.free_port()
-    mock = bench.Nginx(tmp, "mock", bench.nginx_conf(tmp, "mock", (
-        "    server {\n"
-        "        listen 127.0.0.1:%d backlog=4096;\n"
-        "        keepalive_requests 100000;\n"
-        "        location / {\n"
-        "            default_type application/json;\n"
-        "            return 200 '%s';\n"
-        "        }\n"
-        "    }\n") % (p_mock, bench.CHAT_RESPONSE)))
+    mock = bench.Nginx(tmp, "mock", bench.nginx_conf(
+        tmp, "mock", bench.mock_http(p_mock)))
 
     class Upstream:
         port = p_mock
@@ -180,32 +173,11 @@ def main(argv=None):
     (tmp / "torrix").mkdir()
     p_torrix = stack.port
 
-    plain = Grind(tmp, "plain", bench.nginx_conf(tmp, "plain", (
-        "    upstream mock_up { server 127.0.0.1:%d; keepalive 64; }\n"
-        "    server {\n"
-        "        listen 127.0.0.1:%d backlog=4096;\n"
-        "        keepalive_requests 100000;\n"
-        "        location /v1/ {\n"
-        "            proxy_pass http://mock_up;\n"
-        "            proxy_http_version 1.1;\n"
-        "            proxy_set_header Connection \"\";\n"
-        "            proxy_buffering off;\n"
-        "        }\n"
-        "    }\n") % (p_mock, p_plain)).replace("worker_processes 1;\n", ""))
-    gw = Grind(tmp, "torrix", bench.nginx_conf(tmp, "torrix", (
-        "    torrix_snapshot %(d)s/snapshot;\n"
-        "    torrix_spool %(d)s/spool size=8m rotate=10s;\n"
-        "    upstream mock_up { server 127.0.0.1:%(m)d; keepalive 64; }\n"
-        "    server {\n"
-        "        listen 127.0.0.1:%(p)d backlog=4096;\n"
-        "        keepalive_requests 100000;\n"
-        "        location /v1/ {\n"
-        "            torrix on;\n"
-        "            include %(r)s/conf/torrix_proxy.conf;\n"
-        "        }\n"
-        "    }\n") % {"d": stack.data, "m": p_mock, "p": p_torrix,
-                     "r": bench.REPO}, module=True)
-        .replace("worker_processes 1;\n", ""))
+    plain = Grind(tmp, "plain", bench.nginx_conf(
+        tmp, "plain", bench.plain_http(p_mock, p_plain)))
+    gw = Grind(tmp, "torrix", bench.nginx_conf(
+        tmp, "torrix", bench.torrix_http(stack.data, p_mock, p_torrix),
+        module=True))
 
     rows = {}
     try:
@@ -213,17 +185,7 @@ def main(argv=None):
         stack.start_cp()
         plain.start(p_plain)
         gw.start(p_torrix)
-        api = stack.api
-        org = api.create("orgs", name="bench", spend_cap_usd=1e6)
-        prj = api.create("projects", slug="bench", name="bench",
-                         org_id=org["id"], daily_cap_usd=1e6)
-        key = api.create_key(project_id=prj["id"],
-                             allowed_models=["gpt-4o*", "claude-*"],
-                             rpm=10 ** 9, tpm=10 ** 12,
-                             daily_cap_usd=1e6, monthly_budget_usd=1e6)
-        api.ok("PATCH", "/settings", {"sample_rate": 0.01})
-        api.ok("POST", "/routes", {"pattern": "gpt-4o-mini",
-                                   "target": "gpt-4o-mini-2024-07-18"})
+        key = bench.bench_key(stack.api)
         time.sleep(0.5)
         lua = bench.write_lua(tmp, key["key"])
 

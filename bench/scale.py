@@ -764,15 +764,8 @@ def main(argv=None):
         (tmp / sub).mkdir()
 
     p_mock = torrix.free_port()
-    mock = bench.Nginx(tmp, "mock", bench.nginx_conf(tmp, "mock", (
-        "    server {\n"
-        "        listen 127.0.0.1:%d backlog=4096;\n"
-        "        keepalive_requests 100000;\n"
-        "        location / {\n"
-        "            default_type application/json;\n"
-        "            return 200 '%s';\n"
-        "        }\n"
-        "    }\n") % (p_mock, bench.CHAT_RESPONSE)))
+    mock = bench.Nginx(tmp, "mock", bench.nginx_conf(
+        tmp, "mock", bench.mock_http(p_mock)))
 
     class Upstream:
         port = p_mock
