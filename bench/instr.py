@@ -17,6 +17,8 @@ for that.
     python3 bench/instr.py [--duration SECONDS] [--top N]
 
 Needs valgrind (installed with apt-get when missing).  Bounded in time.
+INSTR_KEEP=1 keeps the callgrind files (for callgrind_annotate) and says
+where they are.
 """
 
 import argparse
@@ -221,7 +223,9 @@ def main(argv=None):
         gw.stop()
         stack.close()
         mock.stop()
-        if not os.environ.get("INSTR_KEEP"):
+        if os.environ.get("INSTR_KEEP"):
+            print("callgrind files kept in %s" % tmp)
+        else:
             shutil.rmtree(tmp, ignore_errors=True)
 
     print()

@@ -138,6 +138,41 @@ ngx_http_torrix_body_bytes(ngx_http_request_t *r, ngx_str_t *body)
 }
 
 
+/* a read-only buffer over len bytes at data (none: empty), linked at *ll */
+static ngx_buf_t *
+ngx_http_torrix_body_link(ngx_http_request_t *r, ngx_chain_t ***ll,
+                          u_char *data, size_t len)
+{
+    ngx_buf_t   *b;
+    ngx_chain_t *cl;
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NULL;
+    }
+
+    if (len) {
+        b->start = data;
+        b->pos = data;
+        b->last = data + len;
+        b->end = b->last;
+        b->memory = 1;
+    }
+
+    cl = ngx_alloc_chain_link(r->pool);
+    if (cl == NULL) {
+        return NULL;
+    }
+
+    cl->buf = b;
+    cl->next = NULL;
+    **ll = cl;
+    *ll = &cl->next;
+
+    return b;
+}
+
+
 /*
  * Replaces the request body by the concatenation of `parts`: a chain of
  * read-only buffers that point at the parts where they lie (the client's
@@ -153,7 +188,7 @@ ngx_http_torrix_body_set(ngx_http_request_t *r, ngx_str_t *parts, ngx_uint_t n)
     size_t       len;
     ngx_buf_t   *b;
     ngx_uint_t   i;
-    ngx_chain_t *cl, **ll, *first;
+    ngx_chain_t *first, **ll;
 
     len = 0;
     first = NULL;
@@ -167,46 +202,20 @@ ngx_http_torrix_body_set(ngx_http_request_t *r, ngx_str_t *parts, ngx_uint_t n)
 
         len += parts[i].len;
 
-        b = ngx_calloc_buf(r->pool);
+        b = ngx_http_torrix_body_link(r, &ll, parts[i].data, parts[i].len);
         if (b == NULL) {
             return NGX_ERROR;
         }
-
-        b->start = parts[i].data;
-        b->pos = b->start;
-        b->last = b->start + parts[i].len;
-        b->end = b->last;
-        b->memory = 1;
-
-        cl = ngx_alloc_chain_link(r->pool);
-        if (cl == NULL) {
-            return NGX_ERROR;
-        }
-
-        cl->buf = b;
-        *ll = cl;
-        ll = &cl->next;
     }
 
-    if (b == NULL) {
+    if (first == NULL) {
         /* an empty body: one empty last buffer, as nginx reads one */
-
-        b = ngx_calloc_buf(r->pool);
+        b = ngx_http_torrix_body_link(r, &ll, NULL, 0);
         if (b == NULL) {
             return NGX_ERROR;
         }
-
-        cl = ngx_alloc_chain_link(r->pool);
-        if (cl == NULL) {
-            return NGX_ERROR;
-        }
-
-        cl->buf = b;
-        *ll = cl;
-        ll = &cl->next;
     }
 
-    *ll = NULL;
     b->last_buf = 1;
     b->last_in_chain = 1;
 

@@ -576,7 +576,7 @@ static ngx_int_t
 ngx_http_torrix_add_num(ngx_http_request_t *r, ngx_str_t *name, uint64_t u,
                         ngx_uint_t neg, ngx_uint_t ms)
 {
-    u_char          *p, *last, buf[NGX_INT64_LEN + 2];
+    u_char          *p, *v, *last, buf[NGX_INT64_LEN + 2];
     ngx_table_elt_t *h;
 
     last = buf + sizeof(buf);
@@ -596,22 +596,22 @@ ngx_http_torrix_add_num(ngx_http_request_t *r, ngx_str_t *name, uint64_t u,
         *--p = '-';
     }
 
+    v = ngx_pnalloc(r->pool, last - p);
+    if (v == NULL) {
+        return NGX_ERROR;
+    }
+
     h = ngx_list_push(&r->headers_out.headers);
     if (h == NULL) {
         return NGX_ERROR;
     }
 
-    h->value.len = last - p;
-    h->value.data = ngx_pnalloc(r->pool, h->value.len);
-    if (h->value.data == NULL) {
-        h->hash = 0;
-        return NGX_ERROR;
-    }
-
-    ngx_memcpy(h->value.data, p, h->value.len);
-
     h->hash = 1;
     h->key = *name;
+    h->value.len = last - p;
+    h->value.data = v;
+
+    ngx_memcpy(v, p, h->value.len);
 
     return NGX_OK;
 }
