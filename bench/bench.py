@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import subprocess
@@ -181,13 +182,13 @@ class Nginx:
                           what="nginx exit")
 
 
-def cpu_ticks(pids):
+def cpu_ticks(pids, sys_only=False):
     total = 0
     for pid in pids:
         try:
             f = Path("/proc/%d/stat" % pid).read_text().rsplit(")", 1)[1]
             parts = f.split()
-            total += int(parts[11]) + int(parts[12])
+            total += (0 if sys_only else int(parts[11])) + int(parts[12])
         except OSError:
             pass
     return total
@@ -208,17 +209,48 @@ def parse_latency(text, pct):
     return v / 1000.0 if unit == "us" else (v * 1000.0 if unit == "s" else v)
 
 
-def wrk(url, lua, conns, duration, pids):
+def machine_ticks():
+    """The whole machine's busy, idle and steal ticks (/proc/stat)."""
+    f = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0]
+         .split()[1:9]]
+    snmp = Path("/proc/net/snmp").read_text().splitlines()
+    tcp = [line.split() for line in snmp if line.startswith("Tcp:")]
+    segs = int(dict(zip(tcp[0], tcp[1]))["OutSegs"])
+    return {"busy": f[0] + f[1] + f[2] + f[5] + f[6], "idle": f[3] + f[4],
+            "steal": f[7], "tcp_segments": segs}
+
+
+def wrk(url, lua, conns, duration, pids, others=None):
+    """wrk's figures; CPU per request of `pids` and of each of `others`
+    (name -> pids), and of wrk itself and the whole machine."""
     hz = os.sysconf("SC_CLK_TCK")
+    others = others or {}
     before = cpu_ticks(pids)
+    obefore = {k: cpu_ticks(v) for k, v in others.items()}
+    obefore["gateway_sys"] = cpu_ticks(pids, True)
+    mbefore = machine_ticks()
+    wbefore = resource.getrusage(resource.RUSAGE_CHILDREN)
     pin = ["taskset", "-c", PIN["load"]] if "load" in PIN else []
     out = subprocess.run(pin + ["wrk", "-t1", "-c%d" % conns, "-d%ds" % duration,
                           "--timeout", "5s", "--latency", "-s", str(lua),
                           url], capture_output=True, text=True,
                          timeout=duration + 30).stdout
     after = cpu_ticks(pids)
+    oafter = {k: cpu_ticks(v) for k, v in others.items()}
+    oafter["gateway_sys"] = cpu_ticks(pids, True)
+    mafter = machine_ticks()
+    wafter = resource.getrusage(resource.RUSAGE_CHILDREN)
     m = re.search(r"(\d+) requests in", out)
     reqs = int(m.group(1)) if m else 0
+    per = (lambda t: t / hz * 1e6 / reqs) if reqs else (lambda t: None)
+    machine = {k: per(mafter[k] - mbefore[k]) for k in mafter
+               if k != "tcp_segments"}
+    machine["tcp_segments"] = (mafter["tcp_segments"]
+                               - mbefore["tcp_segments"]) / reqs \
+        if reqs else None
+    machine.update({k: per(oafter[k] - obefore[k]) for k in oafter})
+    machine["wrk"] = per(((wafter.ru_utime + wafter.ru_stime)
+                          - (wbefore.ru_utime + wbefore.ru_stime)) * hz)
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     socket_err = re.search(r"Socket errors: (.*)", out)
@@ -229,6 +261,7 @@ def wrk(url, lua, conns, duration, pids):
         if reqs else None,
         "non_2xx": int(errors.group(1)) if errors else 0,
         "socket_errors": socket_err.group(1) if socket_err else "",
+        "machine_us_per_req": machine,
     }
 
 
@@ -469,7 +502,9 @@ def main():
                         stack.cp_proc.send_signal(signal.SIGSTOP)
                     r = wrk(url, {"torrix-nolimits": lua_free,
                                   "portkey": lua_peer}.get(name, lua),
-                            c, args.duration, pids)
+                            c, args.duration, pids,
+                            {"mock": mock.workers(),
+                             "cp": [stack.cp_proc.pid]})
                     if paused:
                         stack.cp_proc.send_signal(signal.SIGCONT)
                     for pr in (prof, sysw):
@@ -496,6 +531,19 @@ def main():
                           % (rnd, name, c, r["rps"], r["p50_ms"] or 0,
                              r["p99_ms"] or 0, r["cpu_us_per_req"] or 0,
                              r["non_2xx"]), flush=True)
+                    m = r["machine_us_per_req"]
+                    if m["busy"] is not None:
+                        print("      machine us/req: busy %.1f (wrk %.1f, "
+                              "mock %.1f, gateway %.1f (kernel %.1f), "
+                              "torrix-cp %.1f, "
+                              "rest %.1f) idle %.1f steal %.1f; "
+                              "TCP segments/req %.2f"
+                              % (m["busy"], m["wrk"], m["mock"],
+                                 r["cpu_us_per_req"], m["gateway_sys"],
+                                 m["cp"], m["busy"] - m["wrk"] - m["mock"]
+                                 - r["cpu_us_per_req"] - m["cp"],
+                                 m["idle"], m["steal"],
+                                 m["tcp_segments"]), flush=True)
         # the median round of each setup, by requests/s; and the median of
         # the ratios to plain nginx measured in the same round, seconds
         # apart, which the machine's drift (see README) disturbs less

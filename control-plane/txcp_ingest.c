@@ -63,6 +63,8 @@ struct txcp_cache_ent_s {
 typedef struct {
     txcp_acc_t        rollup;  /* deltas of the open txn */
     txcp_acc_t        spend;   /* deltas of the open txn */
+    txcp_pend_t       pend;    /* runs of one shape in a row, not yet in
+                                  rollup and spend */
     txcp_acc_t        changed; /* spend keys committed this pass */
     txcp_cache_ent_t *cache[TXCP_CACHE_SLOTS];
     txcp_settings_t   settings;
@@ -849,8 +851,9 @@ txcp_ingest_one(MDB_txn *txn, const char *name, const uint8_t *payload,
         return -1;
     }
 
-    if (txcp_rollup_add(&txcp_ictx.rollup, &run) != TX_OK
-        || txcp_spend_add(&txcp_ictx.spend, &run, txcp_ictx.now) != TX_OK)
+    if (txcp_pend_add(&txcp_ictx.pend, &txcp_ictx.rollup, &txcp_ictx.spend,
+                      &run, txcp_ictx.now)
+        != TX_OK)
     {
         txcp_log(TXCP_LOG_ERROR, "rollup accumulation failed", "file=%s", name);
         return -1;
@@ -865,6 +868,13 @@ static int
 txcp_ingest_flush(MDB_txn *txn)
 {
     int rc;
+
+    if (txcp_pend_flush(&txcp_ictx.pend, &txcp_ictx.rollup, &txcp_ictx.spend)
+        != TX_OK)
+    {
+        txcp_log(TXCP_LOG_ERROR, "rollup accumulation failed", NULL);
+        return ENOMEM;
+    }
 
     rc = txcp_acc_flush(txn, TXCP_DB_ROLLUPS, &txcp_ictx.rollup, TXCP_RV_N);
 
@@ -919,6 +929,7 @@ txcp_ingest_committed(void)
 static void
 txcp_ingest_aborted(void)
 {
+    txcp_ictx.pend.used = 0;
     txcp_acc_reset(&txcp_ictx.rollup);
     txcp_acc_reset(&txcp_ictx.spend);
     txcp_ictx.alerts = 0;

@@ -2,6 +2,7 @@
  * torrix-cp rollups and spend (see txcp_rollup.h).
  */
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -229,11 +230,28 @@ txcp_rollup_add_dim(txcp_acc_t *acc, int dim, const uint8_t *id, size_t idlen,
 }
 
 
-int
-txcp_rollup_add(txcp_acc_t *acc, const txcp_run_t *run)
+/* the run's deltas into v[TXCP_RV_N] */
+static void
+txcp_rollup_values(const txcp_run_t *run, int64_t *v)
+{
+    v[TXCP_RV_REQUESTS] = 1;
+    v[TXCP_RV_ERRORS] = txcp_run_is_error(run);
+    v[TXCP_RV_TOKENS_IN] = (int64_t) run->tokens_in;
+    v[TXCP_RV_TOKENS_OUT] = (int64_t) run->tokens_out;
+    v[TXCP_RV_CACHE_READ] = (int64_t) run->cache_read;
+    v[TXCP_RV_CACHE_WRITE] = (int64_t) run->cache_write;
+    v[TXCP_RV_REASONING] = (int64_t) run->reasoning;
+    v[TXCP_RV_COST] = run->cost;
+    v[TXCP_RV_LATENCY_US] = (int64_t) run->latency_us;
+}
+
+
+/* v added to every dimension of run, in the hour and day of start_s */
+static int
+txcp_rollup_dims(txcp_acc_t *acc, const txcp_run_t *run, int64_t s,
+                 const int64_t *v)
 {
     int             i, rc;
-    int64_t         v[TXCP_RV_N], s;
     const uint8_t  *p, *end, *nl;
     const tx_str_t *model;
 
@@ -247,18 +265,6 @@ txcp_rollup_add(txcp_acc_t *acc, const txcp_run_t *run)
         {TXCP_DIM_ORG, offsetof(txcp_run_t, org)},
         {TXCP_DIM_PROVIDER, offsetof(txcp_run_t, provider)},
     };
-
-    s = run->start_us > 0 ? run->start_us / 1000000 : 0;
-
-    v[TXCP_RV_REQUESTS] = 1;
-    v[TXCP_RV_ERRORS] = txcp_run_is_error(run);
-    v[TXCP_RV_TOKENS_IN] = (int64_t) run->tokens_in;
-    v[TXCP_RV_TOKENS_OUT] = (int64_t) run->tokens_out;
-    v[TXCP_RV_CACHE_READ] = (int64_t) run->cache_read;
-    v[TXCP_RV_CACHE_WRITE] = (int64_t) run->cache_write;
-    v[TXCP_RV_REASONING] = (int64_t) run->reasoning;
-    v[TXCP_RV_COST] = run->cost;
-    v[TXCP_RV_LATENCY_US] = (int64_t) run->latency_us;
 
     rc = txcp_rollup_add_dim(acc, TXCP_DIM_INSTANCE, NULL, 0, s, v);
 
@@ -298,11 +304,24 @@ txcp_rollup_add(txcp_acc_t *acc, const txcp_run_t *run)
 
 
 int
-txcp_spend_add(txcp_acc_t *acc, const txcp_run_t *run, int64_t now)
+txcp_rollup_add(txcp_acc_t *acc, const txcp_run_t *run)
+{
+    int64_t v[TXCP_RV_N];
+
+    txcp_rollup_values(run, v);
+
+    return txcp_rollup_dims(acc, run,
+                            run->start_us > 0 ? run->start_us / 1000000 : 0, v);
+}
+
+
+/* cost v added to every scope of run, in the windows of start_s */
+static int
+txcp_spend_dims(txcp_acc_t *acc, const txcp_run_t *run, int64_t s, int64_t v,
+                int64_t now)
 {
     int             i, j;
     size_t          n;
-    int64_t         s, v;
     uint32_t        idx, cur;
     uint8_t         key[TX_SPEND_KEY_MAX];
     const tx_str_t *id;
@@ -316,12 +335,9 @@ txcp_spend_add(txcp_acc_t *acc, const txcp_run_t *run, int64_t now)
         {TX_SCOPE_KEY, &run->key},
     };
 
-    if (run->cost == 0) {
+    if (v == 0) {
         return TX_OK;
     }
-
-    s = run->start_us > 0 ? run->start_us / 1000000 : 0;
-    v = run->cost;
 
     for (j = 0; j < 3; j++) {
         idx = tx_window_index(txcp_spend_kinds[j], s);
@@ -346,6 +362,139 @@ txcp_spend_add(txcp_acc_t *acc, const txcp_run_t *run, int64_t now)
             }
         }
     }
+
+    return TX_OK;
+}
+
+
+int
+txcp_spend_add(txcp_acc_t *acc, const txcp_run_t *run, int64_t now)
+{
+    return txcp_spend_dims(acc, run,
+                           run->start_us > 0 ? run->start_us / 1000000 : 0,
+                           run->cost, now);
+}
+
+
+/* the dimensions a pending sum is kept by, in the order they are copied */
+static const size_t txcp_pend_fields[] = {
+    offsetof(txcp_run_t, key),      offsetof(txcp_run_t, project),
+    offsetof(txcp_run_t, user),     offsetof(txcp_run_t, org),
+    offsetof(txcp_run_t, provider), offsetof(txcp_run_t, model),
+    offsetof(txcp_run_t, tags),
+};
+
+#define txcp_pend_field(run, i)                                                \
+    ((tx_str_t *) ((char *) (run) + txcp_pend_fields[i]))
+
+
+/* the field of run that pending field i stands for (model: served, else
+ * requested) */
+static const tx_str_t *
+txcp_pend_src(const txcp_run_t *run, size_t i)
+{
+    return txcp_pend_fields[i] == offsetof(txcp_run_t, model)
+               ? txcp_run_model(run)
+               : txcp_pend_field(run, i);
+}
+
+
+int
+txcp_pend_flush(txcp_pend_t *p, txcp_acc_t *rollup, txcp_acc_t *spend)
+{
+    int64_t s;
+
+    if (!p->used) {
+        return TX_OK;
+    }
+
+    p->used = 0;
+    s = p->run.start_us / 1000000;
+
+    if (txcp_rollup_dims(rollup, &p->run, s, p->v) != TX_OK
+        || txcp_spend_dims(spend, &p->run, s, p->v[TXCP_RV_COST], p->now)
+               != TX_OK)
+    {
+        return TX_ERROR;
+    }
+
+    return TX_OK;
+}
+
+
+int
+txcp_pend_add(txcp_pend_t *p, txcp_acc_t *rollup, txcp_acc_t *spend,
+              const txcp_run_t *run, int64_t now)
+{
+    size_t          i, n;
+    int64_t         s, v[TXCP_RV_N];
+    uint8_t        *b;
+    tx_str_t       *f;
+    const tx_str_t *src;
+
+    s = run->start_us > 0 ? run->start_us / 1000000 : 0;
+    s -= s % 3600;
+
+    if (p->used && p->run.start_us == s * 1000000 && p->now == now) {
+        for (i = 0; i < sizeof(txcp_pend_fields) / sizeof(size_t); i++) {
+            f = txcp_pend_field(&p->run, i);
+            src = txcp_pend_src(run, i);
+
+            if (f->len != src->len
+                || (f->len && memcmp(f->data, src->data, f->len) != 0)) {
+                break;
+            }
+        }
+
+        if (i == sizeof(txcp_pend_fields) / sizeof(size_t)) {
+            txcp_rollup_values(run, v);
+
+            for (i = 0; i < TXCP_RV_N; i++) {
+                p->v[i] += v[i];
+            }
+
+            return TX_OK;
+        }
+    }
+
+    if (txcp_pend_flush(p, rollup, spend) != TX_OK) {
+        return TX_ERROR;
+    }
+
+    n = 0;
+
+    for (i = 0; i < sizeof(txcp_pend_fields) / sizeof(size_t); i++) {
+        n += txcp_pend_src(run, i)->len;
+    }
+
+    if (n > sizeof(p->buf)) {
+        /* too long to keep: straight to the accumulators */
+        return txcp_rollup_add(rollup, run) == TX_OK
+                       && txcp_spend_add(spend, run, now) == TX_OK
+                   ? TX_OK
+                   : TX_ERROR;
+    }
+
+    memset(&p->run, 0, sizeof(txcp_run_t));
+    b = p->buf;
+
+    for (i = 0; i < sizeof(txcp_pend_fields) / sizeof(size_t); i++) {
+        src = txcp_pend_src(run, i);
+        f = txcp_pend_field(&p->run, i);
+
+        if (src->len) {
+            memcpy(b, src->data, src->len);
+        }
+
+        f->data = b;
+        f->len = src->len;
+        b += src->len;
+    }
+
+    p->run.start_us = s * 1000000;
+    p->now = now;
+    p->used = 1;
+    txcp_rollup_values(run, p->v);
 
     return TX_OK;
 }

@@ -127,6 +127,36 @@ int txcp_rollup_add(txcp_acc_t *acc, const txcp_run_t *run);
 int txcp_spend_add(txcp_acc_t *acc, const txcp_run_t *run, int64_t now);
 
 /*
+ * Runs in a row with the same dimensions (key, project, user, org,
+ * provider, model, tags), the same hour and the same `now` are summed here
+ * and reach the rollup and spend accumulators as one run: a burst from
+ * one key costs two dozen hash updates per change of shape instead of per
+ * run.  Zero-initialized is empty.
+ */
+#define TXCP_PEND_MAX 2048
+
+typedef struct {
+    txcp_run_t run; /* the dimensions (bytes in buf) and the hour's start */
+    int64_t    v[TXCP_RV_N];
+    int64_t    now;
+    int        used;
+    uint8_t    buf[TXCP_PEND_MAX];
+} txcp_pend_t;
+
+/*
+ * Adds one run: to the pending sum when it has its shape, else the
+ * pending sum goes to the accumulators first (txcp_pend_flush) and the run
+ * starts a new one (or, its dimensions too long to keep, goes straight to
+ * them).  TX_OK or TX_ERROR (allocation).
+ */
+int txcp_pend_add(txcp_pend_t *p, txcp_acc_t *rollup, txcp_acc_t *spend,
+                  const txcp_run_t *run, int64_t now);
+
+/* Adds the pending sum to the accumulators and empties it.  TX_OK or
+ * TX_ERROR. */
+int txcp_pend_flush(txcp_pend_t *p, txcp_acc_t *rollup, txcp_acc_t *spend);
+
+/*
  * Publishes the store's current value of every key of `changed` to the
  * snapshot "spend" db, plus meta "ingest_watermark" = watermark_us when it
  * is >= 0, in one snapshot txn (gen bumped).  TX_OK, or TX_ERROR (sets
