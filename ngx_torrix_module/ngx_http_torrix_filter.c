@@ -222,10 +222,15 @@ ngx_http_torrix_meter_start(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
         format = TX_METER_SSE;
         ctx->stream = 1;
 
-    } else if (ngx_strlcasestrn(ct->data, ct->data + ct->len, (u_char *) "json",
-                                4 - 1)
-               != NULL)
+    } else if ((ct->len >= sizeof("application/json") - 1
+                && ngx_strncmp(ct->data, "application/json",
+                               sizeof("application/json") - 1)
+                       == 0)
+               || ngx_strlcasestrn(ct->data, ct->data + ct->len,
+                                   (u_char *) "json", 4 - 1)
+                      != NULL)
     {
+        /* (the usual type compared first: the search costs more) */
         format = TX_METER_JSON;
 
     } else {
@@ -577,7 +582,20 @@ ngx_http_torrix_add_num(ngx_http_request_t *r, ngx_str_t *name, uint64_t u,
                         ngx_uint_t neg, ngx_uint_t ms)
 {
     u_char          *p, *v, *last, buf[NGX_INT64_LEN + 2];
+    uint64_t         d;
     ngx_table_elt_t *h;
+
+    /* "00".."99": two digits a division */
+    static const u_char digits[] = "00010203040506070809"
+                                   "10111213141516171819"
+                                   "20212223242526272829"
+                                   "30313233343536373839"
+                                   "40414243444546474849"
+                                   "50515253545556575859"
+                                   "60616263646566676869"
+                                   "70717273747576777879"
+                                   "80818283848586878889"
+                                   "90919293949596979899";
 
     last = buf + sizeof(buf);
     p = last;
@@ -587,10 +605,20 @@ ngx_http_torrix_add_num(ngx_http_request_t *r, ngx_str_t *name, uint64_t u,
         *--p = 'm';
     }
 
-    do {
-        *--p = (u_char) ('0' + u % 10);
-        u /= 10;
-    } while (u);
+    while (u >= 100) {
+        d = (u % 100) * 2;
+        u /= 100;
+        *--p = digits[d + 1];
+        *--p = digits[d];
+    }
+
+    if (u >= 10) {
+        *--p = digits[u * 2 + 1];
+        *--p = digits[u * 2];
+
+    } else {
+        *--p = (u_char) ('0' + u);
+    }
 
     if (neg) {
         *--p = '-';

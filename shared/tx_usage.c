@@ -187,67 +187,85 @@ tx_meter_ws(uint8_t c)
 
 
 /*
- * Where the keys of each length start in tx_meter_keys, and how many there
- * are: kept in step with the table (the unit tests intern every key).
+ * A perfect hash of the keys above: TX_METER_HASH(k, len) is a different
+ * slot for each (found by trying multipliers), whose value is the key's
+ * index in tx_meter_keys, 255 for none.  Kept in step with the table: the
+ * unit tests intern every key.
  */
-static const uint8_t tx_meter_by_len[28][2] = {
-    [4] = {0, 1},   [5] = {1, 3},   [7] = {4, 3},   [8] = {7, 3},
-    [9] = {10, 2},  [10] = {12, 1}, [12] = {13, 2}, [13] = {15, 3},
-    [16] = {18, 1}, [17] = {19, 2}, [20] = {21, 1}, [21] = {22, 2},
-    [23] = {24, 1}, [25] = {25, 1}, [27] = {26, 1},
+#define TX_METER_HASH(k, len)                                                  \
+    (((len) *2 ^ (uint8_t) (k)[0] ^ (uint8_t) (k)[(len) -2] * 28) & 63)
+
+/* clang-format off */
+static const uint8_t tx_meter_slots[64] = {
+    255,  25, 255,  10, 255,  24, 255, 255,
+    255,  19,  23, 255,  13, 255, 255, 255,
+    255,  21,   9, 255, 255,  22, 255, 255,
+     20, 255,  18, 255,   0,  26,   3, 255,
+    255,   4,  16, 255, 255,   6, 255,   5,
+     11, 255, 255,   2,   8, 255, 255, 255,
+     12,  17, 255, 255, 255, 255,   7, 255,
+    255,  14, 255,   1, 255,  15, 255, 255,
 };
+/* clang-format on */
 
 
-/* n bytes equal: keys are short, a call to memcmp cost more than this */
+/*
+ * n (4 or more) bytes equal: in words, the last word overlapping the one
+ * before it rather than a loop over the tail; keys are short, and a call
+ * to memcmp cost more than this
+ */
 
 static int
 tx_meter_key_eq(const char *a, const char *b, size_t n)
 {
-    uint64_t x, y;
+    size_t   i;
+    uint32_t s, t, u, w;
+    uint64_t x, y, d;
 
-    while (n >= 8) {
-        memcpy(&x, a, 8);
-        memcpy(&y, b, 8);
+    if (n < 8) {
+        memcpy(&s, a, 4);
+        memcpy(&t, b, 4);
+        memcpy(&u, a + n - 4, 4);
+        memcpy(&w, b + n - 4, 4);
 
-        if (x != y) {
-            return 0;
-        }
-
-        a += 8;
-        b += 8;
-        n -= 8;
+        return ((s ^ t) | (u ^ w)) == 0;
     }
 
-    while (n--) {
-        if (*a++ != *b++) {
-            return 0;
-        }
+    d = 0;
+
+    for (i = 0; i + 8 < n; i += 8) {
+        memcpy(&x, a + i, 8);
+        memcpy(&y, b + i, 8);
+        d |= x ^ y;
     }
 
-    return 1;
+    memcpy(&x, a + n - 8, 8);
+    memcpy(&y, b + n - 8, 8);
+
+    return (d | (x ^ y)) == 0;
 }
 
 
 static uint8_t
 tx_meter_intern(const char *k, size_t len)
 {
-    size_t                i, n;
+    uint8_t               i;
     const tx_meter_key_t *key;
 
-    if (len >= sizeof(tx_meter_by_len) / sizeof(tx_meter_by_len[0])) {
+    if (len < 4 || len > 27) {
         return TX_MK_NONE;
     }
 
-    key = &tx_meter_keys[tx_meter_by_len[len][0]];
-    n = tx_meter_by_len[len][1];
+    i = tx_meter_slots[TX_METER_HASH(k, len)];
 
-    for (i = 0; i < n; i++, key++) {
-        if (key->name[0] == k[0] && tx_meter_key_eq(key->name, k, len)) {
-            return key->id;
-        }
+    if (i == 255) {
+        return TX_MK_NONE;
     }
 
-    return TX_MK_NONE;
+    key = &tx_meter_keys[i];
+
+    return key->len == len && tx_meter_key_eq(key->name, k, len) ? key->id
+                                                                 : TX_MK_NONE;
 }
 
 
@@ -1422,4 +1440,11 @@ tx_meter_event_name(const tx_meter_t *m, tx_str_t *name)
 {
     name->data = (const uint8_t *) m->sse_name;
     name->len = m->sse_name_len;
+}
+
+
+int
+tx_meter_known_key(const char *k, size_t n)
+{
+    return tx_meter_intern(k, n) != TX_MK_NONE;
 }

@@ -195,5 +195,12 @@ void tx_meter_result(const tx_meter_t *m, tx_usage_t *out);
  */
 void tx_meter_event_name(const tx_meter_t *m, tx_str_t *name);
 
+/*
+ * 1 when the n bytes at k are a key the meter looks for ("usage",
+ * "prompt_tokens", ...), else 0: the unit tests check its lookup table
+ * against every key.
+ */
+int tx_meter_known_key(const char *k, size_t n);
+
 
 #endif /* TX_USAGE_H */

@@ -1014,6 +1014,76 @@ test_bad_format(void **state)
 }
 
 
+/* the meter's perfect hash finds every key it looks for, and nothing else */
+static void
+test_known_keys(void **state)
+{
+    size_t i, n;
+    char   k[64];
+
+    static const char *keys[] = {"text",
+                                 "usage",
+                                 "model",
+                                 "delta",
+                                 "choices",
+                                 "message",
+                                 "content",
+                                 "response",
+                                 "thinking",
+                                 "function",
+                                 "arguments",
+                                 "reasoning",
+                                 "tool_calls",
+                                 "partial_json",
+                                 "input_tokens",
+                                 "output_tokens",
+                                 "prompt_tokens",
+                                 "cached_tokens",
+                                 "reasoning_tokens",
+                                 "completion_tokens",
+                                 "reasoning_content",
+                                 "input_tokens_details",
+                                 "output_tokens_details",
+                                 "prompt_tokens_details",
+                                 "cache_read_input_tokens",
+                                 "completion_tokens_details",
+                                 "cache_creation_input_tokens"};
+
+    static const char *others[] = {"",
+                                   "x",
+                                   "id",
+                                   "object",
+                                   "created",
+                                   "index",
+                                   "finish_reason",
+                                   "role",
+                                   "total_tokens",
+                                   "Usage",
+                                   "usagE",
+                                   "models",
+                                   "mode",
+                                   "tokens",
+                                   "input_tokens_detail",
+                                   "cache_creation_input_tokenz"};
+
+    (void) state;
+
+    for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+        n = strlen(keys[i]);
+        assert_int_equal(tx_meter_known_key(keys[i], n), 1);
+
+        /* one byte changed anywhere: not the key */
+        memcpy(k, keys[i], n);
+        k[n / 2] ^= 0x20;
+        assert_int_equal(tx_meter_known_key(k, n), 0);
+    }
+
+    for (i = 0; i < sizeof(others) / sizeof(others[0]); i++) {
+        assert_int_equal(tx_meter_known_key(others[i], strlen(others[i])), 0);
+    }
+}
+
+
 int
 main(void)
 {
@@ -1041,6 +1111,7 @@ main(void)
         cmocka_unit_test(test_sse_bad_event),
         cmocka_unit_test(test_model_first_wins),
         cmocka_unit_test(test_bad_format),
+        cmocka_unit_test(test_known_keys),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
