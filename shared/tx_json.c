@@ -11,6 +11,10 @@
 
 #include "tx_json.h"
 
+#if defined(TX_JSON_AVX2)
+#include <immintrin.h>
+#endif
+
 
 #define TX_JF_NONE           0
 #define TX_JF_MODEL          1
@@ -779,3 +783,39 @@ tx_json_unescape(const uint8_t *span, size_t len, uint8_t *out, size_t outlen)
 
     return (ssize_t) n;
 }
+
+
+#if defined(TX_JSON_AVX2)
+
+__attribute__((target("avx2"))) size_t
+tx_json_plain_avx2(const uint8_t *p, size_t i, size_t len)
+{
+    unsigned bits;
+    __m256i  v, hit, quote, bslash, ctl;
+
+    quote = _mm256_set1_epi8('"');
+    bslash = _mm256_set1_epi8('\\');
+    ctl = _mm256_set1_epi8(0x1f);
+
+    while (i + 32 <= len) {
+        v = _mm256_loadu_si256((const __m256i *) (p + i));
+
+        /* min(v, 0x1f) == v: an unsigned v <= 0x1f */
+        hit = _mm256_or_si256(_mm256_or_si256(_mm256_cmpeq_epi8(v, quote),
+                                              _mm256_cmpeq_epi8(v, bslash)),
+                              _mm256_cmpeq_epi8(_mm256_min_epu8(v, ctl), v));
+
+        bits = (unsigned) _mm256_movemask_epi8(hit);
+
+        if (bits) {
+            return i + (size_t) __builtin_ctz(bits);
+        }
+
+        i += 32;
+    }
+
+    /* the last few bytes: sixteen at a time, then one by one */
+    return tx_json_plain(p, i, len);
+}
+
+#endif

@@ -463,6 +463,48 @@ test_scan_then_unescape(void **state)
 }
 
 
+/* tx_json_plain against a byte loop: every length to 300, each stop byte
+ * at every position, from every start up to 40 (both vector widths and
+ * the tails) */
+static void
+test_plain_skip(void **state)
+{
+    size_t  len, at, from, want, k;
+    uint8_t buf[300];
+
+    static const uint8_t stops[] = {'"', '\\', 0x00, 0x1f, 0x0a};
+
+    (void) state;
+
+    for (len = 0; len <= sizeof(buf); len++) {
+        for (at = 0; at <= len; at++) {
+            for (k = 0; k < sizeof(stops); k++) {
+                memset(buf, 'a', sizeof(buf));
+                buf[len > 0 ? len - 1 : 0] = 0xc3; /* a high byte is plain */
+
+                if (at < len) {
+                    buf[at] = stops[k];
+                }
+
+                for (from = 0; from <= len && from <= 40; from++) {
+                    want = at < len && at >= from ? at : len;
+
+                    if (at < from) {
+                        want = len;
+                    }
+
+                    assert_int_equal(tx_json_plain(buf, from, len), want);
+                }
+
+                if (at == len) {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+
 int
 main(void)
 {
@@ -480,6 +522,7 @@ main(void)
         cmocka_unit_test(test_depth),
         cmocka_unit_test(test_unescape),
         cmocka_unit_test(test_scan_then_unescape),
+        cmocka_unit_test(test_plain_skip),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
