@@ -261,7 +261,7 @@ def wrk(url, lua, conns, duration, pids, others=None):
         if reqs else None,
         "non_2xx": int(errors.group(1)) if errors else 0,
         "socket_errors": socket_err.group(1) if socket_err else "",
-        "machine_us_per_req": machine,
+        "machine_us": machine,
     }
 
 
@@ -503,7 +503,8 @@ def main():
                     r = wrk(url, {"torrix-nolimits": lua_free,
                                   "portkey": lua_peer}.get(name, lua),
                             c, args.duration, pids,
-                            {"mock": mock.workers(),
+                            {"mock": [] if name == "direct"
+                             else mock.workers(),
                              "cp": [stack.cp_proc.pid]})
                     if paused:
                         stack.cp_proc.send_signal(signal.SIGCONT)
@@ -531,7 +532,7 @@ def main():
                           % (rnd, name, c, r["rps"], r["p50_ms"] or 0,
                              r["p99_ms"] or 0, r["cpu_us_per_req"] or 0,
                              r["non_2xx"]), flush=True)
-                    m = r["machine_us_per_req"]
+                    m = r["machine_us"]
                     if m["busy"] is not None:
                         print("      machine us/req: busy %.1f (wrk %.1f, "
                               "mock %.1f, gateway %.1f (kernel %.1f), "

@@ -126,17 +126,20 @@ ngx_http_torrix_access_handler(ngx_http_request_t *r)
         || ngx_http_torrix_check_args(r, ctx) != NGX_OK
         || ngx_http_torrix_check_key(r, ctx) != NGX_OK)
     {
+        ngx_http_torrix_snapshot_end();
         ctx->done = 1;
         return ngx_http_torrix_finish(r, ctx);
     }
 
     if (ctx->endpoint == TX_EP_MODELS) {
+        ngx_http_torrix_snapshot_end();
         ctx->done = 1;
         ctx->status = NGX_HTTP_OK;
         return ngx_http_torrix_finish(r, ctx);
     }
 
     if (r->headers_in.content_length_n > (off_t) tlcf->max_body_size) {
+        ngx_http_torrix_snapshot_end();
         ngx_http_torrix_reject(ctx, r->pool, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
                                "request_too_large",
                                "Request body of %O bytes exceeds the limit "
@@ -150,6 +153,10 @@ ngx_http_torrix_access_handler(ngx_http_request_t *r)
     ctx->waiting_body = 1;
 
     rc = ngx_http_read_client_request_body(r, ngx_http_torrix_body_handler);
+
+    /* the body handler ended the txn if it ran; else the body is still on
+     * its way, and no read txn waits for it */
+    ngx_http_torrix_snapshot_end();
 
     if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
         return rc;
@@ -580,7 +587,12 @@ found:
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ngx_http_torrix_snapshot_end();
+    /*
+     * the txn stays open: when the body came with the headers, routing and
+     * limits run before the access handler returns and read the same
+     * snapshot (one read txn per request); the handler ends it on its way
+     * out in every case
+     */
 
     ctx->access = key.access;
     ctx->key_rpm = key.rpm;

@@ -10,6 +10,7 @@ retry-after, a connection cut mid-response)."""
 
 import json
 import socket
+import subprocess
 import threading
 import time
 
@@ -407,6 +408,48 @@ def test_chunked_body_under_limit(stack):
                                           for i in range(0, len(bad), 999)))
     assert_openai_error(r, 403)
     assert len(stack.mock.requests) == 1
+
+
+def snapshot_readers(stack):
+    """The snapshot's reader table (mdb_stat -r): {pid: txnid or "-"}."""
+    r = subprocess.run(["mdb_stat", "-r", str(stack.data / "snapshot")],
+                       capture_output=True, text=True)
+    # (mdb_stat exits 1 after listing readers: the listing is what counts)
+    assert "Reader Table Status" in r.stdout, (r.stdout, r.stderr)
+    out = r.stdout
+    readers = {}
+    for line in out.splitlines():
+        f = line.split()
+        if len(f) == 3 and f[0].isdigit():
+            readers[int(f[0])] = f[2]
+    return readers
+
+
+def test_no_read_txn_held_while_body_arrives(stack):
+    """The key is checked on the headers; while the body is still on its
+    way no worker holds a snapshot read txn (it would pin the snapshot's
+    pages and let the file grow), and the request then completes."""
+    k = ready_key(stack, allowed_models=["gpt-4o-mini"])
+    body = json.dumps({"model": "gpt-4o-mini", "messages": [MSG]}).encode()
+    with Conn(stack.port) as c:
+        c.send(req_bytes("POST", CHAT, [
+            ("Authorization", "Bearer " + k["key"]),
+            ("Content-Type", "application/json"),
+            ("Content-Length", str(len(body)))], content_length=False)
+            + body[:10])
+        time.sleep(0.5)
+        workers = set(stack.workers())
+        readers = snapshot_readers(stack)
+        # a worker has its reader slot (opened at its first request), and
+        # no worker has a txn open in it
+        assert workers & set(readers), (workers, readers)
+        held = {p: t for p, t in readers.items()
+                if p in workers and t != "-"}
+        assert held == {}, readers
+        c.send(body[10:])
+        r = c.read()
+        assert r.status == 200, r
+    assert stack.mock.requests[-1].body == body
 
 
 def test_expect_100_continue(stack):
