@@ -154,6 +154,9 @@ def main(argv=None):
     ap.add_argument("--duration", type=int, default=4,
                     help="seconds of wrk per gateway (under valgrind)")
     ap.add_argument("--top", type=int, default=12)
+    ap.add_argument("--nolimits", action="store_true",
+                    help="Torrix with bench.py's key without limits or "
+                         "budgets (the cost of the limits is the difference)")
     args = ap.parse_args(argv)
     ensure_valgrind()
 
@@ -188,6 +191,8 @@ def main(argv=None):
         plain.start(p_plain)
         gw.start(p_torrix)
         key = bench.bench_key(stack.api)
+        if args.nolimits:
+            key = stack.api.create_key(allowed_models=["gpt-4o*", "claude-*"])
         time.sleep(0.5)
         lua = bench.write_lua(tmp, key["key"])
 
