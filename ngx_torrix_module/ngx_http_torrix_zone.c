@@ -45,11 +45,20 @@ typedef struct {
 } ngx_http_torrix_bucket_t;
 
 
+/*
+ * The settled spend of one window of a node.  sum is the total of the
+ * buckets whose tick is at or past sum_tick (the watermark's tick last
+ * asked for), kept up to date as runs settle: a request reads it instead of
+ * going over the buckets, which happens once per new watermark.  All zero
+ * is consistent (no bucket holds anything).
+ */
 typedef struct {
     uint32_t                 index;
     uint32_t                 pad;
     tx_money_t               overflow;
     int64_t                  overflow_tick;
+    tx_money_t               sum;
+    int64_t                  sum_tick;
     ngx_http_torrix_bucket_t b[NGX_HTTP_TORRIX_BUCKETS];
 } ngx_http_torrix_settled_t;
 
@@ -463,13 +472,21 @@ ngx_http_torrix_local(ngx_http_torrix_node_t *lr, ngx_uint_t kind,
         return 0;
     }
 
-    sum = 0;
+    if (st->sum_tick != wm_tick) {
+        /* a new watermark: the buckets at or past it, once */
+        sum = 0;
 
-    for (i = 0; i < NGX_HTTP_TORRIX_BUCKETS; i++) {
-        if (st->b[i].tick && st->b[i].tick >= wm_tick) {
-            sum += st->b[i].amount;
+        for (i = 0; i < NGX_HTTP_TORRIX_BUCKETS; i++) {
+            if (st->b[i].tick && st->b[i].tick >= wm_tick) {
+                sum += st->b[i].amount;
+            }
         }
+
+        st->sum = sum;
+        st->sum_tick = wm_tick;
     }
+
+    sum = st->sum;
 
     if (st->overflow_tick >= wm_tick) {
         sum += st->overflow;
@@ -509,6 +526,10 @@ ngx_http_torrix_settle_add(ngx_http_torrix_node_t *lr, ngx_uint_t kind,
             /* the slot's previous tick ages out: fold it, never drop it */
             st->overflow += b->amount;
             st->overflow_tick = ngx_max(st->overflow_tick, b->tick);
+
+            if (b->tick >= st->sum_tick) {
+                st->sum -= b->amount;
+            }
         }
 
         b->tick = tick;
@@ -516,6 +537,10 @@ ngx_http_torrix_settle_add(ngx_http_torrix_node_t *lr, ngx_uint_t kind,
     }
 
     b->amount += amount;
+
+    if (tick >= st->sum_tick) {
+        st->sum += amount;
+    }
 }
 
 

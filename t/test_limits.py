@@ -9,6 +9,7 @@ the worst case (body bytes / 3 input tokens + max_tokens output tokens).
 import concurrent.futures
 import datetime
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -120,6 +121,28 @@ def test_key_daily_cap(stack):
     # raising the cap lets the key through within a second
     stack.api.ok("PATCH", "/keys/" + k["id"], {"daily_cap_usd": 1})
     stack.wait_status(lambda: stack.chat(k["key"]), 200, 1.0)
+
+
+def test_settled_spend_counts_before_ingest(stack):
+    """What this edge settled counts against a budget before torrix-cp has
+    ingested it: with torrix-cp stopped (nothing published), a key with
+    room for a few runs is refused once their settled cost, not their
+    reservations (released as each run ends), leaves no room for one
+    more."""
+    cap = 0.00002
+    k = stack.api.create_key(daily_cap_usd=cap)
+    assert stack.chat(k["key"], extra={"max_tokens": 10}).status_code == 200
+    stack.cp_proc.send_signal(signal.SIGSTOP)
+    try:
+        codes = [stack.chat(k["key"], extra={"max_tokens": 10}).status_code
+                 for _ in range(12)]
+    finally:
+        stack.cp_proc.send_signal(signal.SIGCONT)
+    admitted = 1 + codes.count(200)
+    assert codes[-1] == 429 and 200 in codes, codes
+    assert codes == sorted(codes), codes
+    assert admitted * RUN_COST <= cap, (admitted, codes)
+    assert admitted >= 3, codes
 
 
 def test_budget_scopes(stack):
