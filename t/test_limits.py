@@ -139,8 +139,11 @@ def test_settled_spend_counts_before_ingest(stack):
     finally:
         stack.cp_proc.send_signal(signal.SIGCONT)
     admitted = 1 + codes.count(200)
+    # (not asserted: that no 200 follows a 429.  A run's reservation is
+    # released in its log phase, after its last byte went to the kernel,
+    # so the next request, on the other worker, can still see it and be
+    # refused once, on the safe side; the following one is admitted)
     assert codes[-1] == 429 and 200 in codes, codes
-    assert codes == sorted(codes), codes
     assert admitted * RUN_COST <= cap, (admitted, codes)
     assert admitted >= 3, codes
 
