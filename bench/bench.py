@@ -225,9 +225,8 @@ def wrk(url, lua, conns, duration, pids, others=None):
     (name -> pids), and of wrk itself and the whole machine."""
     hz = os.sysconf("SC_CLK_TCK")
     others = others or {}
-    before = cpu_ticks(pids)
+    before, sys_before = cpu_ticks(pids), cpu_ticks(pids, True)
     obefore = {k: cpu_ticks(v) for k, v in others.items()}
-    obefore["gateway_sys"] = cpu_ticks(pids, True)
     mbefore = machine_ticks()
     wbefore = resource.getrusage(resource.RUSAGE_CHILDREN)
     pin = ["taskset", "-c", PIN["load"]] if "load" in PIN else []
@@ -235,9 +234,8 @@ def wrk(url, lua, conns, duration, pids, others=None):
                           "--timeout", "5s", "--latency", "-s", str(lua),
                           url], capture_output=True, text=True,
                          timeout=duration + 30).stdout
-    after = cpu_ticks(pids)
+    after, sys_after = cpu_ticks(pids), cpu_ticks(pids, True)
     oafter = {k: cpu_ticks(v) for k, v in others.items()}
-    oafter["gateway_sys"] = cpu_ticks(pids, True)
     mafter = machine_ticks()
     wafter = resource.getrusage(resource.RUSAGE_CHILDREN)
     m = re.search(r"(\d+) requests in", out)
@@ -249,6 +247,7 @@ def wrk(url, lua, conns, duration, pids, others=None):
                                - mbefore["tcp_segments"]) / reqs \
         if reqs else None
     machine.update({k: per(oafter[k] - obefore[k]) for k in oafter})
+    machine["gateway_sys"] = per(sys_after - sys_before)
     machine["wrk"] = per(((wafter.ru_utime + wafter.ru_stime)
                           - (wbefore.ru_utime + wbefore.ru_stime)) * hz)
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
@@ -257,8 +256,7 @@ def wrk(url, lua, conns, duration, pids, others=None):
     return {
         "rps": rps, "requests": reqs,
         "p50_ms": parse_latency(out, 50), "p99_ms": parse_latency(out, 99),
-        "cpu_us_per_req": ((after - before) / hz * 1e6 / reqs)
-        if reqs else None,
+        "cpu_us_per_req": per(after - before),
         "non_2xx": int(errors.group(1)) if errors else 0,
         "socket_errors": socket_err.group(1) if socket_err else "",
         "machine_us": machine,

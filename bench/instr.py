@@ -14,7 +14,10 @@ Kernel time (system calls, wakeups) is not counted: see bench.py --syscalls
 for that.
 
     ./build.sh bench --instr [--duration SECONDS]
-    python3 bench/instr.py [--duration SECONDS] [--top N]
+    python3 bench/instr.py [--duration SECONDS] [--top N] [--nolimits]
+
+--nolimits gives Torrix bench.py's key without limits or budgets: the
+limits' instructions are the difference from a run without it.
 
 Needs valgrind (installed with apt-get when missing).  Bounded in time.
 INSTR_KEEP=1 keeps the callgrind files (for callgrind_annotate) and says

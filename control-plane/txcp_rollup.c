@@ -303,18 +303,6 @@ txcp_rollup_dims(txcp_acc_t *acc, const txcp_run_t *run, int64_t s,
 }
 
 
-int
-txcp_rollup_add(txcp_acc_t *acc, const txcp_run_t *run)
-{
-    int64_t v[TXCP_RV_N];
-
-    txcp_rollup_values(run, v);
-
-    return txcp_rollup_dims(acc, run,
-                            run->start_us > 0 ? run->start_us / 1000000 : 0, v);
-}
-
-
 /* cost v added to every scope of run, in the windows of start_s */
 static int
 txcp_spend_dims(txcp_acc_t *acc, const txcp_run_t *run, int64_t s, int64_t v,
@@ -364,15 +352,6 @@ txcp_spend_dims(txcp_acc_t *acc, const txcp_run_t *run, int64_t s, int64_t v,
     }
 
     return TX_OK;
-}
-
-
-int
-txcp_spend_add(txcp_acc_t *acc, const txcp_run_t *run, int64_t now)
-{
-    return txcp_spend_dims(acc, run,
-                           run->start_us > 0 ? run->start_us / 1000000 : 0,
-                           run->cost, now);
 }
 
 
@@ -427,15 +406,17 @@ txcp_pend_add(txcp_pend_t *p, txcp_acc_t *rollup, txcp_acc_t *spend,
               const txcp_run_t *run, int64_t now)
 {
     size_t          i, n;
-    int64_t         s, v[TXCP_RV_N];
+    int64_t         s, hour, v[TXCP_RV_N];
     uint8_t        *b;
     tx_str_t       *f;
     const tx_str_t *src;
 
     s = run->start_us > 0 ? run->start_us / 1000000 : 0;
-    s -= s % 3600;
+    hour = s - s % 3600;
 
-    if (p->used && p->run.start_us == s * 1000000 && p->now == now) {
+    txcp_rollup_values(run, v);
+
+    if (p->used && p->run.start_us == hour * 1000000 && p->now == now) {
         for (i = 0; i < sizeof(txcp_pend_fields) / sizeof(size_t); i++) {
             f = txcp_pend_field(&p->run, i);
             src = txcp_pend_src(run, i);
@@ -447,8 +428,6 @@ txcp_pend_add(txcp_pend_t *p, txcp_acc_t *rollup, txcp_acc_t *spend,
         }
 
         if (i == sizeof(txcp_pend_fields) / sizeof(size_t)) {
-            txcp_rollup_values(run, v);
-
             for (i = 0; i < TXCP_RV_N; i++) {
                 p->v[i] += v[i];
             }
@@ -469,8 +448,9 @@ txcp_pend_add(txcp_pend_t *p, txcp_acc_t *rollup, txcp_acc_t *spend,
 
     if (n > sizeof(p->buf)) {
         /* too long to keep: straight to the accumulators */
-        return txcp_rollup_add(rollup, run) == TX_OK
-                       && txcp_spend_add(spend, run, now) == TX_OK
+        return txcp_rollup_dims(rollup, run, s, v) == TX_OK
+                       && txcp_spend_dims(spend, run, s, run->cost, now)
+                              == TX_OK
                    ? TX_OK
                    : TX_ERROR;
     }
@@ -491,10 +471,10 @@ txcp_pend_add(txcp_pend_t *p, txcp_acc_t *rollup, txcp_acc_t *spend,
         b += src->len;
     }
 
-    p->run.start_us = s * 1000000;
+    p->run.start_us = hour * 1000000;
     p->now = now;
     p->used = 1;
-    txcp_rollup_values(run, p->v);
+    memcpy(p->v, v, sizeof(v));
 
     return TX_OK;
 }

@@ -115,23 +115,15 @@ size_t txcp_rollup_key(uint8_t *out, int dim, const uint8_t *id, size_t idlen,
                        int bucket, int64_t start);
 
 /*
- * Accumulates the rollup deltas of one run (every dimension, hour and day
- * buckets) into acc.  tags is the merged '\n'-separated list.
- */
-int txcp_rollup_add(txcp_acc_t *acc, const txcp_run_t *run);
-
-/*
- * Accumulates the spend deltas of one run (cost != 0, windows not older
- * than the previous one at `now`, unix seconds) into acc (value slot 0).
- */
-int txcp_spend_add(txcp_acc_t *acc, const txcp_run_t *run, int64_t now);
-
-/*
- * Runs in a row with the same dimensions (key, project, user, org,
- * provider, model, tags), the same hour and the same `now` are summed here
- * and reach the rollup and spend accumulators as one run: a burst from
- * one key costs two dozen hash updates per change of shape instead of per
- * run.  Zero-initialized is empty.
+ * The rollup and spend deltas of ingested runs reach their accumulators
+ * through a pending sum: runs in a row with the same dimensions (key,
+ * project, user, org, provider, model, tags; tags the merged '\n'-separated
+ * list), the same hour and the same `now` (unix seconds) are summed here and
+ * added as one run, so a burst from one key costs two dozen hash updates per
+ * change of shape instead of per run.  Rollups get every dimension's hour
+ * and day bucket; spend gets the scopes' windows not older than the
+ * previous one at `now`, when the cost is not 0 (value slot 0).
+ * Zero-initialized is empty.
  */
 #define TXCP_PEND_MAX 2048
 

@@ -122,6 +122,13 @@ ngx_http_torrix_access_handler(ngx_http_request_t *r)
 
     ngx_http_torrix_own_headers(r, ctx);
 
+    /*
+     * the key check leaves the snapshot's read txn open: when the body came
+     * with the headers, routing and limits run before this handler returns
+     * and read the same snapshot (one read txn per request); every way out
+     * below ends it
+     */
+
     if (ngx_http_torrix_endpoint(r, ctx) != NGX_OK
         || ngx_http_torrix_check_args(r, ctx) != NGX_OK
         || ngx_http_torrix_check_key(r, ctx) != NGX_OK)
@@ -450,6 +457,8 @@ ngx_http_torrix_key_agent(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx,
 }
 
 
+/* the key and its metadata into ctx; the snapshot txn it opens is left open
+ * for the access handler to end */
 static ngx_int_t
 ngx_http_torrix_check_key(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
 {
@@ -521,7 +530,6 @@ ngx_http_torrix_check_key(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
         key = *known;
 
         if (kh.not_after && now >= kh.not_after) {
-            ngx_http_torrix_snapshot_end();
             goto grace_over;
         }
 
@@ -532,7 +540,6 @@ ngx_http_torrix_check_key(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
     if (hash_key == NULL
         || tx_key_hash(hash_key, secret.data, secret.len, hash) != TX_OK)
     {
-        ngx_http_torrix_snapshot_end();
         return ngx_http_torrix_reject(ctx, r->pool,
                                       NGX_HTTP_SERVICE_UNAVAILABLE,
                                       "gateway_not_ready",
@@ -544,14 +551,12 @@ ngx_http_torrix_check_key(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
             != TX_OK
         || tx_khash_rec_decode(val.data, val.len, &kh) != TX_OK)
     {
-        ngx_http_torrix_snapshot_end();
         return ngx_http_torrix_reject(ctx, r->pool, NGX_HTTP_UNAUTHORIZED,
                                       "invalid_api_key",
                                       "Invalid API key: unknown or revoked");
     }
 
     if (kh.not_after && now >= kh.not_after) {
-        ngx_http_torrix_snapshot_end();
         goto grace_over;
     }
 
@@ -560,7 +565,6 @@ ngx_http_torrix_check_key(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
             != TX_OK
         || tx_key_rec_decode(val.data, val.len, &key) != TX_OK)
     {
-        ngx_http_torrix_snapshot_end();
         return ngx_http_torrix_reject(ctx, r->pool, NGX_HTTP_UNAUTHORIZED,
                                       "invalid_api_key",
                                       "Invalid API key: unknown or revoked");
@@ -576,23 +580,14 @@ found:
         || ngx_http_torrix_copy(r->pool, &ctx->user, &key.user) != NGX_OK
         || ngx_http_torrix_copy(r->pool, &ctx->models, &key.models) != NGX_OK)
     {
-        ngx_http_torrix_snapshot_end();
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     if (ctx->agent.len == 0 && key.metadata.len
         && ngx_http_torrix_key_agent(r, ctx, &key.metadata) != NGX_OK)
     {
-        ngx_http_torrix_snapshot_end();
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
-
-    /*
-     * the txn stays open: when the body came with the headers, routing and
-     * limits run before the access handler returns and read the same
-     * snapshot (one read txn per request); the handler ends it on its way
-     * out in every case
-     */
 
     ctx->access = key.access;
     ctx->key_rpm = key.rpm;

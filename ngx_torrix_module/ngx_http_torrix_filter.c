@@ -214,6 +214,8 @@ ngx_http_torrix_meter_start(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
 
     ct = &r->headers_out.content_type;
 
+    /* JSON: "application/json" compared first, the search costs more */
+
     if (ct->len >= sizeof("text/event-stream") - 1
         && ngx_strncasecmp(ct->data, (u_char *) "text/event-stream",
                            sizeof("text/event-stream") - 1)
@@ -230,7 +232,6 @@ ngx_http_torrix_meter_start(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
                                    (u_char *) "json", 4 - 1)
                       != NULL)
     {
-        /* (the usual type compared first: the search costs more) */
         format = TX_METER_JSON;
 
     } else {

@@ -187,13 +187,16 @@ tx_meter_ws(uint8_t c)
 
 
 /*
- * A perfect hash of the keys above: TX_METER_HASH(k, len) is a different
- * slot for each (found by trying multipliers), whose value is the key's
- * index in tx_meter_keys, 255 for none.  Kept in step with the table: the
- * unit tests intern every key.
+ * A perfect hash of the keys above: tx_meter_hash() is a different slot for
+ * each (found by trying multipliers), whose value in tx_meter_slots is the
+ * key's index in tx_meter_keys, 255 for none.  Kept in step with the table:
+ * the unit tests look up every key (tx_meter_known_key).
  */
-#define TX_METER_HASH(k, len)                                                  \
-    (((len) *2 ^ (uint8_t) (k)[0] ^ (uint8_t) (k)[(len) -2] * 28) & 63)
+static size_t
+tx_meter_hash(const char *k, size_t len)
+{
+    return ((len * 2) ^ (uint8_t) k[0] ^ ((uint8_t) k[len - 2] * 28u)) & 63;
+}
 
 /* clang-format off */
 static const uint8_t tx_meter_slots[64] = {
@@ -256,7 +259,7 @@ tx_meter_intern(const char *k, size_t len)
         return TX_MK_NONE;
     }
 
-    i = tx_meter_slots[TX_METER_HASH(k, len)];
+    i = tx_meter_slots[tx_meter_hash(k, len)];
 
     if (i == 255) {
         return TX_MK_NONE;
