@@ -66,6 +66,7 @@ typedef struct {
     txcp_pend_t       pend;    /* runs of one shape in a row, not yet in
                                   rollup and spend */
     txcp_acc_t        changed; /* spend keys committed this pass */
+    txcp_runs_cur_t   cur;     /* of the open txn */
     txcp_cache_ent_t *cache[TXCP_CACHE_SLOTS];
     txcp_settings_t   settings;
     tx_pii_t         *pii;
@@ -748,7 +749,6 @@ txcp_ingest_one(MDB_txn *txn, const char *name, const uint8_t *payload,
     tx_str_t        tags, mreq, mresp, *preq, *presp, limit;
     txcp_run_t      run;
     tx_pii_result_t rq, rs;
-    MDB_val         k, v;
 
     if (txcp_run_decode(payload, plen, &run) != TX_OK || run.id == NULL) {
         return 2;
@@ -825,19 +825,10 @@ txcp_ingest_one(MDB_txn *txn, const char *name, const uint8_t *payload,
 
     run.tags = tags;
 
-    k.mv_data = (void *) run.id;
-    k.mv_size = 16;
-    v.mv_data = (void *) rec;
-    v.mv_size = olen;
-
-    rc = mdb_put(txn, txcp.db[TXCP_DB_RUNS], &k, &v, MDB_NOOVERWRITE);
+    rc = txcp_runs_put(txn, &txcp_ictx.cur, &run, rec, olen);
 
     if (rc == MDB_KEYEXIST) {
         return 1;
-    }
-
-    if (rc == 0) {
-        rc = txcp_runs_index(txn, &run, 0);
     }
 
     if (rc == 0 && tx_rec_find(payload, plen, TX_RUN_LIMIT, &limit) == TX_OK) {
@@ -995,6 +986,8 @@ txcp_ingest_file(const char *name, int64_t deadline_us)
         if (txcp_store_begin(0, &txn) != 0) {
             goto failed;
         }
+
+        memset(&txcp_ictx.cur, 0, sizeof(txcp_runs_cur_t));
 
         k.mv_data = (void *) name;
         k.mv_size = strlen(name);

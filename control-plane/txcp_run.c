@@ -25,12 +25,12 @@ txcp_run_decode(const void *rec, size_t len, txcp_run_t *run)
 
     while ((rc = tx_rec_next(&it, &tag, &v)) == TX_OK) {
         u = 0;
-        i = 0;
 
         if (v.len == 8) {
             (void) tx_rec_u64(&v, &u);
-            (void) tx_rec_i64(&v, &i);
         }
+
+        i = (int64_t) u;
 
         switch (tag) {
         case TX_RUN_ID:
@@ -187,43 +187,63 @@ txcp_runs_idx_key(uint8_t *out, int dim, const uint8_t *id, size_t idlen,
 }
 
 
+/*
+ * The index rows of a run: for dimension i (0..TXCP_IDX_DIMS-1), its key
+ * into key and 1, or 0 when the run has no row there.
+ */
+static int
+txcp_runs_idx_row(const txcp_run_t *run, int i, MDB_val *k, uint8_t *key)
+{
+    static const int dims[TXCP_IDX_DIMS] = {TXCP_IDX_KEY, TXCP_IDX_PROJECT,
+                                            TXCP_IDX_USER, TXCP_IDX_ERROR};
+    const tx_str_t  *id;
+
+    switch (dims[i]) {
+    case TXCP_IDX_KEY:
+        id = &run->key;
+        break;
+    case TXCP_IDX_PROJECT:
+        id = &run->project;
+        break;
+    case TXCP_IDX_USER:
+        id = &run->user;
+        break;
+    default: /* TXCP_IDX_ERROR: id empty */
+        if (!txcp_run_is_error(run)) {
+            return 0;
+        }
+
+        k->mv_data = key;
+        k->mv_size = txcp_runs_idx_key(key, dims[i], NULL, 0, run->id);
+        return 1;
+    }
+
+    if (id->len == 0) {
+        return 0;
+    }
+
+    k->mv_data = key;
+    k->mv_size = txcp_runs_idx_key(key, dims[i], id->data, id->len, run->id);
+
+    return 1;
+}
+
+
 int
 txcp_runs_index(MDB_txn *txn, const txcp_run_t *run, int del)
 {
-    int             i, rc;
-    uint8_t         key[TXCP_IDX_KEY_MAX];
-    const tx_str_t *id;
-    tx_str_t        none;
-    MDB_val         k, v;
-
-    const struct {
-        int             dim;
-        const tx_str_t *id;
-    } idx[] = {
-        {TXCP_IDX_KEY, &run->key},
-        {TXCP_IDX_PROJECT, &run->project},
-        {TXCP_IDX_USER, &run->user},
-        {TXCP_IDX_ERROR, &none},
-    };
+    int     i, rc;
+    uint8_t key[TXCP_IDX_KEY_MAX];
+    MDB_val k, v;
 
     if (run->id == NULL) {
         return 0;
     }
 
-    none.len = 0;
-    none.data = NULL;
-
-    for (i = 0; i < 4; i++) {
-        id = idx[i].id;
-
-        if (idx[i].dim == TXCP_IDX_ERROR ? !txcp_run_is_error(run)
-                                         : id->len == 0) {
+    for (i = 0; i < TXCP_IDX_DIMS; i++) {
+        if (!txcp_runs_idx_row(run, i, &k, key)) {
             continue;
         }
-
-        k.mv_data = key;
-        k.mv_size =
-            txcp_runs_idx_key(key, idx[i].dim, id->data, id->len, run->id);
 
         if (del) {
             rc = mdb_del(txn, txcp.db[TXCP_DB_RUNS_IDX], &k, NULL);
@@ -235,6 +255,58 @@ txcp_runs_index(MDB_txn *txn, const txcp_run_t *run, int del)
             rc = mdb_put(txn, txcp.db[TXCP_DB_RUNS_IDX], &k, &v, 0);
         }
 
+        if (rc != 0) {
+            return rc;
+        }
+    }
+
+    return 0;
+}
+
+
+int
+txcp_runs_put(MDB_txn *txn, txcp_runs_cur_t *cur, const txcp_run_t *run,
+              const void *rec, size_t len)
+{
+    int     i, rc;
+    uint8_t key[TXCP_IDX_KEY_MAX];
+    MDB_val k, v;
+
+    if (cur->runs == NULL) {
+        rc = mdb_cursor_open(txn, txcp.db[TXCP_DB_RUNS], &cur->runs);
+        if (rc != 0) {
+            cur->runs = NULL;
+            return rc;
+        }
+    }
+
+    k.mv_data = (void *) run->id;
+    k.mv_size = 16;
+    v.mv_data = (void *) rec;
+    v.mv_size = len;
+
+    rc = mdb_cursor_put(cur->runs, &k, &v, MDB_NOOVERWRITE);
+    if (rc != 0) {
+        return rc;
+    }
+
+    for (i = 0; i < TXCP_IDX_DIMS; i++) {
+        if (!txcp_runs_idx_row(run, i, &k, key)) {
+            continue;
+        }
+
+        if (cur->idx[i] == NULL) {
+            rc = mdb_cursor_open(txn, txcp.db[TXCP_DB_RUNS_IDX], &cur->idx[i]);
+            if (rc != 0) {
+                cur->idx[i] = NULL;
+                return rc;
+            }
+        }
+
+        v.mv_data = "";
+        v.mv_size = 0;
+
+        rc = mdb_cursor_put(cur->idx[i], &k, &v, 0);
         if (rc != 0) {
             return rc;
         }

@@ -81,6 +81,7 @@ const tx_str_t *txcp_run_model(const txcp_run_t *run);
 #define TXCP_IDX_PROJECT 'p'
 #define TXCP_IDX_USER    'u'
 #define TXCP_IDX_ERROR   'x' /* id empty */
+#define TXCP_IDX_DIMS    4
 
 #define TXCP_IDX_KEY_MAX (2 + 255 + 16)
 
@@ -93,6 +94,28 @@ size_t txcp_runs_idx_key(uint8_t *out, int dim, const uint8_t *id, size_t idlen,
  * Returns 0 or an LMDB rc (a missing row on delete is not an error).
  */
 int txcp_runs_index(MDB_txn *txn, const txcp_run_t *run, int del);
+
+/*
+ * Cursors for many inserts in one write txn: one on "runs", one per index
+ * dimension.  A positioned LMDB cursor finds a key that falls on its current
+ * leaf page without descending from the root, and each dimension's rows of
+ * a batch land at the end of its (dim, id) range, next to the previous one:
+ * most inserts then compare on one page instead of every level.  Zero it
+ * when the txn begins; the cursors open at first use and LMDB closes them
+ * with the txn (do not use them after).
+ */
+typedef struct {
+    MDB_cursor *runs;
+    MDB_cursor *idx[TXCP_IDX_DIMS];
+} txcp_runs_cur_t;
+
+/*
+ * Inserts a run (its record rec of len bytes under run->id, MDB_NOOVERWRITE)
+ * and its index rows through cur.  0, MDB_KEYEXIST for a run id already
+ * stored (nothing written), or an LMDB rc.
+ */
+int txcp_runs_put(MDB_txn *txn, txcp_runs_cur_t *cur, const txcp_run_t *run,
+                  const void *rec, size_t len);
 
 /*
  * Finds tag `name` in a '\n'-separated "k=v" list; TX_OK with *val set, or

@@ -157,17 +157,16 @@ int
 tx_rec_u64(const tx_str_t *val, uint64_t *out)
 {
     uint64_t v;
-    int      i;
 
     if (val->len != 8) {
         return TX_ERROR;
     }
 
-    v = 0;
+    memcpy(&v, val->data, 8);
 
-    for (i = 7; i >= 0; i--) {
-        v = v << 8 | val->data[i];
-    }
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    v = __builtin_bswap64(v);
+#endif
 
     *out = v;
 

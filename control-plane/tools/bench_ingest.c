@@ -12,6 +12,9 @@
  *   - GET /api/v1/spend?by=model and ?by=key with the N runs in the store
  *     (best and median of 7)
  *
+ * BENCH_KEYS=n in the environment: n keys instead of 1000 (and at most n
+ * projects, users and orgs; BENCH_KEYS=1 is the gateway benchmark's shape).
+ *
  * Runs: 1000 keys, 100 projects, 500 users, 10 orgs, 12 models of 2
  * providers, 3 tags each (team, agent, env), 5% errors, 10% sampled with a
  * small body, start times spread over the last 29 days in order (all kept by the
@@ -38,6 +41,11 @@
 #include <unistd.h>
 
 #include <sodium.h>
+
+
+#define BENCH_MIN(a, b) ((a) < (b) ? (a) : (b))
+
+static unsigned long long bench_keys = 1000;
 
 #include "tx_key.h"
 #include "tx_record.h"
@@ -152,16 +160,16 @@ write_spool(const char *dir, long n)
         tx_rec_put_i64(&wb, TX_RUN_START_US, start);
 
         snprintf(buf, sizeof(buf), "key_bench%04llu",
-                 (unsigned long long) (rnd(&s) % 1000));
+                 (unsigned long long) (rnd(&s) % bench_keys));
         tx_rec_put_cstr(&wb, TX_RUN_KEY_ID, buf);
         snprintf(buf, sizeof(buf), "prj_bench%03llu",
-                 (unsigned long long) (rnd(&s) % 100));
+                 (unsigned long long) (rnd(&s) % BENCH_MIN(bench_keys, 100)));
         tx_rec_put_cstr(&wb, TX_RUN_PROJECT, buf);
         snprintf(buf, sizeof(buf), "usr_bench%03llu",
-                 (unsigned long long) (rnd(&s) % 500));
+                 (unsigned long long) (rnd(&s) % BENCH_MIN(bench_keys, 500)));
         tx_rec_put_cstr(&wb, TX_RUN_USER, buf);
         snprintf(buf, sizeof(buf), "org_bench%llu",
-                 (unsigned long long) (rnd(&s) % 10));
+                 (unsigned long long) (rnd(&s) % BENCH_MIN(bench_keys, 10)));
         tx_rec_put_cstr(&wb, TX_RUN_ORG, buf);
 
         tx_rec_put_u64(&wb, TX_RUN_ENDPOINT,
@@ -369,6 +377,10 @@ main(int argc, char **argv)
     if (argc < 3) {
         fprintf(stderr, "usage: bench_ingest TORRIX_CP N [PORT] [WORKDIR]\n");
         return 2;
+    }
+
+    if (getenv("BENCH_KEYS") != NULL && atoll(getenv("BENCH_KEYS")) > 0) {
+        bench_keys = (unsigned long long) atoll(getenv("BENCH_KEYS"));
     }
 
     if (sodium_init() < 0) {
