@@ -38,18 +38,27 @@ BAD_LOG = re.compile(r"\[(alert|emerg|crit)\]|AddressSanitizer|"
 
 # -- small utilities -----------------------------------------------------
 
+_ports_given = set()
+
+
 def free_port():
-    """A loopback TCP port that was free a moment ago."""
+    """A loopback TCP port that was free a moment ago, and not one this
+    process was given before: two ports picked before either is bound (the
+    stack's torrix-cp and nginx) must differ, and the kernel may hand out
+    the same free port twice in a row."""
     while True:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
+        if port in _ports_given:
+            continue
         with socket.socket() as s:      # check it is still free
             try:
                 s.bind(("127.0.0.1", port))
-                return port
             except OSError:
                 continue
+        _ports_given.add(port)
+        return port
 
 
 def port_open(port):
@@ -435,7 +444,8 @@ class Stack:
                               env=self.cp_env(), capture_output=True,
                               timeout=30)
 
-    def start_cp(self):
+    def start_cp(self, *extra):
+        """Starts torrix-cp (extra: more command-line options)."""
         assert self.cp_proc is None
         assert CP_BIN.exists(), "%s not built" % CP_BIN
         n = len(self.cp_logs)
@@ -445,7 +455,8 @@ class Stack:
         with open(out, "wb") as fo, open(err, "wb") as fe:
             self.cp_proc = subprocess.Popen(
                 [str(CP_BIN), "--data", str(self.data),
-                 "--listen", "127.0.0.1:%d" % self.cp_port, "--foreground"],
+                 "--listen", "127.0.0.1:%d" % self.cp_port, "--foreground"]
+                + [str(a) for a in extra],
                 env=self.cp_env(), stdout=fo, stderr=fe,
                 stdin=subprocess.DEVNULL)
         self.cp_expect_rc = 0
