@@ -86,6 +86,13 @@ static const txcp_option_t txcp_options[] = {
      "run records per store write transaction during ingest (a batch also "
      "ends at the 50 ms budget of an ingest pass)"},
 
+    {"nice", TXCP_OPT_INT, offsetof(txcp_conf_t, nice), 0, 19, "10", NULL,
+     "the daemon's scheduling niceness: its work (ingest, rollups, the admin "
+     "API) can wait, the nginx workers on the same machine come first when "
+     "the CPU is short; budgets stay exact meanwhile (the data plane counts "
+     "its own spend past the ingest watermark).  Lowering it below the "
+     "niceness it was started with needs CAP_SYS_NICE"},
+
     {"dataplane_user", TXCP_OPT_STRING, offsetof(txcp_conf_t, dataplane_user),
      0, 64, "", NULL,
      "when started as root: owner given to the snapshot files and the "

@@ -24,6 +24,7 @@ typedef struct {
     long long ingest_busy_runs;
     long long spool_free_age_s;
     long long ingest_batch;
+    long long nice;                   /* niceness, set at start */
     char     *dataplane_user;         /* malloc'd, "" = none */
     char     *master_key_file;        /* malloc'd, "" = env or $DATA */
     long long log_level;              /* TXCP_LOG_* */

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -312,6 +313,16 @@ main(int argc, char **argv)
         fprintf(stderr, "torrix-cp: %s\n", err);
         txcp_config_usage();
         return 1;
+    }
+
+    /*
+     * Before any thread exists (a thread's niceness is its own on Linux,
+     * and new threads inherit it).
+     */
+
+    if (setpriority(PRIO_PROCESS, 0, (int) txcp.conf.nice) != 0) {
+        txcp_log(TXCP_LOG_WARN, "setpriority failed", "nice=%lld err=\"%s\"",
+                 txcp.conf.nice, strerror(errno));
     }
 
     if (sodium_init() < 0) {

@@ -1,4 +1,6 @@
-"""torrix-cp itself: the admin key, restarts, clean exit."""
+"""torrix-cp itself: the admin key, restarts, clean exit, priority."""
+
+import os
 
 
 def test_admin_key_created_once(cp_stopped):
@@ -37,3 +39,29 @@ def test_gateway_serves_while_cp_down(stack):
     assert stack.chat(k["key"]).status_code == 200
     assert stack.chat("sk-torrix-" + "Z" * 43).status_code == 401
     stack.start_cp()
+
+
+
+def _nice(pid):
+    # field 19 of /proc/PID/stat, counted after the ")" that ends comm
+    stat = open("/proc/%d/stat" % pid).read()
+    return int(stat[stat.rindex(")") + 2:].split()[16])
+
+
+def test_runs_niced_below_nginx(cp_stopped):
+    """torrix-cp yields the CPU to the nginx workers: nice 10 by default,
+    the `nice` option sets it, out of range is refused at start."""
+    s = cp_stopped
+    assert os.getpriority(os.PRIO_PROCESS, 0) <= 3, "the test runs niced"
+    s.start_cp()
+    assert _nice(s.cp_proc.pid) == 10
+    assert s.api.get("/keys").status_code == 200
+    s.stop_cp()
+
+    s.start_cp("--nice", "3")
+    assert _nice(s.cp_proc.pid) == 3
+    s.stop_cp()
+
+    out = s.cp_cli("--data", s.data, "--nice", "20", "--foreground")
+    assert out.returncode != 0
+    assert b"nice" in out.stderr, out.stderr
