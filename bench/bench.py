@@ -350,7 +350,10 @@ def main():
                     help="perf record the Torrix worker (bench-out/perf.data)")
     ap.add_argument("--syscalls", action="store_true",
                     help="count the gateway workers' system calls per "
-                         "request (perf stat, plain and torrix)")
+                         "request (perf stat, plain and torrix); the "
+                         "tracepoints slow every system call and wakeup "
+                         "on the machine while those rows run, so take "
+                         "requests/s figures from a run without it")
     ap.add_argument("--workers", default="1",
                     help="worker_processes of both gateways (1, or 'auto' "
                          "as deployed: then the machine's CPU is the limit)")
