@@ -188,33 +188,35 @@ txcp_runs_idx_key(uint8_t *out, int dim, const uint8_t *id, size_t idlen,
 
 
 /*
- * The index rows of a run: for dimension i (0..TXCP_IDX_DIMS-1), its key
- * into key and 1, or 0 when the run has no row there.
+ * Index row i (0..TXCP_IDX_DIMS-1) of a run: its key into key and 1, or 0
+ * when the run has no row there.
  */
 static int
 txcp_runs_idx_row(const txcp_run_t *run, int i, MDB_val *k, uint8_t *key)
 {
-    static const int dims[TXCP_IDX_DIMS] = {TXCP_IDX_KEY, TXCP_IDX_PROJECT,
-                                            TXCP_IDX_USER, TXCP_IDX_ERROR};
-    const tx_str_t  *id;
+    int             dim;
+    const tx_str_t *id;
 
-    switch (dims[i]) {
-    case TXCP_IDX_KEY:
+    switch (i) {
+    case 0:
+        dim = TXCP_IDX_KEY;
         id = &run->key;
         break;
-    case TXCP_IDX_PROJECT:
+    case 1:
+        dim = TXCP_IDX_PROJECT;
         id = &run->project;
         break;
-    case TXCP_IDX_USER:
+    case 2:
+        dim = TXCP_IDX_USER;
         id = &run->user;
         break;
-    default: /* TXCP_IDX_ERROR: id empty */
+    default:
         if (!txcp_run_is_error(run)) {
             return 0;
         }
 
         k->mv_data = key;
-        k->mv_size = txcp_runs_idx_key(key, dims[i], NULL, 0, run->id);
+        k->mv_size = txcp_runs_idx_key(key, TXCP_IDX_ERROR, NULL, 0, run->id);
         return 1;
     }
 
@@ -223,36 +225,47 @@ txcp_runs_idx_row(const txcp_run_t *run, int i, MDB_val *k, uint8_t *key)
     }
 
     k->mv_data = key;
-    k->mv_size = txcp_runs_idx_key(key, dims[i], id->data, id->len, run->id);
+    k->mv_size = txcp_runs_idx_key(key, dim, id->data, id->len, run->id);
 
     return 1;
 }
 
 
-int
-txcp_runs_index(MDB_txn *txn, const txcp_run_t *run, int del)
+/* the index rows of a run, added (through cur when not NULL) or removed */
+static int
+txcp_runs_rows(MDB_txn *txn, txcp_runs_cur_t *cur, const txcp_run_t *run,
+               int del)
 {
     int     i, rc;
     uint8_t key[TXCP_IDX_KEY_MAX];
     MDB_val k, v;
-
-    if (run->id == NULL) {
-        return 0;
-    }
 
     for (i = 0; i < TXCP_IDX_DIMS; i++) {
         if (!txcp_runs_idx_row(run, i, &k, key)) {
             continue;
         }
 
+        v.mv_data = "";
+        v.mv_size = 0;
+
         if (del) {
             rc = mdb_del(txn, txcp.db[TXCP_DB_RUNS_IDX], &k, NULL);
             rc = rc == MDB_NOTFOUND ? 0 : rc;
 
-        } else {
-            v.mv_data = "";
-            v.mv_size = 0;
+        } else if (cur == NULL) {
             rc = mdb_put(txn, txcp.db[TXCP_DB_RUNS_IDX], &k, &v, 0);
+
+        } else {
+            if (cur->idx[i] == NULL) {
+                rc = mdb_cursor_open(txn, txcp.db[TXCP_DB_RUNS_IDX],
+                                     &cur->idx[i]);
+                if (rc != 0) {
+                    cur->idx[i] = NULL;
+                    return rc;
+                }
+            }
+
+            rc = mdb_cursor_put(cur->idx[i], &k, &v, 0);
         }
 
         if (rc != 0) {
@@ -265,11 +278,21 @@ txcp_runs_index(MDB_txn *txn, const txcp_run_t *run, int del)
 
 
 int
+txcp_runs_index(MDB_txn *txn, const txcp_run_t *run, int del)
+{
+    if (run->id == NULL) {
+        return 0;
+    }
+
+    return txcp_runs_rows(txn, NULL, run, del);
+}
+
+
+int
 txcp_runs_put(MDB_txn *txn, txcp_runs_cur_t *cur, const txcp_run_t *run,
               const void *rec, size_t len)
 {
-    int     i, rc;
-    uint8_t key[TXCP_IDX_KEY_MAX];
+    int     rc;
     MDB_val k, v;
 
     if (cur->runs == NULL) {
@@ -290,27 +313,5 @@ txcp_runs_put(MDB_txn *txn, txcp_runs_cur_t *cur, const txcp_run_t *run,
         return rc;
     }
 
-    for (i = 0; i < TXCP_IDX_DIMS; i++) {
-        if (!txcp_runs_idx_row(run, i, &k, key)) {
-            continue;
-        }
-
-        if (cur->idx[i] == NULL) {
-            rc = mdb_cursor_open(txn, txcp.db[TXCP_DB_RUNS_IDX], &cur->idx[i]);
-            if (rc != 0) {
-                cur->idx[i] = NULL;
-                return rc;
-            }
-        }
-
-        v.mv_data = "";
-        v.mv_size = 0;
-
-        rc = mdb_cursor_put(cur->idx[i], &k, &v, 0);
-        if (rc != 0) {
-            return rc;
-        }
-    }
-
-    return 0;
+    return txcp_runs_rows(txn, cur, run, 0);
 }

@@ -42,17 +42,17 @@
 
 #include <sodium.h>
 
-
-#define BENCH_MIN(a, b) ((a) < (b) ? (a) : (b))
-
-static unsigned long long bench_keys = 1000;
-
 #include "tx_key.h"
 #include "tx_record.h"
 #include "tx_spool.h"
 
 
-#define SPOOL_CAP (64 * 1024 * 1024)
+#define BENCH_MIN(a, b) ((a) < (b) ? (a) : (b))
+
+#define SPOOL_CAP           (64 * 1024 * 1024)
+
+
+static unsigned long long bench_keys = 1000;
 
 
 static const char *models[] = {"gpt-4o",
