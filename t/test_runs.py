@@ -1,6 +1,7 @@
 """Run records: one per request, listed newest first, ingested exactly
 once even across a kill -9 of torrix-cp or of an nginx worker."""
 
+import fcntl
 import os
 import signal
 import time
@@ -179,6 +180,60 @@ def test_spool_files_recycled(stack):
     assert not list(free.glob(".claim-*"))
 
 
+def spool_maps(stack):
+    """pid -> the spool files each worker has mapped (path, deleted?)."""
+    out = {}
+    for pid in stack.workers():
+        try:
+            lines = open("/proc/%d/maps" % pid).read().splitlines()
+        except FileNotFoundError:
+            continue
+        out[pid] = [(ln.split(None, 5)[5].replace(" (deleted)", ""),
+                     ln.endswith("(deleted)"))
+                    for ln in lines
+                    if len(ln.split(None, 5)) == 6 and ".txs" in ln]
+    return out
+
+
+def test_spool_finished_files_stay_mapped_unlocked(stack):
+    """A finished spool file stays mapped in its worker for a few seconds
+    (taken back from free/, writing it costs no page faults) but not
+    locked: torrix-cp can take the lock of any sealed file, and a file
+    taken back is mapped once, not twice."""
+    k = stack.api.create_key()
+    free = stack.data / "spool" / "free"
+    ids = send(stack, k["key"], 10)
+    wait_until(lambda: list(free.glob("*.txs")), 10, 0.05,
+               "a finished file in free/")
+    kept = [path for maps in spool_maps(stack).values()
+            for path, _ in maps if "/free/" in path]
+    assert kept, spool_maps(stack)
+
+    def lockable(path):
+        with open(path, "rb") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            fcntl.flock(f, fcntl.LOCK_UN)
+            return True
+
+    for f in free.glob("*.txs"):
+        assert lockable(f), f
+
+    # taken back and written again: every mapping is of a distinct file
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        ids += send(stack, k["key"], 5)
+        time.sleep(0.3)
+        for pid, maps in spool_maps(stack).items():
+            inodes = [os.stat(p).st_ino for p, gone in maps
+                      if not gone and os.path.exists(p)]
+            assert len(inodes) == len(set(inodes)), (pid, maps)
+            assert len(maps) <= 5, (pid, maps)
+    assert_exactly(stack, ids)
+
+
 def test_spool_free_files_expire(cp_stopped, tmp, monkeypatch):
     """A finished file waits in spool/free/ at most spool_free_age_s after
     its last record (it still holds its runs): an idle gateway keeps none."""
@@ -199,3 +254,7 @@ def test_spool_free_files_expire(cp_stopped, tmp, monkeypatch):
     wait_until(lambda: not list(free.glob("*.txs")), 10, 0.1,
                "free/ emptied")
     assert_exactly(stack, ids, settle=0)
+    # nor do the workers keep deleted files mapped (their blocks held)
+    wait_until(lambda: not any(gone for maps in spool_maps(stack).values()
+                               for _, gone in maps), 10, 0.2,
+               "mappings of deleted spool files dropped")
