@@ -308,7 +308,17 @@ txcp_runs_put(MDB_txn *txn, txcp_runs_cur_t *cur, const txcp_run_t *run,
     v.mv_data = (void *) rec;
     v.mv_size = len;
 
-    rc = mdb_cursor_put(cur->runs, &k, &v, MDB_NOOVERWRITE);
+    /*
+     * run ids are time-ordered: most runs land past the last one, where
+     * MDB_APPEND puts them without a search and fills pages whole instead
+     * of splitting them in halves; a run that does not (another worker's
+     * file, a replay) is put the usual way, which finds a duplicate
+     */
+    rc = mdb_cursor_put(cur->runs, &k, &v, MDB_APPEND);
+    if (rc == MDB_KEYEXIST) {
+        rc = mdb_cursor_put(cur->runs, &k, &v, MDB_NOOVERWRITE);
+    }
+
     if (rc != 0) {
         return rc;
     }

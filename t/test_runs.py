@@ -127,6 +127,32 @@ def test_exactly_once_across_cp_kill_during_ingest(stack):
     assert_exactly(stack, ids)
 
 
+def test_replayed_spool_file_is_detected(stack):
+    """A spool file whose records are stored already (here: a copy of each
+    file under a new name) adds no run: each record is counted as a
+    duplicate, the newest run id among them too (torrix-cp appends runs
+    past the last one without a search and falls back to the checked
+    insert)."""
+    k = stack.api.create_key()
+    stack.stop_cp()
+    ids = send(stack, k["key"], 12)
+    spool = stack.data / "spool"
+    wait_until(lambda: spool_frames(spool) == 12, 5, 0.05, "12 spooled runs")
+    time.sleep(1.5)                     # sealed by the 1 s rotation
+    files = sorted(spool.glob("*.txs"))
+    assert files
+    for i, f in enumerate(files):
+        # later names, so they are read after the originals
+        name = "%016x-99999.txs" % (int(f.name[:16], 16) + 1000 + i)
+        (spool / name).write_bytes(f.read_bytes())
+    assert spool_frames(spool) == 24
+    stack.start_cp()
+    assert_exactly(stack, ids)
+    ingest = stack.api.ok("GET", "/health")["ingest"]
+    assert ingest["ingested"] == 12, ingest
+    assert ingest["duplicates"] == 12, ingest
+
+
 def test_runs_survive_worker_kill(stack):
     k = stack.api.create_key()
     stack.stop_cp()                     # nothing ingests meanwhile
