@@ -19,6 +19,7 @@
 
 
 #define NGX_HTTP_TORRIX_HDR_VALUE 128
+#define NGX_HTTP_TORRIX_NUM_LEN   (NGX_INT64_LEN + 3) /* -, digits, "ms" */
 
 
 static ngx_int_t ngx_http_torrix_header_filter(ngx_http_request_t *r);
@@ -577,12 +578,14 @@ ngx_http_torrix_add_header(ngx_http_request_t *r, const char *name,
  * A header whose value is a number, u (negated when `neg`, "ms" after it
  * when `ms`): written by hand, as these go out on every admitted request
  * and ngx_vslprintf's format parsing cost more than the rest of the header.
+ * The value goes at *out (NGX_HTTP_TORRIX_NUM_LEN bytes at most), and *out
+ * past it.
  */
 static ngx_int_t
 ngx_http_torrix_add_num(ngx_http_request_t *r, ngx_str_t *name, uint64_t u,
-                        ngx_uint_t neg, ngx_uint_t ms)
+                        ngx_uint_t neg, ngx_uint_t ms, u_char **out)
 {
-    u_char          *p, *v, *last, buf[NGX_INT64_LEN + 2];
+    u_char          *p, *last, buf[NGX_HTTP_TORRIX_NUM_LEN];
     uint64_t         d;
     ngx_table_elt_t *h;
 
@@ -625,11 +628,6 @@ ngx_http_torrix_add_num(ngx_http_request_t *r, ngx_str_t *name, uint64_t u,
         *--p = '-';
     }
 
-    v = ngx_pnalloc(r->pool, last - p);
-    if (v == NULL) {
-        return NGX_ERROR;
-    }
-
     h = ngx_list_push(&r->headers_out.headers);
     if (h == NULL) {
         return NGX_ERROR;
@@ -638,9 +636,9 @@ ngx_http_torrix_add_num(ngx_http_request_t *r, ngx_str_t *name, uint64_t u,
     h->hash = 1;
     h->key = *name;
     h->value.len = last - p;
-    h->value.data = v;
+    h->value.data = *out;
 
-    ngx_memcpy(v, p, h->value.len);
+    *out = ngx_cpymem(*out, p, h->value.len);
 
     return NGX_OK;
 }
@@ -648,11 +646,11 @@ ngx_http_torrix_add_num(ngx_http_request_t *r, ngx_str_t *name, uint64_t u,
 
 static ngx_inline ngx_int_t
 ngx_http_torrix_add_int(ngx_http_request_t *r, ngx_str_t *name, int64_t v,
-                        ngx_uint_t ms)
+                        ngx_uint_t ms, u_char **out)
 {
     return ngx_http_torrix_add_num(r, name,
                                    v < 0 ? 0 - (uint64_t) v : (uint64_t) v,
-                                   v < 0, ms);
+                                   v < 0, ms, out);
 }
 
 
@@ -660,6 +658,7 @@ ngx_http_torrix_add_int(ngx_http_request_t *r, ngx_str_t *name, int64_t v,
 static ngx_int_t
 ngx_http_torrix_limit_out(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
 {
+    u_char                *v;
     ngx_http_torrix_cap_t *cap;
 
     static const char *scopes[] = {"",        "instance", "org",
@@ -674,23 +673,33 @@ ngx_http_torrix_limit_out(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
         ngx_string("x-ratelimit-reset-tokens"),
     };
 
+    if (ctx->rl_set && (ctx->rpm || ctx->tpm)) {
+        /* the six values in one allocation */
+        v = ngx_pnalloc(r->pool, 6 * NGX_HTTP_TORRIX_NUM_LEN);
+        if (v == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
     if (ctx->rl_set && ctx->rpm
-        && (ngx_http_torrix_add_num(r, &names[0], ctx->rpm, 0, 0) != NGX_OK
-            || ngx_http_torrix_add_int(r, &names[1], ctx->rl_req_remaining, 0)
+        && (ngx_http_torrix_add_num(r, &names[0], ctx->rpm, 0, 0, &v) != NGX_OK
+            || ngx_http_torrix_add_int(r, &names[1], ctx->rl_req_remaining, 0,
+                                       &v)
                    != NGX_OK
             || ngx_http_torrix_add_int(r, &names[2],
-                                       ngx_max(ctx->rl_req_reset_ms, 0), 1)
+                                       ngx_max(ctx->rl_req_reset_ms, 0), 1, &v)
                    != NGX_OK))
     {
         return NGX_ERROR;
     }
 
     if (ctx->rl_set && ctx->tpm
-        && (ngx_http_torrix_add_num(r, &names[3], ctx->tpm, 0, 0) != NGX_OK
-            || ngx_http_torrix_add_int(r, &names[4], ctx->rl_tok_remaining, 0)
+        && (ngx_http_torrix_add_num(r, &names[3], ctx->tpm, 0, 0, &v) != NGX_OK
+            || ngx_http_torrix_add_int(r, &names[4], ctx->rl_tok_remaining, 0,
+                                       &v)
                    != NGX_OK
             || ngx_http_torrix_add_int(r, &names[5],
-                                       ngx_max(ctx->rl_tok_reset_ms, 0), 1)
+                                       ngx_max(ctx->rl_tok_reset_ms, 0), 1, &v)
                    != NGX_OK))
     {
         return NGX_ERROR;

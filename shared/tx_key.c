@@ -4,6 +4,10 @@
 
 #include <string.h>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include <sodium.h>
 
 #include "tx_key.h"
@@ -16,8 +20,6 @@ static const char tx_b64url[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 static const char tx_b32[] = "abcdefghijklmnopqrstuvwxyz234567";
-
-static const char tx_hex[] = "0123456789abcdef";
 
 
 static size_t
@@ -164,12 +166,37 @@ tx_run_id_make(uint8_t *out, int64_t unix_ms, const uint8_t *rnd)
 void
 tx_run_id_hex(const uint8_t *id, char *out)
 {
+#if defined(__SSE2__)
+    /* the sixteen bytes at once: nibbles interleaved high first, each
+     * plus '0', plus 'a' - '0' - 10 more where it is over 9 */
+    __m128i v, mask, hi, lo, a, b, nine, fix;
+
+    v = _mm_loadu_si128((const __m128i *) id);
+    mask = _mm_set1_epi8(0x0f);
+    hi = _mm_and_si128(_mm_srli_epi16(v, 4), mask);
+    lo = _mm_and_si128(v, mask);
+    a = _mm_unpacklo_epi8(hi, lo);
+    b = _mm_unpackhi_epi8(hi, lo);
+    nine = _mm_set1_epi8(9);
+    fix = _mm_set1_epi8('a' - '0' - 10);
+
+    a = _mm_add_epi8(_mm_add_epi8(a, _mm_set1_epi8('0')),
+                     _mm_and_si128(_mm_cmpgt_epi8(a, nine), fix));
+    b = _mm_add_epi8(_mm_add_epi8(b, _mm_set1_epi8('0')),
+                     _mm_and_si128(_mm_cmpgt_epi8(b, nine), fix));
+
+    _mm_storeu_si128((__m128i *) out, a);
+    _mm_storeu_si128((__m128i *) (out + 16), b);
+#else
     int i;
+
+    static const char tx_hex[] = "0123456789abcdef";
 
     for (i = 0; i < 16; i++) {
         out[2 * i] = tx_hex[id[i] >> 4];
         out[2 * i + 1] = tx_hex[id[i] & 15];
     }
+#endif
 
     out[32] = '\0';
 }

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <cmocka.h>
 
@@ -157,8 +158,9 @@ test_id(void **state)
 static void
 test_run_id(void **state)
 {
+    int     i, j;
     uint8_t a[16], b[16], c[16], r_hi[10], r_lo[10];
-    char    hex[33];
+    char    hex[33], want[33];
 
     memset(r_hi, 0xff, sizeof(r_hi));
     memset(r_lo, 0x00, sizeof(r_lo));
@@ -189,6 +191,23 @@ test_run_id(void **state)
     hex[5] = 'g';
     assert_int_equal(tx_run_id_parse(hex, 32, c), TX_ERROR);
     assert_int_equal(tx_run_id_parse(NULL, 32, c), TX_ERROR);
+
+    /* every byte value, in every position: lowercase hex, round trip */
+    for (i = 0; i < 256; i++) {
+        for (j = 0; j < 16; j++) {
+            a[j] = (uint8_t) (i + j * 17);
+        }
+
+        tx_run_id_hex(a, hex);
+
+        for (j = 0; j < 16; j++) {
+            snprintf(want + 2 * j, 3, "%02x", a[j]);
+        }
+
+        assert_string_equal(hex, want);
+        assert_int_equal(tx_run_id_parse(hex, 32, c), TX_OK);
+        assert_memory_equal(a, c, 16);
+    }
 }
 
 
