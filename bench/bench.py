@@ -19,6 +19,7 @@ as JSON lines to bench-out/results.jsonl.  Every run is bounded in time.
 """
 
 import argparse
+import collections
 import json
 import os
 import re
@@ -220,6 +221,69 @@ def machine_ticks():
             "steal": f[7], "tcp_segments": segs}
 
 
+def sched_report(data, rps, groups):
+    """From a perf record of sched_switch/sched_wakeup: each CPU's share
+    per process group (groups: name -> pids; wrk by name; "idle"; the rest
+    "other"), and the wakeups per request of each group, split into those
+    from the same CPU and across CPUs."""
+    out = subprocess.run(["perf", "script", "-i", str(data), "-F",
+                          "cpu,time,event,trace"], capture_output=True,
+                         text=True, timeout=120).stdout
+    by_pid = {p: g for g, ps in groups.items() for p in ps}
+
+    def group(comm, pid):
+        if pid == 0:
+            return "idle"
+        if pid in by_pid:
+            return by_pid[pid]
+        return "wrk" if comm == "wrk" else "other"
+
+    # this kernel traces no switch away from the idle task: an idle
+    # period ends at the first wakeup aimed at its CPU, and the span up to
+    # a switch belongs to the task that switch leaves (prev)
+    cur, since, share = {}, {}, collections.Counter()
+    wakes = collections.Counter()
+    first = last = None
+    for line in out.splitlines():
+        m = re.match(r"\s*\[(\d+)\]\s+([\d.]+):\s+(\S+):\s+(.*)", line)
+        if not m:
+            continue
+        cpu, t, ev, tr = int(m.group(1)), float(m.group(2)), m.group(3), \
+            m.group(4)
+        first = t if first is None else first
+        last = t
+        if ev.startswith("sched:sched_switch"):
+            sw = re.search(r"prev_comm=(.*) prev_pid=(\d+) .*"
+                           r"next_comm=(.*) next_pid=(\d+)", tr)
+            if not sw:
+                continue
+            share[(cpu, group(sw.group(1), int(sw.group(2))))] += \
+                t - since.get(cpu, first)
+            cur[cpu], since[cpu] = group(sw.group(3), int(sw.group(4))), t
+        elif ev.startswith("sched:sched_wakeup"):
+            wk = re.search(r"comm=(.*) pid=(\d+) .*target_cpu=(\d+)", tr)
+            if not wk:
+                continue
+            target, g = int(wk.group(3)), group(wk.group(1), int(wk.group(2)))
+            wakes[(g, "same" if target == cpu else "cross")] += 1
+            if cur.get(target) == "idle":
+                share[(target, "idle")] += t - since[target]
+                cur[target], since[target] = g, t
+    span = (last - first) if first is not None and last > first else 0
+    if not span or not rps:
+        return {}
+    for cpu, g in cur.items():
+        share[(cpu, g)] += last - since[cpu]
+    cpus = {}
+    for (cpu, g), v in share.items():
+        cpus.setdefault("cpu%d" % cpu, {})[g] = round(100 * v / span)
+    return {"cpu_percent": {k: dict(sorted(v.items(), key=lambda x: -x[1]))
+                            for k, v in sorted(cpus.items())},
+            "wakeups_per_req": {"%s %s" % k: round(n / span / rps, 3)
+                                for k, n in sorted(wakes.items())
+                                if k[0] != "other"}}
+
+
 def wrk(url, lua, conns, duration, pids, others=None):
     """wrk's figures; CPU per request of `pids` and of each of `others`
     (name -> pids), and of wrk itself and the whole machine."""
@@ -354,6 +418,13 @@ def main():
                          "tracepoints slow every system call and wakeup "
                          "on the machine while those rows run, so take "
                          "requests/s figures from a run without it")
+    ap.add_argument("--sched", action="store_true",
+                    help="where the processes ran: traces the scheduler "
+                         "(sched_switch, sched_wakeup) for 2 s of each "
+                         "plain and torrix row (from its third second) and "
+                         "prints each CPU's share "
+                         "per process and who was woken how often per "
+                         "request; slows those 2 s like --syscalls")
     ap.add_argument("--workers", default="1",
                     help="worker_processes of both gateways (1, or 'auto' "
                          "as deployed: then the machine's CPU is the limit)")
@@ -498,6 +569,21 @@ def main():
                              str(out_dir / ("wake-%s-%d.txt" % (name, c)))],
                             stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
+                    sched = None
+                    if args.sched and name in ("plain", "torrix"):
+                        sched = out_dir / ("sched-%s-%d.data" % (name, c))
+                        # 2 s from the row's third second (shorter rows:
+                        # from a quarter of it, for half of it)
+                        lag = min(2.0, args.duration / 4)
+                        span = min(2.0, args.duration / 2)
+                        sched_rec = subprocess.Popen(
+                            ["perf", "record", "-q", "-a",
+                             "-D", str(int(lag * 1000)),
+                             "-e", "sched:sched_switch,sched:sched_wakeup",
+                             "-o", str(sched), "--", "sleep",
+                             "%.2f" % (lag + span)],
+                            stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
                     paused = args.cp_paused and name.startswith("torrix")
                     if paused:
                         stack.cp_proc.send_signal(signal.SIGSTOP)
@@ -513,6 +599,13 @@ def main():
                         if pr:
                             pr.send_signal(signal.SIGINT)
                             pr.wait(30)
+                    if sched:
+                        sched_rec.wait(60)
+                        r["sched"] = sched_report(
+                            sched, r["rps"], {
+                                "gateway": pids, "mock": mock.workers(),
+                                "torrix-cp": [stack.cp_proc.pid]})
+                        print("    %s c=%d: %s" % (name, c, r["sched"]))
                     if args.syscalls and name in ("torrix", "plain"):
                         for line in ((out_dir / ("stat-%s-%d.txt" % (name, c))
                                       ).read_text().splitlines()
