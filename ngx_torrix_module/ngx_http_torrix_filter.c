@@ -679,30 +679,34 @@ ngx_http_torrix_limit_out(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
         if (v == NULL) {
             return NGX_ERROR;
         }
-    }
 
-    if (ctx->rl_set && ctx->rpm
-        && (ngx_http_torrix_add_num(r, &names[0], ctx->rpm, 0, 0, &v) != NGX_OK
-            || ngx_http_torrix_add_int(r, &names[1], ctx->rl_req_remaining, 0,
-                                       &v)
-                   != NGX_OK
-            || ngx_http_torrix_add_int(r, &names[2],
-                                       ngx_max(ctx->rl_req_reset_ms, 0), 1, &v)
-                   != NGX_OK))
-    {
-        return NGX_ERROR;
-    }
+        if (ctx->rpm
+            && (ngx_http_torrix_add_num(r, &names[0], ctx->rpm, 0, 0, &v)
+                    != NGX_OK
+                || ngx_http_torrix_add_int(r, &names[1], ctx->rl_req_remaining,
+                                           0, &v)
+                       != NGX_OK
+                || ngx_http_torrix_add_int(r, &names[2],
+                                           ngx_max(ctx->rl_req_reset_ms, 0), 1,
+                                           &v)
+                       != NGX_OK))
+        {
+            return NGX_ERROR;
+        }
 
-    if (ctx->rl_set && ctx->tpm
-        && (ngx_http_torrix_add_num(r, &names[3], ctx->tpm, 0, 0, &v) != NGX_OK
-            || ngx_http_torrix_add_int(r, &names[4], ctx->rl_tok_remaining, 0,
-                                       &v)
-                   != NGX_OK
-            || ngx_http_torrix_add_int(r, &names[5],
-                                       ngx_max(ctx->rl_tok_reset_ms, 0), 1, &v)
-                   != NGX_OK))
-    {
-        return NGX_ERROR;
+        if (ctx->tpm
+            && (ngx_http_torrix_add_num(r, &names[3], ctx->tpm, 0, 0, &v)
+                    != NGX_OK
+                || ngx_http_torrix_add_int(r, &names[4], ctx->rl_tok_remaining,
+                                           0, &v)
+                       != NGX_OK
+                || ngx_http_torrix_add_int(r, &names[5],
+                                           ngx_max(ctx->rl_tok_reset_ms, 0), 1,
+                                           &v)
+                       != NGX_OK))
+        {
+            return NGX_ERROR;
+        }
     }
 
     if (r->headers_out.status != NGX_HTTP_TOO_MANY_REQUESTS

@@ -61,48 +61,6 @@ ngx_http_torrix_reject(ngx_http_torrix_ctx_t *ctx, ngx_pool_t *pool,
 }
 
 
-/*
- * The length of the leading run of printable ASCII other than '"' and '\\'
- * (what a JSON string holds as it is), sixteen bytes at a time where SSE2 is
- * there (every x86-64).
- */
-static ngx_inline size_t
-ngx_http_torrix_json_safe(const u_char *p, size_t len)
-{
-    size_t i;
-
-#if defined(__SSE2__)
-    unsigned bits;
-    __m128i  v, hit;
-
-    for (i = 0; i + 16 <= len; i += 16) {
-        v = _mm_loadu_si128((const __m128i *) (p + i));
-
-        /* a control byte: min(v, 0x1f) == v; a byte >= 0x80: its top bit */
-        hit = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')),
-                                        _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'))),
-                           _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x1f)),
-                                          v));
-
-        bits = (unsigned) (_mm_movemask_epi8(hit) | _mm_movemask_epi8(v));
-
-        if (bits) {
-            return i + (size_t) __builtin_ctz(bits);
-        }
-    }
-#else
-    i = 0;
-#endif
-
-    while (i < len && p[i] >= 0x20 && p[i] < 0x80 && p[i] != '"'
-           && p[i] != '\\') {
-        i++;
-    }
-
-    return i;
-}
-
-
 u_char *
 ngx_http_torrix_json_escape(u_char *dst, const u_char *src, size_t len)
 {
@@ -116,7 +74,8 @@ ngx_http_torrix_json_escape(u_char *dst, const u_char *src, size_t len)
     end = src + len;
 
     while (src < end) {
-        i = ngx_http_torrix_json_safe(src, end - src);
+        /* a run a JSON string holds as it is */
+        i = tx_json_ascii(src, 0, end - src);
 
         if (i) {
             dst = ngx_cpymem(dst, src, i);

@@ -61,25 +61,23 @@ typedef struct {
 } ngx_http_torrix_spool_t;
 
 
-static ngx_int_t  ngx_http_torrix_spool_open(ngx_log_t *log);
-static ngx_int_t  ngx_http_torrix_spool_reuse(ngx_http_torrix_spool_t *sp,
-                                              int64_t now, ngx_log_t *log);
-static ngx_int_t  ngx_http_torrix_spool_map(ngx_http_torrix_spool_t *sp,
-                                            int64_t                  now);
-static void       ngx_http_torrix_spool_populate(ngx_http_torrix_spool_t *sp,
-                                                 size_t                   need);
-static void       ngx_http_torrix_spool_close(ngx_log_t *log);
-static ngx_int_t  ngx_http_torrix_spool_take(ngx_http_torrix_spool_t *sp,
-                                             const char *name, int64_t now,
-                                             ngx_log_t *log);
-static void       ngx_http_torrix_spool_keep(ngx_http_torrix_spool_t *sp);
-static ngx_uint_t ngx_http_torrix_spool_has(ngx_http_torrix_spool_t *sp,
-                                            ino_t                    ino);
-static ngx_int_t  ngx_http_torrix_spool_kept(ngx_http_torrix_spool_t *sp,
-                                             dev_t dev, ino_t ino);
-static void       ngx_http_torrix_spool_drop(ngx_http_torrix_spool_t *sp,
-                                             ngx_msec_t               age);
-static void       ngx_http_torrix_spool_tick(ngx_event_t *ev);
+static ngx_int_t ngx_http_torrix_spool_open(ngx_log_t *log);
+static ngx_int_t ngx_http_torrix_spool_reuse(ngx_http_torrix_spool_t *sp,
+                                             int64_t now, ngx_log_t *log);
+static ngx_int_t ngx_http_torrix_spool_map(ngx_http_torrix_spool_t *sp,
+                                           int64_t                  now);
+static void      ngx_http_torrix_spool_populate(ngx_http_torrix_spool_t *sp,
+                                                size_t                   need);
+static void      ngx_http_torrix_spool_close(ngx_log_t *log);
+static ngx_int_t ngx_http_torrix_spool_take(ngx_http_torrix_spool_t *sp,
+                                            const char *name, int64_t now,
+                                            ngx_log_t *log);
+static void      ngx_http_torrix_spool_keep(ngx_http_torrix_spool_t *sp);
+static ngx_http_torrix_kept_t *ngx_http_torrix_spool_kept(
+    ngx_http_torrix_spool_t *sp, dev_t dev, ino_t ino);
+static void ngx_http_torrix_spool_drop(ngx_http_torrix_spool_t *sp,
+                                       ngx_msec_t               age);
+static void ngx_http_torrix_spool_tick(ngx_event_t *ev);
 
 
 static ngx_http_torrix_spool_t ngx_http_torrix_spool;
@@ -188,7 +186,8 @@ failed:
 static ngx_int_t
 ngx_http_torrix_spool_map(ngx_http_torrix_spool_t *sp, int64_t now)
 {
-    struct stat st;
+    struct stat             st;
+    ngx_http_torrix_kept_t *k;
 
     if (fstat(sp->fd, &st) == -1) {
         return NGX_ERROR;
@@ -201,7 +200,15 @@ ngx_http_torrix_spool_map(ngx_http_torrix_spool_t *sp, int64_t now)
     sp->dev = st.st_dev;
     sp->ino = st.st_ino;
 
-    if (ngx_http_torrix_spool_kept(sp, st.st_dev, st.st_ino) != NGX_OK) {
+    k = ngx_http_torrix_spool_kept(sp, st.st_dev, st.st_ino);
+
+    if (k) {
+        /* taken again: its mapping is ours as it was */
+        sp->base = k->base;
+        sp->populated = k->populated;
+        *k = sp->kept[--sp->nkept];
+
+    } else {
         sp->base =
             mmap(NULL, sp->size, PROT_READ | PROT_WRITE, MAP_SHARED, sp->fd, 0);
         if (sp->base == MAP_FAILED) {
@@ -262,7 +269,7 @@ ngx_http_torrix_spool_reuse(ngx_http_torrix_spool_t *sp, int64_t now,
         while (tries < 8 && (de = readdir(dir)) != NULL) {
             len = ngx_strlen(de->d_name);
 
-            if ((pass == 0 && !ngx_http_torrix_spool_has(sp, de->d_ino))
+            if ((pass == 0 && !ngx_http_torrix_spool_kept(sp, 0, de->d_ino))
                 || len <= sizeof(TX_SPOOL_SUFFIX) - 1
                 || ngx_strcmp(de->d_name + len - (sizeof(TX_SPOOL_SUFFIX) - 1),
                               TX_SPOOL_SUFFIX)
@@ -456,39 +463,22 @@ ngx_http_torrix_spool_keep(ngx_http_torrix_spool_t *sp)
 }
 
 
-/* a finished file with inode ino is still mapped here */
-static ngx_uint_t
-ngx_http_torrix_spool_has(ngx_http_torrix_spool_t *sp, ino_t ino)
-{
-    ngx_uint_t i;
-
-    for (i = 0; i < sp->nkept; i++) {
-        if (sp->kept[i].ino == ino) {
-            return 1;
-        }
-    }
-
-    return 0;
-}
-
-
-/* the file dev:ino taken again: its kept mapping becomes sp->base */
-static ngx_int_t
+/*
+ * The kept mapping of the file with inode ino (and device dev, unless 0:
+ * readdir() tells no device, and free/ is on the spool's own), or NULL.
+ */
+static ngx_http_torrix_kept_t *
 ngx_http_torrix_spool_kept(ngx_http_torrix_spool_t *sp, dev_t dev, ino_t ino)
 {
     ngx_uint_t i;
 
     for (i = 0; i < sp->nkept; i++) {
-        if (sp->kept[i].dev == dev && sp->kept[i].ino == ino) {
-            sp->base = sp->kept[i].base;
-            sp->populated = sp->kept[i].populated;
-
-            sp->kept[i] = sp->kept[--sp->nkept];
-            return NGX_OK;
+        if (sp->kept[i].ino == ino && (dev == 0 || sp->kept[i].dev == dev)) {
+            return &sp->kept[i];
         }
     }
 
-    return NGX_DECLINED;
+    return NULL;
 }
 
 

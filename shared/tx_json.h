@@ -89,6 +89,31 @@ size_t tx_json_plain_avx2(const uint8_t *p, size_t i, size_t len);
 #endif
 
 
+#if defined(__SSE2__)
+
+/*
+ * One bit for each of the sixteen bytes at p that a JSON string cannot hold
+ * as it is: '"', '\\' or a control character (min(v, 0x1f) == v: an
+ * unsigned v <= 0x1f).
+ */
+static inline unsigned
+tx_json_special16(const uint8_t *p, __m128i *v)
+{
+    __m128i hit;
+
+    *v = _mm_loadu_si128((const __m128i *) p);
+
+    hit =
+        _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(*v, _mm_set1_epi8('"')),
+                                  _mm_cmpeq_epi8(*v, _mm_set1_epi8('\\'))),
+                     _mm_cmpeq_epi8(_mm_min_epu8(*v, _mm_set1_epi8(0x1f)), *v));
+
+    return (unsigned) _mm_movemask_epi8(hit);
+}
+
+#endif
+
+
 /*
  * The offset of the first byte at or after i, below len, that a JSON string
  * cannot hold as it is: '"', '\\' or a control character (len when there is
@@ -101,21 +126,10 @@ tx_json_plain(const uint8_t *p, size_t i, size_t len)
 {
 #if defined(__SSE2__)
     unsigned bits;
-    __m128i  v, hit, quote, bslash, ctl;
-
-    quote = _mm_set1_epi8('"');
-    bslash = _mm_set1_epi8('\\');
-    ctl = _mm_set1_epi8(0x1f);
+    __m128i  v;
 
     while (i + 16 <= len) {
-        v = _mm_loadu_si128((const __m128i *) (p + i));
-
-        /* min(v, 0x1f) == v: an unsigned v <= 0x1f */
-        hit = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote),
-                                        _mm_cmpeq_epi8(v, bslash)),
-                           _mm_cmpeq_epi8(_mm_min_epu8(v, ctl), v));
-
-        bits = (unsigned) _mm_movemask_epi8(hit);
+        bits = tx_json_special16(p + i, &v);
 
         if (bits) {
             return i + (size_t) __builtin_ctz(bits);
@@ -158,6 +172,37 @@ tx_json_plain(const uint8_t *p, size_t i, size_t len)
 #endif
 
     while (i < len && p[i] != '"' && p[i] != '\\' && p[i] >= 0x20) {
+        i++;
+    }
+
+    return i;
+}
+
+
+/*
+ * As tx_json_plain, and a byte above 0x7f stops it too: the run a JSON
+ * writer copies as it is before it must look at UTF-8 (an escaper).
+ */
+static inline size_t
+tx_json_ascii(const uint8_t *p, size_t i, size_t len)
+{
+#if defined(__SSE2__)
+    unsigned bits;
+    __m128i  v;
+
+    while (i + 16 <= len) {
+        bits = tx_json_special16(p + i, &v) | (unsigned) _mm_movemask_epi8(v);
+
+        if (bits) {
+            return i + (size_t) __builtin_ctz(bits);
+        }
+
+        i += 16;
+    }
+#endif
+
+    while (i < len && p[i] != '"' && p[i] != '\\' && p[i] >= 0x20
+           && p[i] < 0x80) {
         i++;
     }
 

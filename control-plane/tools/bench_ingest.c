@@ -49,7 +49,7 @@
 
 #define BENCH_MIN(a, b) ((a) < (b) ? (a) : (b))
 
-#define SPOOL_CAP           (64 * 1024 * 1024)
+#define SPOOL_CAP (64 * 1024 * 1024)
 
 
 static unsigned long long bench_keys = 1000;
