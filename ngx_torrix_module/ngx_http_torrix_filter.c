@@ -659,6 +659,8 @@ static ngx_int_t
 ngx_http_torrix_limit_out(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
 {
     u_char                *v;
+    uint64_t               limit;
+    ngx_uint_t             i;
     ngx_http_torrix_cap_t *cap;
 
     static const char *scopes[] = {"",        "instance", "org",
@@ -680,32 +682,27 @@ ngx_http_torrix_limit_out(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
             return NGX_ERROR;
         }
 
-        if (ctx->rpm
-            && (ngx_http_torrix_add_num(r, &names[0], ctx->rpm, 0, 0, &v)
-                    != NGX_OK
-                || ngx_http_torrix_add_int(r, &names[1], ctx->rl_req_remaining,
-                                           0, &v)
-                       != NGX_OK
-                || ngx_http_torrix_add_int(r, &names[2],
-                                           ngx_max(ctx->rl_req_reset_ms, 0), 1,
-                                           &v)
-                       != NGX_OK))
-        {
-            return NGX_ERROR;
-        }
+        /* i 0: requests, 1: tokens */
+        for (i = 0; i < 2; i++) {
+            limit = i ? ctx->tpm : ctx->rpm;
 
-        if (ctx->tpm
-            && (ngx_http_torrix_add_num(r, &names[3], ctx->tpm, 0, 0, &v)
-                    != NGX_OK
-                || ngx_http_torrix_add_int(r, &names[4], ctx->rl_tok_remaining,
-                                           0, &v)
-                       != NGX_OK
-                || ngx_http_torrix_add_int(r, &names[5],
-                                           ngx_max(ctx->rl_tok_reset_ms, 0), 1,
-                                           &v)
-                       != NGX_OK))
-        {
-            return NGX_ERROR;
+            if (limit
+                && (ngx_http_torrix_add_num(r, &names[3 * i], limit, 0, 0, &v)
+                        != NGX_OK
+                    || ngx_http_torrix_add_int(r, &names[3 * i + 1],
+                                               i ? ctx->rl_tok_remaining
+                                                 : ctx->rl_req_remaining,
+                                               0, &v)
+                           != NGX_OK
+                    || ngx_http_torrix_add_int(r, &names[3 * i + 2],
+                                               ngx_max(i ? ctx->rl_tok_reset_ms
+                                                         : ctx->rl_req_reset_ms,
+                                                       0),
+                                               1, &v)
+                           != NGX_OK))
+            {
+                return NGX_ERROR;
+            }
         }
     }
 

@@ -116,13 +116,12 @@ tx_json_special16(const uint8_t *p, __m128i *v)
 
 /*
  * The offset of the first byte at or after i, below len, that a JSON string
- * cannot hold as it is: '"', '\\' or a control character (len when there is
- * none).  Strings are mostly such plain bytes, and both the request scanner
- * and the response meter skip them here, sixteen at a time where SSE2 is
- * there (every x86-64), eight at a time elsewhere.
+ * cannot hold as it is: '"', '\\' or a control character, or (when `high`)
+ * a byte above 0x7f; len when there is none.  tx_json_plain and
+ * tx_json_ascii below, `high` a constant in each.
  */
 static inline size_t
-tx_json_plain(const uint8_t *p, size_t i, size_t len)
+tx_json_stop(const uint8_t *p, size_t i, size_t len, int high)
 {
 #if defined(__SSE2__)
     unsigned bits;
@@ -130,6 +129,10 @@ tx_json_plain(const uint8_t *p, size_t i, size_t len)
 
     while (i + 16 <= len) {
         bits = tx_json_special16(p + i, &v);
+
+        if (high) {
+            bits |= (unsigned) _mm_movemask_epi8(v);
+        }
 
         if (bits) {
             return i + (size_t) __builtin_ctz(bits);
@@ -140,7 +143,7 @@ tx_json_plain(const uint8_t *p, size_t i, size_t len)
 #if defined(TX_JSON_AVX2)
         /* past the first sixteen bytes (where keys and short values end):
          * a long string, on to the wider loop where there is one */
-        if (i + 64 <= len && __builtin_cpu_supports("avx2")) {
+        if (!high && i + 64 <= len && __builtin_cpu_supports("avx2")) {
             return tx_json_plain_avx2(p, i, len);
         }
 #endif
@@ -158,7 +161,7 @@ tx_json_plain(const uint8_t *p, size_t i, size_t len)
         b = v ^ (TX_ONES * '\\');
 
         if ((((q - TX_ONES) & ~q) | ((b - TX_ONES) & ~b)
-             | ((v - TX_ONES * 0x20) & ~v))
+             | ((v - TX_ONES * 0x20) & ~v) | (high ? v : 0))
             & TX_HIGHS)
         {
             break;
@@ -171,11 +174,26 @@ tx_json_plain(const uint8_t *p, size_t i, size_t len)
 #undef TX_HIGHS
 #endif
 
-    while (i < len && p[i] != '"' && p[i] != '\\' && p[i] >= 0x20) {
+    while (i < len && p[i] != '"' && p[i] != '\\' && p[i] >= 0x20
+           && (!high || p[i] < 0x80))
+    {
         i++;
     }
 
     return i;
+}
+
+
+/*
+ * The first byte at or after i a JSON string cannot hold as it is.  Strings
+ * are mostly such plain bytes, and both the request scanner and the response
+ * meter skip them here, sixteen at a time where SSE2 is there (every
+ * x86-64), eight at a time elsewhere.
+ */
+static inline size_t
+tx_json_plain(const uint8_t *p, size_t i, size_t len)
+{
+    return tx_json_stop(p, i, len, 0);
 }
 
 
@@ -186,27 +204,7 @@ tx_json_plain(const uint8_t *p, size_t i, size_t len)
 static inline size_t
 tx_json_ascii(const uint8_t *p, size_t i, size_t len)
 {
-#if defined(__SSE2__)
-    unsigned bits;
-    __m128i  v;
-
-    while (i + 16 <= len) {
-        bits = tx_json_special16(p + i, &v) | (unsigned) _mm_movemask_epi8(v);
-
-        if (bits) {
-            return i + (size_t) __builtin_ctz(bits);
-        }
-
-        i += 16;
-    }
-#endif
-
-    while (i < len && p[i] != '"' && p[i] != '\\' && p[i] >= 0x20
-           && p[i] < 0x80) {
-        i++;
-    }
-
-    return i;
+    return tx_json_stop(p, i, len, 1);
 }
 
 
