@@ -295,30 +295,33 @@ tx_meter_fail(tx_meter_t *m)
 }
 
 
-/* the target of a value starting now, from the keys that lead to it */
+/*
+ * the target of a value starting at depth, from the keys that lead to it
+ * (path: an interned key, or TX_MK_ARRAY, a level)
+ */
 
 static int
-tx_meter_target(const tx_meter_t *m)
+tx_meter_path_target(const uint8_t *path, int depth)
 {
     int     i, n, off;
     uint8_t k[TX_METER_PATTERN_MAX];
 
-    if (m->depth == 0 || m->depth > TX_METER_DEPTH) {
+    if (depth == 0 || depth > TX_METER_DEPTH) {
         return TX_MT_NONE;
     }
 
     n = 0;
 
-    for (i = 0; i < m->depth; i++) {
-        if (m->path[i] == TX_MK_ARRAY) {
+    for (i = 0; i < depth; i++) {
+        if (path[i] == TX_MK_ARRAY) {
             continue;
         }
 
-        if (m->path[i] == TX_MK_NONE || n == TX_METER_PATTERN_MAX) {
+        if (path[i] == TX_MK_NONE || n == TX_METER_PATTERN_MAX) {
             return TX_MT_NONE;
         }
 
-        k[n++] = m->path[i];
+        k[n++] = path[i];
     }
 
     if (n == 0) {
@@ -401,6 +404,13 @@ tx_meter_target(const tx_meter_t *m)
     }
 
     return TX_MT_NONE;
+}
+
+
+static int
+tx_meter_target(const tx_meter_t *m)
+{
+    return tx_meter_path_target(m->path, m->depth);
 }
 
 
@@ -1124,6 +1134,402 @@ failed:
 }
 
 
+/*
+ * The fast path: a JSON value whole in one buffer (a response read in one
+ * go, an SSE data line), parsed straight through: no state kept between
+ * bytes, no switch on a state per token, and the target of a value looked
+ * up only when its own key is one the meter knows.  It changes m only when
+ * it reaches the end of the value with nothing but whitespace after it;
+ * anything else (the value goes on past the buffer, an escape in a key or
+ * in the model, malformed JSON, nesting deeper than TX_METER_NEST) returns
+ * 0 with m untouched, and the caller gives the same bytes to
+ * tx_meter_json(), which would have left m exactly as this does whenever
+ * this returns 1 (fuzz_usage and test_whole_random compare the two).
+ *
+ * m must be where tx_meter_json() starts a value: TX_MJ_VALUE at depth 0.
+ *
+ * Bounds: only a buffer whose last byte but whitespace is '}' or ']' is
+ * tried, and len is cut to that byte.  A closing bracket ends every scan
+ * (whitespace, digits, a number's parts) and is never part of a token, so
+ * every scan started before len stops before it, and the only way to len
+ * is through a closing bracket, at "after".  Strings, the one scan a
+ * bracket does not stop, are bounded by tx_json_plain().
+ */
+
+static int
+tx_meter_whole(tx_meter_t *m, const uint8_t *p, size_t len)
+{
+    int            h, depth, target, choices, usage, model_free;
+    size_t         i, j, n, model_len;
+    uint8_t        c, d;
+    uint32_t       cp;
+    uint64_t       v, chars, ok;
+    unsigned       seen;
+    const uint8_t *model;
+    uint8_t        path[TX_METER_DEPTH];
+    uint8_t        close[TX_METER_NEST]; /* per level: '}' or ']' */
+    uint64_t       raw[8];
+
+/* whitespace is rare in a response: one test for the usual byte */
+#define tx_meter_skip_ws()                                                     \
+    while (p[i] <= ' ' && tx_meter_ws(p[i])) {                                 \
+        i++;                                                                   \
+    }
+
+#define tx_meter_digit(c) ((uint8_t) ((c) - '0') < 10)
+
+/* the value starting now has a target only if its own key is known */
+#define tx_meter_whole_target()                                                \
+    ((depth > 0 && depth <= TX_METER_DEPTH && path[depth - 1] != TX_MK_NONE)   \
+         ? tx_meter_path_target(path, depth)                                   \
+         : TX_MT_NONE)
+
+    while (len && tx_meter_ws(p[len - 1])) {
+        len--;
+    }
+
+    if (len == 0 || (p[len - 1] != '}' && p[len - 1] != ']')) {
+        return 0;
+    }
+
+    i = 0;
+    depth = 0;
+    choices = m->ev_choices;
+    usage = 0;
+    seen = m->raw_seen;
+    chars = 0;
+    model = NULL;
+    model_len = 0;
+    model_free = (m->u.model_len == 0);
+    memcpy(raw, m->raw, sizeof(raw));
+
+value:
+
+    tx_meter_skip_ws();
+
+    if (choices == TX_MC_OPEN && depth == 2) {
+        choices = TX_MC_ITEMS;
+    }
+
+    c = p[i];
+
+    switch (c) {
+    case '{':
+        if (depth == TX_METER_NEST) {
+            return 0;
+        }
+
+        close[depth] = '}';
+
+        if (depth < TX_METER_DEPTH) {
+            path[depth] = TX_MK_NONE;
+        }
+
+        depth++;
+        i++;
+        tx_meter_skip_ws();
+
+        if (p[i] == '}') {
+            i++;
+            goto pop;
+        }
+
+        goto key;
+
+    case '[':
+        if (depth == TX_METER_NEST) {
+            return 0;
+        }
+
+        if (depth == 1 && path[0] == TX_MK_CHOICES && close[0] == '}') {
+            choices = TX_MC_OPEN;
+        }
+
+        close[depth] = ']';
+
+        if (depth < TX_METER_DEPTH) {
+            path[depth] = TX_MK_ARRAY;
+        }
+
+        depth++;
+        i++;
+        tx_meter_skip_ws();
+
+        if (p[i] == ']') {
+            i++;
+            goto pop;
+        }
+
+        goto value;
+
+    case '"':
+        i++;
+        target = tx_meter_whole_target();
+
+        if (target == TX_MT_MODEL && model_free) {
+            j = tx_json_plain(p, i, len);
+
+            if (j == len || p[j] != '"') {
+                return 0;
+            }
+
+            n = j - i;
+
+            if (n > 0) {
+                model = p + i;
+                model_len =
+                    n < TX_METER_MODEL_MAX - 1 ? n : TX_METER_MODEL_MAX - 1;
+                model_free = 0;
+            }
+
+            i = j + 1;
+            goto after;
+        }
+
+        for (;;) {
+            j = tx_json_plain(p, i, len);
+
+            if (target == TX_MT_COUNT) {
+                chars += tx_meter_chars(p + i, j - i);
+            }
+
+            if (j == len) {
+                return 0;
+            }
+
+            if (p[j] == '"') {
+                i = j + 1;
+                break;
+            }
+
+            if (p[j] != '\\') {
+                return 0;
+            }
+
+            /* p[j] is not the last byte, a bracket: p[j + 1] is there */
+
+            c = p[j + 1];
+
+            if (c == 'u') {
+                if (len - j < 6) {
+                    return 0;
+                }
+
+                cp = 0;
+
+                for (n = j + 2; n < j + 6; n++) {
+                    h = tx_meter_hex(p[n]);
+
+                    if (h < 0) {
+                        return 0;
+                    }
+
+                    cp = cp << 4 | (uint32_t) h;
+                }
+
+                i = j + 6;
+
+                /* a surrogate pair is one character: count its high half */
+                chars +=
+                    (target == TX_MT_COUNT && (cp < 0xdc00 || cp > 0xdfff));
+                continue;
+            }
+
+            if (c != '"' && c != '\\' && c != '/' && c != 'b' && c != 'f'
+                && c != 'n' && c != 'r' && c != 't')
+            {
+                return 0;
+            }
+
+            i = j + 2;
+            chars += (target == TX_MT_COUNT);
+        }
+
+        goto after;
+
+    case 't':
+    case 'f':
+    case 'n':
+        h = (c == 't') ? 0 : (c == 'f') ? 1 : 2;
+        n = strlen(tx_meter_literals[h]);
+
+        if (len - i < n || memcmp(p + i, tx_meter_literals[h], n) != 0) {
+            return 0;
+        }
+
+        i += n;
+        goto after;
+
+    default:
+        /* a number; '-' is never the last byte, a bracket */
+        j = i + (c == '-');
+
+        if (!tx_meter_digit(p[j])) {
+            return 0;
+        }
+
+        target = (c == '-') ? TX_MT_NONE : tx_meter_whole_target();
+        v = 0;
+        ok = 1;
+
+        if (p[j] == '0') {
+            if (tx_meter_digit(p[++j])) {
+                return 0;
+            }
+
+        } else {
+            do {
+                d = p[j++] - '0';
+
+                if (v > (UINT64_MAX - d) / 10) {
+                    ok = 0;
+
+                } else {
+                    v = v * 10 + d;
+                }
+            } while (tx_meter_digit(p[j]));
+        }
+
+        if (p[j] == '.') {
+            ok = 0;
+
+            if (!tx_meter_digit(p[++j])) {
+                return 0;
+            }
+
+            while (tx_meter_digit(p[j])) {
+                j++;
+            }
+        }
+
+        if (p[j] == 'e' || p[j] == 'E') {
+            ok = 0;
+            j++;
+
+            if (p[j] == '+' || p[j] == '-') {
+                j++;
+            }
+
+            if (!tx_meter_digit(p[j])) {
+                return 0;
+            }
+
+            while (tx_meter_digit(p[j])) {
+                j++;
+            }
+        }
+
+        if (target >= TX_MT_RAW && ok) {
+            raw[target - TX_MT_RAW] = v;
+            seen |= 1u << (target - TX_MT_RAW);
+            usage = 1;
+        }
+
+        i = j;
+        goto after;
+    }
+
+key:
+
+    /* at a key's opening quote, whitespace skipped */
+
+    if (p[i] != '"') {
+        return 0;
+    }
+
+    i++;
+    j = tx_json_plain(p, i, len);
+
+    if (j == len || p[j] != '"') {
+        return 0;
+    }
+
+    if (depth <= TX_METER_DEPTH) {
+        n = j - i;
+        path[depth - 1] = n > TX_METER_KEY_MAX
+                              ? TX_MK_NONE
+                              : tx_meter_intern((const char *) p + i, n);
+    }
+
+    i = j + 1;
+    tx_meter_skip_ws();
+
+    if (p[i] != ':') {
+        return 0;
+    }
+
+    i++;
+    goto value;
+
+after:
+
+    /* a value ended before p[i]; i is len only after a closing bracket */
+
+    if (i == len) {
+        if (depth) {
+            return 0;
+        }
+
+        /* the value is whole: what it gave, as tx_meter_json() gives it */
+
+        memcpy(m->raw, raw, sizeof(raw));
+        m->raw_seen = seen;
+
+        if (usage) {
+            m->u.has_usage = 1;
+            m->ev_usage = 1;
+        }
+
+        m->u.out_chars += chars;
+        m->ev_choices = choices;
+
+        if (model) {
+            memcpy(m->u.model, model, model_len);
+            m->u.model[model_len] = '\0';
+            m->u.model_len = model_len;
+        }
+
+        m->state = TX_MJ_END;
+
+        return 1;
+    }
+
+    if (depth == 0) {
+        /* more than whitespace after the value */
+        return 0;
+    }
+
+    tx_meter_skip_ws();
+    c = p[i++];
+
+    if (c == ',') {
+        if (close[depth - 1] == ']') {
+            goto value;
+        }
+
+        tx_meter_skip_ws();
+        goto key;
+    }
+
+    if (c != close[depth - 1]) {
+        return 0;
+    }
+
+pop:
+
+    if (depth == 2 && choices == TX_MC_OPEN) {
+        choices = TX_MC_EMPTY;
+    }
+
+    depth--;
+    goto after;
+
+#undef tx_meter_skip_ws
+#undef tx_meter_digit
+#undef tx_meter_whole_target
+}
+
+
 void
 tx_meter_init(tx_meter_t *m, int format, int provider)
 {
@@ -1206,8 +1612,10 @@ tx_meter_field_start(tx_meter_t *m)
 }
 
 
+/* len bytes of a field's value; whole: the line ends after them */
+
 static void
-tx_meter_field_value(tx_meter_t *m, const uint8_t *p, size_t len)
+tx_meter_field_value(tx_meter_t *m, const uint8_t *p, size_t len, int whole)
 {
     size_t n;
 
@@ -1226,7 +1634,12 @@ tx_meter_field_value(tx_meter_t *m, const uint8_t *p, size_t len)
             }
         }
 
-        tx_meter_json(m, p, len);
+        if (!(whole && m->state == TX_MJ_VALUE && m->depth == 0
+              && tx_meter_whole(m, p, len)))
+        {
+            tx_meter_json(m, p, len);
+        }
+
         return;
     }
 
@@ -1356,7 +1769,7 @@ tx_meter_sse(tx_meter_t *m, const uint8_t *p, size_t len, int *ev)
             }
 
             if (m->sse_state == TX_ME_VALUE) {
-                tx_meter_field_value(m, p + i, j - i);
+                tx_meter_field_value(m, p + i, j - i, j < len);
             }
 
             i = j;
@@ -1388,6 +1801,10 @@ tx_meter_feed(tx_meter_t *m, const uint8_t *p, size_t len, int *ev)
 
     if (m->format == TX_METER_SSE) {
         return tx_meter_sse(m, p, len, ev);
+    }
+
+    if (m->state == TX_MJ_VALUE && m->depth == 0 && tx_meter_whole(m, p, len)) {
+        return len;
     }
 
     if (m->state != TX_MJ_FAIL) {

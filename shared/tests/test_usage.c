@@ -1084,6 +1084,328 @@ test_known_keys(void **state)
 }
 
 
+/*
+ * Random documents, valid and then mutated: fed whole (a value whole in one
+ * buffer takes the meter's fast path) and byte by byte (never the fast
+ * path), and split at a random byte, the results must be the same.
+ */
+
+#define GEN_MAX 8192
+
+static uint64_t gen_seed = 0x9e3779b97f4a7c15ULL;
+
+
+static uint32_t
+gen_rand(void)
+{
+    gen_seed ^= gen_seed << 13;
+    gen_seed ^= gen_seed >> 7;
+    gen_seed ^= gen_seed << 17;
+
+    return (uint32_t) (gen_seed >> 11);
+}
+
+
+typedef struct {
+    char   b[GEN_MAX];
+    size_t n;
+    int    sse; /* no line breaks in whitespace */
+} gen_t;
+
+
+static void
+gen_put(gen_t *g, const char *s)
+{
+    size_t n;
+
+    n = strlen(s);
+
+    if (g->n + n < GEN_MAX) {
+        memcpy(g->b + g->n, s, n);
+        g->n += n;
+    }
+}
+
+
+static void
+gen_ws(gen_t *g)
+{
+    static const char *ws[] = {" ", "\t", "\n", "\r\n", "  "};
+
+    while (gen_rand() % 4 == 0) {
+        gen_put(g, ws[gen_rand() % (g->sse ? 2 : 5)]);
+    }
+}
+
+
+static void
+gen_value(gen_t *g, int depth)
+{
+    int    i, n, r;
+    size_t k;
+
+    static const char *keys[] =
+        {"usage",
+         "model",
+         "message",
+         "response",
+         "choices",
+         "delta",
+         "content",
+         "text",
+         "thinking",
+         "partial_json",
+         "reasoning_content",
+         "reasoning",
+         "tool_calls",
+         "function",
+         "arguments",
+         "prompt_tokens",
+         "input_tokens",
+         "completion_tokens",
+         "output_tokens",
+         "cached_tokens",
+         "reasoning_tokens",
+         "cache_read_input_tokens",
+         "cache_creation_input_tokens",
+         "prompt_tokens_details",
+         "input_tokens_details",
+         "completion_tokens_details",
+         "output_tokens_details",
+         "id",
+         "x",
+         "mod\\u0065l",
+         "usag\\u00e9",
+         "a_key_longer_than_the_forty_eight_bytes_the_meter_tracks"};
+
+    static const char *strs[] = {"a",
+                                 "hello world",
+                                 "caf\xc3\xa9",
+                                 "\\n",
+                                 "\\\"",
+                                 "\\\\",
+                                 "\\/",
+                                 "\\t",
+                                 "\\u00e9",
+                                 "\\ud83d\\ude00",
+                                 "\\udc00",
+                                 "\\ud800",
+                                 "\\u0041",
+                                 "\xf0\x9f\x98\x80",
+                                 "gpt-4o",
+                                 "\\b\\f\\r",
+                                 "1234567890123456789"};
+
+    static const char *nums[] = {"0",
+                                 "7",
+                                 "123",
+                                 "-5",
+                                 "-0",
+                                 "1.5",
+                                 "1e3",
+                                 "2E+2",
+                                 "3e-1",
+                                 "0.25",
+                                 "-1.5e10",
+                                 "18446744073709551615",
+                                 "18446744073709551616",
+                                 "99999999999999999999",
+                                 "42"};
+
+    static const char *lits[] = {"true", "false", "null"};
+
+    r = gen_rand() % 10;
+
+    if (depth > 5 && r < 5) {
+        r += 5;
+    }
+
+    if (depth == 2 && r < 7 && gen_rand() % 4) {
+        r = 7 + r % 2; /* a number: a token count */
+    }
+
+    if (r < 3 || depth == 0) {
+        gen_put(g, "{");
+        gen_ws(g);
+        n = gen_rand() % 5;
+
+        for (i = 0; i < n; i++) {
+            if (i) {
+                gen_put(g, ",");
+                gen_ws(g);
+            }
+
+            gen_put(g, "\"");
+
+            /* mostly the keys of a usage object, one level down */
+            k = gen_rand() % (sizeof(keys) / sizeof(keys[0]));
+
+            if (depth == 0 && gen_rand() % 2) {
+                k = 0;
+
+            } else if (depth == 1 && gen_rand() % 2) {
+                k = 15 + gen_rand() % 12;
+            }
+
+            gen_put(g, keys[k]);
+            gen_put(g, "\"");
+            gen_ws(g);
+            gen_put(g, ":");
+            gen_ws(g);
+            gen_value(g, depth + 1);
+            gen_ws(g);
+        }
+
+        gen_put(g, "}");
+        return;
+    }
+
+    if (r < 5) {
+        gen_put(g, "[");
+        gen_ws(g);
+        n = gen_rand() % 4;
+
+        for (i = 0; i < n; i++) {
+            if (i) {
+                gen_put(g, ",");
+                gen_ws(g);
+            }
+
+            gen_value(g, depth + 1);
+            gen_ws(g);
+        }
+
+        gen_put(g, "]");
+        return;
+    }
+
+    if (r < 7) {
+        gen_put(g, "\"");
+        n = gen_rand() % 4;
+
+        for (i = 0; i < n; i++) {
+            gen_put(g, strs[gen_rand() % (sizeof(strs) / sizeof(strs[0]))]);
+        }
+
+        gen_put(g, "\"");
+        return;
+    }
+
+    if (r < 9) {
+        gen_put(g, nums[gen_rand() % (sizeof(nums) / sizeof(nums[0]))]);
+        return;
+    }
+
+    gen_put(g, lits[gen_rand() % 3]);
+}
+
+
+/* a top-level object, mostly of the keys the meter looks for */
+
+static void
+gen_doc(gen_t *g)
+{
+    do {
+        g->n = 0;
+        gen_ws(g);
+        gen_value(g, 0);
+        gen_ws(g);
+    } while (g->n == 0 || g->b[0] == '"');
+
+    /* one in three: a byte changed, dropped or the end cut */
+
+    switch (gen_rand() % 9) {
+    case 0:
+        g->b[gen_rand() % g->n] = "{}[]\",:\\ 0a-e.u"[gen_rand() % 16];
+        break;
+
+    case 1:
+        g->n = gen_rand() % g->n;
+        break;
+
+    case 2:
+        if (g->n > 1) {
+            size_t at = gen_rand() % g->n;
+
+            memmove(g->b + at, g->b + at + 1, g->n - at - 1);
+            g->n--;
+        }
+
+        break;
+
+    default:
+        break;
+    }
+
+    g->b[g->n] = '\0';
+}
+
+
+static void
+test_whole_random(void **state)
+{
+    int    i, format, usage, events;
+    size_t cut, len, *cuts;
+    gen_t  g, sse;
+    run_t  whole, part;
+
+    (void) state;
+
+    cuts = malloc(2 * GEN_MAX * sizeof(size_t));
+    assert_non_null(cuts);
+
+    for (i = 0; i < 2 * GEN_MAX; i++) {
+        cuts[i] = i + 1;
+    }
+
+    usage = 0;
+    events = 0;
+
+    for (i = 0; i < 20000; i++) {
+        format = (i & 1) ? TX_METER_SSE : TX_METER_JSON;
+        g.sse = (format == TX_METER_SSE);
+        gen_doc(&g);
+
+        if (format == TX_METER_SSE) {
+            /* two events of one data line each */
+            sse.n = 0;
+            gen_put(&sse, "data: ");
+            gen_put(&sse, g.b);
+            gen_put(&sse, "\n\n");
+            gen_doc(&g);
+            gen_put(&sse, "data:");
+            gen_put(&sse, g.b);
+            gen_put(&sse, "\r\n\r\n");
+            sse.b[sse.n] = '\0';
+            g = sse;
+        }
+
+        len = g.n;
+        feed_cuts(format, g.b, len, NULL, 0, &whole);
+
+        if (len > 1) {
+            feed_cuts(format, g.b, len, cuts, len - 1, &part);
+            assert_same(&whole, &part);
+
+            cut = 1 + gen_rand() % (len - 1);
+            feed_cuts(format, g.b, len, &cut, 1, &part);
+            assert_same(&whole, &part);
+        }
+
+        usage += whole.u.has_usage;
+        events += (int) whole.nev;
+    }
+
+    print_message("%d of 20000 with usage, %d events\n", usage, events);
+
+    /* the documents reach the values the meter takes */
+    assert_true(usage > 1000);
+    assert_true(events > 10000);
+
+    free(cuts);
+}
+
+
 int
 main(void)
 {
@@ -1112,6 +1434,7 @@ main(void)
         cmocka_unit_test(test_model_first_wins),
         cmocka_unit_test(test_bad_format),
         cmocka_unit_test(test_known_keys),
+        cmocka_unit_test(test_whole_random),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
