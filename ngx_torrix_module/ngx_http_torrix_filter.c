@@ -250,10 +250,7 @@ ngx_http_torrix_meter_start(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
     }
 
     if (format) {
-        ctx->meter = ngx_palloc(r->pool, sizeof(tx_meter_t));
-        if (ctx->meter == NULL) {
-            return NGX_ERROR;
-        }
+        ctx->meter = ctx->meter_mem;
 
         tx_meter_init(ctx->meter, format,
                       ctx->endpoint == TX_EP_MESSAGES ? TX_METER_ANTHROPIC

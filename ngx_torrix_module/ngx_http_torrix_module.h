@@ -125,7 +125,6 @@ typedef struct {
     unsigned  resp_truncated : 1;
     unsigned  proxied : 1; /* an attempt went to the proxy */
     unsigned  jumped : 1;  /* on the way to where the next attempt runs */
-    unsigned  kept : 1;    /* the ctx survives redirects */
 
     ngx_http_torrix_shape_e shape;
     ngx_uint_t              endpoint; /* TX_EP_* */
@@ -187,8 +186,9 @@ typedef struct {
     ngx_uint_t provider_kind; /* TX_PROVIDER_* */
     off_t      prompt_bytes;
 
-    /* response metering (_filter.c) */
+    /* response metering (_filter.c): NULL, or at meter_mem when metered */
     tx_meter_t  *meter;
+    tx_meter_t  *meter_mem;
     u_char      *held; /* a partial SSE event */
     size_t       held_len;
     ngx_chain_t *free;
@@ -240,12 +240,10 @@ ngx_int_t ngx_http_torrix_access_handler(ngx_http_request_t *r);
 
 /*
  * The request's context, also after an internal redirect or a jump to a
- * named location (which clear module contexts): a request that may fall
- * back keeps it in a pool cleanup too.
+ * named location (which clear module contexts): it is found again through
+ * the request pool's cleanup that gives it back.
  */
 ngx_http_torrix_ctx_t *ngx_http_torrix_get_ctx(ngx_http_request_t *r);
-ngx_int_t              ngx_http_torrix_keep_ctx(ngx_http_request_t    *r,
-                                                ngx_http_torrix_ctx_t *ctx);
 
 /* _route.c */
 
