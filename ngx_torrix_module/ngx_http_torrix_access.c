@@ -20,13 +20,13 @@ typedef struct {
 } ngx_http_torrix_endpoint_t;
 
 
-static void      ngx_http_torrix_own_headers(ngx_http_request_t    *r,
-                                             ngx_http_torrix_ctx_t *ctx);
+static void                   ngx_http_torrix_own_headers(ngx_http_request_t    *r,
+                                                          ngx_http_torrix_ctx_t *ctx);
 static ngx_http_torrix_ctx_t *ngx_http_torrix_ctx_new(ngx_http_request_t *r);
-static ngx_int_t ngx_http_torrix_check_args(ngx_http_request_t    *r,
-                                            ngx_http_torrix_ctx_t *ctx);
-static ngx_int_t ngx_http_torrix_finish(ngx_http_request_t    *r,
-                                        ngx_http_torrix_ctx_t *ctx);
+static ngx_int_t              ngx_http_torrix_check_args(ngx_http_request_t    *r,
+                                                         ngx_http_torrix_ctx_t *ctx);
+static ngx_int_t              ngx_http_torrix_finish(ngx_http_request_t    *r,
+                                                     ngx_http_torrix_ctx_t *ctx);
 static void      ngx_http_torrix_body_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_torrix_next(ngx_http_request_t    *r,
                                       ngx_http_torrix_ctx_t *ctx);
