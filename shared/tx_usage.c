@@ -1652,6 +1652,40 @@ tx_meter_field_value(tx_meter_t *m, const uint8_t *p, size_t len, int whole)
 }
 
 
+/*
+ * The first CR or LF at or after i, or len: a line of an event, most of it
+ * a data line's JSON, sixteen bytes a test where SSE2 is there.
+ */
+
+static size_t
+tx_meter_eol(const uint8_t *p, size_t i, size_t len)
+{
+#if defined(__SSE2__)
+    unsigned bits;
+    __m128i  v;
+
+    while (i + 16 <= len) {
+        v = _mm_loadu_si128((const __m128i *) (p + i));
+        bits = (unsigned) _mm_movemask_epi8(
+            _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('\n')),
+                         _mm_cmpeq_epi8(v, _mm_set1_epi8('\r'))));
+
+        if (bits) {
+            return i + (size_t) __builtin_ctz(bits);
+        }
+
+        i += 16;
+    }
+#endif
+
+    while (i < len && p[i] != '\n' && p[i] != '\r') {
+        i++;
+    }
+
+    return i;
+}
+
+
 static size_t
 tx_meter_sse(tx_meter_t *m, const uint8_t *p, size_t len, int *ev)
 {
@@ -1764,9 +1798,7 @@ tx_meter_sse(tx_meter_t *m, const uint8_t *p, size_t len, int *ev)
             break;
 
         default: /* TX_ME_VALUE, TX_ME_IGNORE */
-            for (j = i; j < len && p[j] != '\n' && p[j] != '\r'; j++) {
-                /* void */
-            }
+            j = tx_meter_eol(p, i, len);
 
             if (m->sse_state == TX_ME_VALUE) {
                 tx_meter_field_value(m, p + i, j - i, j < len);
