@@ -323,7 +323,7 @@ tx_json_scan_request(const uint8_t *p, size_t len, tx_json_req_t *req,
                      char *err, size_t errlen)
 {
     int             field, sub, esc, vesc, id;
-    size_t          i, depth, vstart, substart, kstart;
+    size_t          i, j, depth, vstart, substart, kstart;
     int64_t         v;
     uint8_t         stack[TX_JSON_MAX_DEPTH];
     tx_json_ctx_t   cx;
@@ -366,10 +366,24 @@ tx_json_scan_request(const uint8_t *p, size_t len, tx_json_req_t *req,
     substart = 0;
     vesc = 0;
 
+/* whitespace is rare in a request: one test for the usual byte */
 #define tx_json_ws()                                                           \
-    while (i < len                                                             \
-           && (p[i] == ' ' || p[i] == '\n' || p[i] == '\r' || p[i] == '\t')) { \
+    while (i < len && p[i] <= ' '                                              \
+           && (p[i] == ' ' || p[i] == '\n' || p[i] == '\r' || p[i] == '\t'))   \
+    {                                                                          \
         i++;                                                                   \
+    }
+
+/* a string: plain bytes up to the closing quote inline, else the full walk */
+#define tx_json_str(e)                                                         \
+    j = tx_json_plain(p, i + 1, len);                                          \
+                                                                               \
+    if (j < len && p[j] == '"') {                                              \
+        i = j + 1;                                                             \
+        e = 0;                                                                 \
+                                                                               \
+    } else if (tx_json_string(&cx, &i, &e) != TX_OK) {                         \
+        goto failed;                                                           \
     }
 
     tx_json_ws();
@@ -415,10 +429,7 @@ value:
         goto value;
 
     case '"':
-        if (tx_json_string(&cx, &i, &vesc) != TX_OK) {
-            goto failed;
-        }
-
+        tx_json_str(vesc);
         goto after;
 
     case 't':
@@ -483,10 +494,7 @@ key:
     }
 
     kstart = i;
-
-    if (tx_json_string(&cx, &i, &esc) != TX_OK) {
-        goto failed;
-    }
+    tx_json_str(esc);
 
     if (depth == 1) {
         field = tx_json_key(p + kstart, i - kstart, esc, 1);
@@ -609,6 +617,7 @@ after:
     goto failed;
 
 #undef tx_json_ws
+#undef tx_json_str
 
 done:
 
