@@ -44,15 +44,18 @@ static ngx_int_t ngx_http_torrix_route(ngx_http_request_t    *r,
 static ngx_int_t ngx_http_torrix_route_proxy(ngx_http_request_t    *r,
                                              ngx_http_torrix_ctx_t *ctx);
 
-static ngx_int_t ngx_http_torrix_copy(ngx_pool_t *pool, ngx_str_t *dst,
-                                      const tx_str_t *src);
-static ngx_int_t ngx_http_torrix_inject_usage(ngx_http_request_t    *r,
-                                              ngx_http_torrix_ctx_t *ctx,
-                                              ngx_str_t             *body,
-                                              tx_json_req_t         *req);
-static ngx_int_t ngx_http_torrix_sample(ngx_http_request_t    *r,
-                                        ngx_http_torrix_ctx_t *ctx,
-                                        MDB_txn               *txn);
+static ngx_uint_t ngx_http_torrix_bearer(const u_char *p);
+static u_char    *ngx_http_torrix_copy_to(u_char *p, ngx_str_t *dst,
+                                          const tx_str_t *src);
+static ngx_int_t  ngx_http_torrix_copy(ngx_pool_t *pool, ngx_str_t *dst,
+                                       const tx_str_t *src);
+static ngx_int_t  ngx_http_torrix_inject_usage(ngx_http_request_t    *r,
+                                               ngx_http_torrix_ctx_t *ctx,
+                                               ngx_str_t             *body,
+                                               tx_json_req_t         *req);
+static ngx_int_t  ngx_http_torrix_sample(ngx_http_request_t    *r,
+                                         ngx_http_torrix_ctx_t *ctx,
+                                         MDB_txn               *txn);
 
 
 /* clang-format off */
@@ -506,6 +509,7 @@ ngx_http_torrix_key_agent(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx,
 static ngx_int_t
 ngx_http_torrix_check_key(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
 {
+    u_char             *p;
     time_t              now;
     uint8_t             hash[TX_KEY_HASH_LEN];
     uint8_t             tag[NGX_HTTP_TORRIX_KEY_TAG_LEN];
@@ -522,9 +526,7 @@ ngx_http_torrix_check_key(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
 
     h = r->headers_in.authorization;
 
-    if (h && h->value.len > 7
-        && ngx_strncasecmp(h->value.data, (u_char *) "Bearer ", 7) == 0)
-    {
+    if (h && h->value.len > 7 && ngx_http_torrix_bearer(h->value.data)) {
         secret.data = h->value.data + 7;
         secret.len = h->value.len - 7;
 
@@ -618,14 +620,21 @@ ngx_http_torrix_check_key(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
 
 found:
 
-    if (ngx_http_torrix_copy(r->pool, &ctx->key_id, &key.id) != NGX_OK
-        || ngx_http_torrix_copy(r->pool, &ctx->project, &key.project) != NGX_OK
-        || ngx_http_torrix_copy(r->pool, &ctx->org, &key.org) != NGX_OK
-        || ngx_http_torrix_copy(r->pool, &ctx->user, &key.user) != NGX_OK
-        || ngx_http_torrix_copy(r->pool, &ctx->models, &key.models) != NGX_OK)
-    {
+    /*
+     * the key's fields outlive the snapshot read: copied to the request
+     * pool, the five in one allocation
+     */
+    p = ngx_pnalloc(r->pool, key.id.len + key.project.len + key.org.len
+                                 + key.user.len + key.models.len + 1);
+    if (p == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+
+    p = ngx_http_torrix_copy_to(p, &ctx->key_id, &key.id);
+    p = ngx_http_torrix_copy_to(p, &ctx->project, &key.project);
+    p = ngx_http_torrix_copy_to(p, &ctx->org, &key.org);
+    p = ngx_http_torrix_copy_to(p, &ctx->user, &key.user);
+    (void) ngx_http_torrix_copy_to(p, &ctx->models, &key.models);
 
     if (ctx->agent.len == 0 && key.metadata.len
         && ngx_http_torrix_key_agent(r, ctx, &key.metadata) != NGX_OK)
@@ -726,13 +735,25 @@ ngx_http_torrix_check_body(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
                                       "The request needs a \"model\" string");
     }
 
-    model = ngx_pnalloc(r->pool, NGX_HTTP_TORRIX_MODEL_MAX);
-    if (model == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    if (!req.model_has_escape) {
+        /* the usual model: the bytes between the quotes, where they are */
+        model = body.data + req.model.off + 1;
+        n = req.model.len - 2;
+
+        if (n > NGX_HTTP_TORRIX_MODEL_MAX) {
+            n = -1;
+        }
+
+    } else {
+        model = ngx_pnalloc(r->pool, NGX_HTTP_TORRIX_MODEL_MAX);
+        if (model == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        n = tx_json_unescape(body.data + req.model.off, req.model.len, model,
+                             NGX_HTTP_TORRIX_MODEL_MAX);
     }
 
-    n = tx_json_unescape(body.data + req.model.off, req.model.len, model,
-                         NGX_HTTP_TORRIX_MODEL_MAX);
     if (n <= 0) {
         return ngx_http_torrix_reject(ctx, r->pool, NGX_HTTP_BAD_REQUEST,
                                       "invalid_model",
@@ -1042,6 +1063,37 @@ ngx_http_torrix_header(ngx_http_request_t *r, const char *name, size_t len)
             return &h[i];
         }
     }
+}
+
+
+/*
+ * "Bearer " at p, the scheme in any case: seven bytes compared at once
+ * (0x20 folds an ASCII letter to lower case and leaves the space as it is)
+ */
+static ngx_uint_t
+ngx_http_torrix_bearer(const u_char *p)
+{
+    uint64_t v;
+
+    v = 0;
+    ngx_memcpy(&v, p, 7);
+
+    return (v | 0x0020202020202020ULL)
+           == (0x0020202020202020ULL | ((uint64_t) 'b') | ((uint64_t) 'e' << 8)
+               | ((uint64_t) 'a' << 16) | ((uint64_t) 'r' << 24)
+               | ((uint64_t) 'e' << 32) | ((uint64_t) 'r' << 40)
+               | ((uint64_t) ' ' << 48));
+}
+
+
+/* src copied to p, dst set to the copy (NULL when empty); p past it */
+static u_char *
+ngx_http_torrix_copy_to(u_char *p, ngx_str_t *dst, const tx_str_t *src)
+{
+    dst->len = src->len;
+    dst->data = src->len ? p : NULL;
+
+    return src->len ? ngx_cpymem(p, src->data, src->len) : p;
 }
 
 

@@ -233,7 +233,7 @@ ngx_http_torrix_body_set(ngx_http_request_t *r, ngx_str_t *parts, ngx_uint_t n)
 
         r->headers_in.content_length->value.data = p;
         r->headers_in.content_length->value.len =
-            ngx_sprintf(p, "%uz", len) - p;
+            ngx_http_torrix_dec(p, len) - p;
     }
 
     return NGX_OK;

@@ -283,6 +283,7 @@ ngx_int_t ngx_http_torrix_body_set(ngx_http_request_t *r, ngx_str_t *parts,
 ngx_int_t ngx_http_torrix_filter_init(ngx_conf_t *cf);
 int64_t   ngx_http_torrix_now_us(void);  /* the gateway's clock */
 int64_t   ngx_http_torrix_real_us(void); /* the host's, never shifted */
+u_char   *ngx_http_torrix_dec(u_char *p, uint64_t v); /* v in decimal */
 
 /* _response.c */
 ngx_int_t ngx_http_torrix_send_error(ngx_http_request_t    *r,
