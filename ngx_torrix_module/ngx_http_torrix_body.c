@@ -179,16 +179,48 @@ ngx_http_torrix_body_link(ngx_http_request_t *r, ngx_chain_t ***ll,
  * body stays in the request pool; the proxy sends the chain with one
  * writev), any temp file left behind, Content-Length updated.  Each buffer
  * starts at its part, so an upstream retry (which rewinds every buffer to
- * its start) sends the same bytes again.
+ * its start) sends the same bytes again.  A body of at most
+ * NGX_HTTP_TORRIX_BODY_COPY bytes is copied into one buffer instead: less
+ * than the buffers and links of a chain cost, here and again in the proxy,
+ * which copies the chain link by link.
  */
+
+#define NGX_HTTP_TORRIX_BODY_COPY 4096
+
 ngx_int_t
 ngx_http_torrix_body_set(ngx_http_request_t *r, ngx_str_t *parts, ngx_uint_t n)
 {
     u_char      *p;
     size_t       len;
+    ngx_str_t    one;
     ngx_buf_t   *b;
     ngx_uint_t   i;
     ngx_chain_t *first, **ll;
+
+    len = 0;
+
+    for (i = 0; i < n; i++) {
+        len += parts[i].len;
+    }
+
+    if (n > 1 && len <= NGX_HTTP_TORRIX_BODY_COPY) {
+        p = ngx_pnalloc(r->pool, len);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        one.data = p;
+        one.len = len;
+
+        for (i = 0; i < n; i++) {
+            if (parts[i].len) {
+                p = ngx_cpymem(p, parts[i].data, parts[i].len);
+            }
+        }
+
+        parts = &one;
+        n = 1;
+    }
 
     len = 0;
     first = NULL;

@@ -60,6 +60,27 @@ def test_rule_rewrites_model(stack):
     assert_openai_error(stack.chat(k["key"], "gpt-4o-mini"), 403)
 
 
+@pytest.mark.parametrize("size", [200, 4000, 4200, 60000])
+def test_rule_rewrite_body_byte_for_byte(stack, size):
+    """A rewritten body reaches the provider as the client's bytes with
+    only the model's value changed, its Content-Length right: small bodies
+    go as one copied buffer, larger ones (past 4 KB) as a chain over the
+    client's body; both paths, and the sizes around the switch."""
+    stack.api.create("routes", pattern="fast", target="gpt-4o-mini")
+    k = stack.api.create_key(allowed_models=["fast"])
+    pad = "x" * max(0, size - 120)
+    raw = ('{ "messages": [{"role": "user", "content": "%s"}],\n'
+           '  "model" : "fast", "temperature": 0.5 }' % pad)
+
+    def once():
+        r = stack.gw("POST", "/v1/chat/completions", k["key"], raw)
+        return r if r.status_code == 200 else None
+    wait_until(once, 3, 0.05, "the rule applies")
+    up = stack.mock.requests[-1]
+    assert up.body == raw.replace('"fast"', '"gpt-4o-mini"').encode()
+    assert int(up.header("content-length")) == len(up.body)
+
+
 def test_rule_keeps_stream_usage_injection(stack):
     """A rewritten stream still gets include_usage injected (two splices
     into one body) and is metered."""
