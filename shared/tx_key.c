@@ -70,6 +70,8 @@ tx_key_generate(char *out)
 }
 
 
+#if !defined(__SSE2__)
+
 /* the bytes of a key's random part: [A-Za-z0-9_-] */
 static const uint8_t tx_key_char[256] = {
     ['-'] = 1, ['_'] = 1, ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1,
@@ -83,13 +85,46 @@ static const uint8_t tx_key_char[256] = {
     ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1,
     ['z'] = 1,
 };
+#endif
+
+
+#if defined(__SSE2__)
+
+/* one bit for each of the sixteen bytes at p that is a base64url character */
+static unsigned
+tx_key_b64url16(const uint8_t *p)
+{
+    __m128i v, ok;
+
+#define tx_key_in(lo, n)                                                       \
+    _mm_cmpeq_epi8(_mm_min_epu8(_mm_sub_epi8(v, _mm_set1_epi8(lo)),            \
+                                _mm_set1_epi8((n) -1)),                        \
+                   _mm_sub_epi8(v, _mm_set1_epi8(lo)))
+
+    v = _mm_loadu_si128((const __m128i *) p);
+
+    ok = _mm_or_si128(_mm_or_si128(tx_key_in('A', 26), tx_key_in('a', 26)),
+                      _mm_or_si128(tx_key_in('0', 10),
+                                   _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8(
+                                                                      '-')),
+                                                _mm_cmpeq_epi8(v, _mm_set1_epi8(
+                                                                      '_')))));
+
+#undef tx_key_in
+
+    return (unsigned) _mm_movemask_epi8(ok);
+}
+
+#endif
 
 
 int
 tx_key_shape_ok(const uint8_t *s, size_t len)
 {
+#if !defined(__SSE2__)
     size_t  i;
     uint8_t c;
+#endif
 
     if (s == NULL || len != TX_KEY_SECRET_LEN
         || memcmp(s, TX_KEY_PREFIX, TX_KEY_PREFIX_LEN) != 0)
@@ -97,6 +132,13 @@ tx_key_shape_ok(const uint8_t *s, size_t len)
         return 0;
     }
 
+#if defined(__SSE2__)
+    /* the 43 characters as three sixteen-byte tests, the last overlapping */
+    return (tx_key_b64url16(s + TX_KEY_PREFIX_LEN)
+            & tx_key_b64url16(s + TX_KEY_PREFIX_LEN + 16)
+            & tx_key_b64url16(s + TX_KEY_SECRET_LEN - 16))
+           == 0xffff;
+#else
     c = 1;
 
     for (i = TX_KEY_PREFIX_LEN; i < len; i++) {
@@ -104,6 +146,7 @@ tx_key_shape_ok(const uint8_t *s, size_t len)
     }
 
     return c;
+#endif
 }
 
 

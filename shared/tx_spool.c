@@ -148,6 +148,8 @@ tx_spool_load_len(const uint8_t *p)
 __attribute__((target("sse4.2"))) static uint32_t
 tx_crc32_hw(uint32_t crc, const uint8_t *p, size_t len)
 {
+    uint16_t h;
+    uint32_t w;
     uint64_t c, v;
 
     c = crc;
@@ -161,8 +163,22 @@ tx_crc32_hw(uint32_t crc, const uint8_t *p, size_t len)
 
     crc = (uint32_t) c;
 
-    while (len--) {
-        crc = __builtin_ia32_crc32qi(crc, *p++);
+    /* the tail (ids and names are short: most of a hash is here) */
+
+    if (len & 4) {
+        memcpy(&w, p, 4);
+        crc = __builtin_ia32_crc32si(crc, w);
+        p += 4;
+    }
+
+    if (len & 2) {
+        memcpy(&h, p, 2);
+        crc = __builtin_ia32_crc32hi(crc, h);
+        p += 2;
+    }
+
+    if (len & 1) {
+        crc = __builtin_ia32_crc32qi(crc, *p);
     }
 
     return crc;

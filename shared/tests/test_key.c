@@ -52,7 +52,9 @@ test_generate_shape(void **state)
 static void
 test_shape_rejects(void **state)
 {
-    char s[TX_KEY_SECRET_LEN + 2];
+    int    b64;
+    char   s[TX_KEY_SECRET_LEN + 2];
+    size_t i, c;
 
     memcpy(s, "sk-torrix-", 10);
     memset(s + 10, 'A', 43);
@@ -80,6 +82,18 @@ test_shape_rejects(void **state)
     s[0] = 's';
     s[9] = '_';
     assert_false(tx_key_shape_ok((uint8_t *) s, 53));
+    s[9] = '-';
+
+    /* every byte value at every position of the 43: base64url or not */
+    for (i = 10; i < 53; i++) {
+        for (c = 0; c < 256; c++) {
+            memset(s + 10, 'q', 43);
+            s[i] = (char) c;
+            b64 = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')
+                  || (c >= '0' && c <= '9') || c == '-' || c == '_';
+            assert_int_equal(tx_key_shape_ok((uint8_t *) s, 53), b64);
+        }
+    }
 }
 
 
