@@ -310,7 +310,12 @@ ngx_http_torrix_jump(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx,
  * them; the request pool's cleanup gives each back, after the log phase.
  */
 
+#if defined(__SANITIZE_ADDRESS__)
+/* none kept under ASan: a context used after its request ends is caught */
+#define NGX_HTTP_TORRIX_CTX_FREE 0
+#else
 #define NGX_HTTP_TORRIX_CTX_FREE 256
+#endif
 
 typedef struct ngx_http_torrix_ctx_mem_s ngx_http_torrix_ctx_mem_t;
 
