@@ -86,12 +86,12 @@ fuzz: $(FUZZ_BINS) $(FUZZ_CP_BINS)
 format:
 	clang-format -i shared/*.[ch] shared/tests/*.c shared/fuzz/*.c \
 	    control-plane/*.[ch] control-plane/fuzz/*.c control-plane/tools/*.c \
-	    ngx_torrix_module/*.[ch]
+	    bench/*.c ngx_torrix_module/*.[ch]
 
 format-check:
 	clang-format --dry-run -Werror shared/*.[ch] shared/tests/*.c \
 	    shared/fuzz/*.c control-plane/*.[ch] control-plane/fuzz/*.c \
-	    control-plane/tools/*.c \
+	    control-plane/tools/*.c bench/*.c \
 	    ngx_torrix_module/*.[ch]
 
 clean:
