@@ -249,7 +249,7 @@ tx_meter_key_eq(const char *a, const char *b, size_t n)
 }
 
 
-static uint8_t
+static TX_HOT_INLINE uint8_t
 tx_meter_intern(const char *k, size_t len)
 {
     uint8_t               i;
