@@ -35,31 +35,29 @@ static const char bench_json[] =
     "\"completion_tokens_details\":{\"reasoning_tokens\":0}}}";
 
 
+/* n times the response at p metered whole: the seconds it took */
 static double
-bench_now(void)
+bench_run(int format, const char *p, size_t len, int n, tx_usage_t *u)
 {
-    struct timespec ts;
+    int             i, ev;
+    size_t          pos;
+    tx_meter_t      m;
+    struct timespec t0, t1;
 
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
 
-    return ts.tv_sec + ts.tv_nsec / 1e9;
-}
+    for (i = 0; i < n; i++) {
+        tx_meter_init(&m, format, TX_METER_OPENAI);
 
-
-static void
-bench_feed(int format, const char *p, size_t len, tx_usage_t *u)
-{
-    int        ev;
-    size_t     pos;
-    tx_meter_t m;
-
-    tx_meter_init(&m, format, TX_METER_OPENAI);
-
-    for (pos = 0; pos < len; /* void */) {
-        pos += tx_meter_feed(&m, (const uint8_t *) p + pos, len - pos, &ev);
+        for (pos = 0; pos < len; /* void */) {
+            pos += tx_meter_feed(&m, (const uint8_t *) p + pos, len - pos, &ev);
+        }
     }
 
+    clock_gettime(CLOCK_MONOTONIC, &t1);
     tx_meter_result(&m, u);
+
+    return (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
 }
 
 
@@ -100,15 +98,8 @@ main(void)
                 "\"total_tokens\":450}}\n\ndata: [DONE]\n\n");
 
     jlen = strlen(bench_json);
-
     n = 400000;
-    t = bench_now();
-
-    for (i = 0; i < n; i++) {
-        bench_feed(TX_METER_JSON, bench_json, jlen, &u);
-    }
-
-    t = bench_now() - t;
+    t = bench_run(TX_METER_JSON, bench_json, jlen, n, &u);
 
     if (u.input != 250 || u.output != 12) {
         fprintf(stderr, "JSON: usage not read\n");
@@ -118,13 +109,7 @@ main(void)
     printf("JSON response (%zu bytes): %.0f ns\n", jlen, t * 1e9 / n);
 
     n = 2000;
-    t = bench_now();
-
-    for (i = 0; i < n; i++) {
-        bench_feed(TX_METER_SSE, sse, len, &u);
-    }
-
-    t = bench_now() - t;
+    t = bench_run(TX_METER_SSE, sse, len, n, &u);
 
     if (u.input != 250 || u.output != 200) {
         fprintf(stderr, "SSE: usage not read\n");

@@ -1159,7 +1159,7 @@ failed:
 static int
 tx_meter_whole(tx_meter_t *m, const uint8_t *p, size_t len)
 {
-    int            h, depth, target, choices, usage, model_free;
+    int            h, arr, depth, target, choices, usage, model_free;
     size_t         i, j, n, model_len;
     uint8_t        c, d;
     uint32_t       cp;
@@ -1215,52 +1215,38 @@ value:
 
     switch (c) {
     case '{':
-        if (depth == TX_METER_NEST) {
-            return 0;
-        }
-
-        close[depth] = '}';
-
-        if (depth < TX_METER_DEPTH) {
-            path[depth] = TX_MK_NONE;
-        }
-
-        depth++;
-        i++;
-        tx_meter_skip_ws();
-
-        if (p[i] == '}') {
-            i++;
-            goto pop;
-        }
-
-        goto key;
-
     case '[':
         if (depth == TX_METER_NEST) {
             return 0;
         }
 
-        if (depth == 1 && path[0] == TX_MK_CHOICES && close[0] == '}') {
+        arr = (c == '[');
+
+        if (arr && depth == 1 && path[0] == TX_MK_CHOICES && close[0] == '}') {
             choices = TX_MC_OPEN;
         }
 
-        close[depth] = ']';
+        /* '}' and ']' are two past '{' and '[' */
+        close[depth] = (uint8_t) (c + 2);
 
         if (depth < TX_METER_DEPTH) {
-            path[depth] = TX_MK_ARRAY;
+            path[depth] = arr ? TX_MK_ARRAY : TX_MK_NONE;
         }
 
         depth++;
         i++;
         tx_meter_skip_ws();
 
-        if (p[i] == ']') {
+        if (p[i] == close[depth - 1]) {
             i++;
             goto pop;
         }
 
-        goto value;
+        if (arr) {
+            goto value;
+        }
+
+        goto key;
 
     case '"':
         i++;

@@ -1141,7 +1141,7 @@ gen_ws(gen_t *g)
 static void
 gen_value(gen_t *g, int depth)
 {
-    int    i, n, r;
+    int    i, n, r, obj;
     size_t k;
 
     static const char *keys[] =
@@ -1224,10 +1224,12 @@ gen_value(gen_t *g, int depth)
         r = 7 + r % 2; /* a number: a token count */
     }
 
-    if (r < 3 || depth == 0) {
-        gen_put(g, "{");
+    if (r < 5 || depth == 0) {
+        /* an object (always at the top), or an array */
+        obj = (r < 3 || depth == 0);
+        gen_put(g, obj ? "{" : "[");
         gen_ws(g);
-        n = gen_rand() % 5;
+        n = gen_rand() % (obj ? 5 : 4);
 
         for (i = 0; i < n; i++) {
             if (i) {
@@ -1235,39 +1237,22 @@ gen_value(gen_t *g, int depth)
                 gen_ws(g);
             }
 
-            gen_put(g, "\"");
+            if (obj) {
+                /* mostly the keys of a usage object, one level down */
+                k = gen_rand() % (sizeof(keys) / sizeof(keys[0]));
 
-            /* mostly the keys of a usage object, one level down */
-            k = gen_rand() % (sizeof(keys) / sizeof(keys[0]));
+                if (depth == 0 && gen_rand() % 2) {
+                    k = 0;
 
-            if (depth == 0 && gen_rand() % 2) {
-                k = 0;
+                } else if (depth == 1 && gen_rand() % 2) {
+                    k = 15 + gen_rand() % 12;
+                }
 
-            } else if (depth == 1 && gen_rand() % 2) {
-                k = 15 + gen_rand() % 12;
-            }
-
-            gen_put(g, keys[k]);
-            gen_put(g, "\"");
-            gen_ws(g);
-            gen_put(g, ":");
-            gen_ws(g);
-            gen_value(g, depth + 1);
-            gen_ws(g);
-        }
-
-        gen_put(g, "}");
-        return;
-    }
-
-    if (r < 5) {
-        gen_put(g, "[");
-        gen_ws(g);
-        n = gen_rand() % 4;
-
-        for (i = 0; i < n; i++) {
-            if (i) {
-                gen_put(g, ",");
+                gen_put(g, "\"");
+                gen_put(g, keys[k]);
+                gen_put(g, "\"");
+                gen_ws(g);
+                gen_put(g, ":");
                 gen_ws(g);
             }
 
@@ -1275,7 +1260,7 @@ gen_value(gen_t *g, int depth)
             gen_ws(g);
         }
 
-        gen_put(g, "]");
+        gen_put(g, obj ? "}" : "]");
         return;
     }
 
