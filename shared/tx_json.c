@@ -102,7 +102,8 @@ tx_json_fail(tx_json_ctx_t *cx, const char *what, size_t at)
 static int
 tx_json_string(tx_json_ctx_t *cx, size_t *i, int *esc)
 {
-    size_t         j, len;
+    size_t         j, n, len;
+    uint32_t       cp;
     const uint8_t *p;
 
     p = cx->p;
@@ -129,30 +130,16 @@ tx_json_string(tx_json_ctx_t *cx, size_t *i, int *esc)
                 return tx_json_fail(cx, "unterminated string", *i);
             }
 
-            switch (p[j + 1]) {
-            case '"':
-            case '\\':
-            case '/':
-            case 'b':
-            case 'f':
-            case 'n':
-            case 'r':
-            case 't':
-                j += 2;
-                break;
+            n = tx_json_escape(p + j, len - j, &cp);
 
-            case 'u':
-                if (len - j < 6 || tx_json_hex4(p + j + 2) < 0) {
-                    return tx_json_fail(cx, "invalid \\u escape", j);
-                }
-
-                j += 6;
-                break;
-
-            default:
-                return tx_json_fail(cx, "invalid escape", j);
+            if (n == 0) {
+                return tx_json_fail(cx,
+                                    p[j + 1] == 'u' ? "invalid \\u escape"
+                                                    : "invalid escape",
+                                    j);
             }
 
+            j += n;
             break;
 
         default:
@@ -165,65 +152,126 @@ tx_json_string(tx_json_ctx_t *cx, size_t *i, int *esc)
 static int
 tx_json_number(tx_json_ctx_t *cx, size_t *i)
 {
-    size_t         j, len;
+    size_t         j, n;
     const uint8_t *p;
 
-    p = cx->p;
-    len = cx->len;
-    j = *i;
+    p = cx->p + *i;
+    n = tx_json_number_len(p, cx->len - *i);
 
-    if (p[j] == '-') {
-        j++;
+    if (n == 0) {
+        /* the one case with its own message: a digit after a leading 0 */
+        j = (p[0] == '-');
+
+        return tx_json_fail(cx,
+                            cx->len - *i > j + 1 && p[j] == '0'
+                                    && p[j + 1] >= '0' && p[j + 1] <= '9'
+                                ? "leading zero in number"
+                                : "invalid number",
+                            *i);
     }
 
-    if (j >= len || p[j] < '0' || p[j] > '9') {
-        return tx_json_fail(cx, "invalid number", *i);
+    *i += n;
+
+    return TX_OK;
+}
+
+
+#define tx_json_digit(c) ((uint8_t) ((c) - '0') < 10)
+
+size_t
+tx_json_number_len(const uint8_t *p, size_t n)
+{
+    size_t j;
+
+    j = (n && p[0] == '-');
+
+    if (j == n || !tx_json_digit(p[j])) {
+        return 0;
     }
 
-    if (p[j] == '0') {
-        j++;
-
-        if (j < len && p[j] >= '0' && p[j] <= '9') {
-            return tx_json_fail(cx, "leading zero in number", *i);
+    if (p[j++] == '0') {
+        if (j < n && tx_json_digit(p[j])) {
+            return 0;
         }
 
     } else {
-        while (j < len && p[j] >= '0' && p[j] <= '9') {
+        while (j < n && tx_json_digit(p[j])) {
             j++;
         }
     }
 
-    if (j < len && p[j] == '.') {
-        j++;
-
-        if (j >= len || p[j] < '0' || p[j] > '9') {
-            return tx_json_fail(cx, "invalid number", *i);
+    if (j < n && p[j] == '.') {
+        if (++j == n || !tx_json_digit(p[j])) {
+            return 0;
         }
 
-        while (j < len && p[j] >= '0' && p[j] <= '9') {
+        while (j < n && tx_json_digit(p[j])) {
             j++;
         }
     }
 
-    if (j < len && (p[j] == 'e' || p[j] == 'E')) {
-        j++;
-
-        if (j < len && (p[j] == '+' || p[j] == '-')) {
+    if (j < n && (p[j] == 'e' || p[j] == 'E')) {
+        if (++j < n && (p[j] == '+' || p[j] == '-')) {
             j++;
         }
 
-        if (j >= len || p[j] < '0' || p[j] > '9') {
-            return tx_json_fail(cx, "invalid number", *i);
+        if (j == n || !tx_json_digit(p[j])) {
+            return 0;
         }
 
-        while (j < len && p[j] >= '0' && p[j] <= '9') {
+        while (j < n && tx_json_digit(p[j])) {
             j++;
         }
     }
 
-    *i = j;
+    return j;
+}
 
-    return TX_OK;
+#undef tx_json_digit
+
+
+size_t
+tx_json_escape(const uint8_t *p, size_t n, uint32_t *cp)
+{
+    int h;
+
+    if (n < 2) {
+        return 0;
+    }
+
+    switch (p[1]) {
+    case '"':
+    case '\\':
+    case '/':
+        *cp = p[1];
+        return 2;
+    case 'b':
+        *cp = '\b';
+        return 2;
+    case 'f':
+        *cp = '\f';
+        return 2;
+    case 'n':
+        *cp = '\n';
+        return 2;
+    case 'r':
+        *cp = '\r';
+        return 2;
+    case 't':
+        *cp = '\t';
+        return 2;
+
+    case 'u':
+        if (n < 6 || (h = tx_json_hex4(p + 2)) < 0) {
+            return 0;
+        }
+
+        *cp = (uint32_t) h;
+        return 6;
+
+    default:
+        return 0;
+    }
 }
 
 
@@ -684,10 +732,9 @@ tx_utf8_put(uint8_t *out, uint32_t cp)
 ssize_t
 tx_json_unescape(const uint8_t *span, size_t len, uint8_t *out, size_t outlen)
 {
-    int      h, l;
     size_t   i, end, n, k;
     uint8_t  c, u[4];
-    uint32_t cp;
+    uint32_t cp, lo;
 
     if (span == NULL || len < 2 || span[0] != '"' || span[len - 1] != '"') {
         return -1;
@@ -714,80 +761,34 @@ tx_json_unescape(const uint8_t *span, size_t len, uint8_t *out, size_t outlen)
             continue;
         }
 
-        if (end - i < 2) {
+        k = tx_json_escape(span + i, end - i, &cp);
+
+        if (k == 0 || (cp >= 0xdc00 && cp <= 0xdfff)) {
             return -1;
         }
 
-        switch (span[i + 1]) {
-        case '"':
-            c = '"';
-            break;
-        case '\\':
-            c = '\\';
-            break;
-        case '/':
-            c = '/';
-            break;
-        case 'b':
-            c = '\b';
-            break;
-        case 'f':
-            c = '\f';
-            break;
-        case 'n':
-            c = '\n';
-            break;
-        case 'r':
-            c = '\r';
-            break;
-        case 't':
-            c = '\t';
-            break;
+        i += k;
 
-        case 'u':
-            if (end - i < 6 || (h = tx_json_hex4(span + i + 2)) < 0) {
+        if (cp >= 0xd800 && cp <= 0xdbff) {
+            /* a high surrogate: a low one must follow, as an escape */
+            k = (span[i] == '\\') ? tx_json_escape(span + i, end - i, &lo) : 0;
+
+            if (k == 0 || lo < 0xdc00 || lo > 0xdfff) {
                 return -1;
             }
 
-            i += 6;
-            cp = (uint32_t) h;
+            i += k;
+            cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+        }
 
-            if (cp >= 0xdc00 && cp <= 0xdfff) {
-                return -1;
-            }
+        k = tx_utf8_put(u, cp);
 
-            if (cp >= 0xd800 && cp <= 0xdbff) {
-                if (end - i < 6 || span[i] != '\\' || span[i + 1] != 'u'
-                    || (l = tx_json_hex4(span + i + 2)) < 0 || l < 0xdc00
-                    || l > 0xdfff)
-                {
-                    return -1;
-                }
-
-                i += 6;
-                cp = 0x10000 + ((cp - 0xd800) << 10) + ((uint32_t) l - 0xdc00);
-            }
-
-            k = tx_utf8_put(u, cp);
-
-            if (k > outlen - n) {
-                return -1;
-            }
-
-            memcpy(out + n, u, k);
-            n += k;
-            continue;
-
-        default:
+        if (k > outlen - n) {
             return -1;
         }
 
-        if (n >= outlen) {
-            return -1;
-        }
-
-        out[n++] = c;
-        i += 2;
+        memcpy(out + n, u, k);
+        n += k;
     }
 
     return (ssize_t) n;

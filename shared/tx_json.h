@@ -76,6 +76,20 @@ int tx_json_scan_request(const uint8_t *p, size_t len, tx_json_req_t *req,
 ssize_t tx_json_unescape(const uint8_t *span, size_t len, uint8_t *out,
                          size_t outlen);
 
+/*
+ * The escape at p[0] (a backslash), n bytes there: its length (2, or 6 for
+ * \uXXXX) with the code unit it stands for in *cp, or 0 when it is not a
+ * valid escape.  The one definition of an escape for the request scanner,
+ * tx_json_unescape and the usage meter's fast path.
+ */
+size_t tx_json_escape(const uint8_t *p, size_t n, uint32_t *cp);
+
+/*
+ * The length of the JSON number at p[0], n bytes there (RFC 8259: -?int
+ * frac? exp?, no leading zero), or 0 when there is none.
+ */
+size_t tx_json_number_len(const uint8_t *p, size_t n);
+
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #define TX_JSON_AVX2 1

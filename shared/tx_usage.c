@@ -1149,11 +1149,12 @@ failed:
  * m must be where tx_meter_json() starts a value: TX_MJ_VALUE at depth 0.
  *
  * Bounds: only a buffer whose last byte but whitespace is '}' or ']' is
- * tried, and len is cut to that byte.  A closing bracket ends every scan
- * (whitespace, digits, a number's parts) and is never part of a token, so
- * every scan started before len stops before it, and the only way to len
- * is through a closing bracket, at "after".  Strings, the one scan a
- * bracket does not stop, are bounded by tx_json_plain().
+ * tried, and len is cut to that byte.  A closing bracket ends a run of
+ * whitespace and is never part of a token, so a whitespace scan started
+ * before len stops before it, and the only way to len is through a closing
+ * bracket, at "after".  Strings, escapes and numbers are bounded by the
+ * request scanner's own helpers (tx_json_plain, tx_json_escape,
+ * tx_json_number_len), which also define what they accept.
  */
 
 static int
@@ -1163,7 +1164,7 @@ tx_meter_whole(tx_meter_t *m, const uint8_t *p, size_t len)
     size_t         i, j, n, model_len;
     uint8_t        c, d;
     uint32_t       cp;
-    uint64_t       v, chars, ok;
+    uint64_t       v, chars;
     unsigned       seen;
     const uint8_t *model;
     uint8_t        path[TX_METER_DEPTH];
@@ -1292,43 +1293,16 @@ value:
                 return 0;
             }
 
-            /* p[j] is not the last byte, a bracket: p[j + 1] is there */
+            n = tx_json_escape(p + j, len - j, &cp);
 
-            c = p[j + 1];
-
-            if (c == 'u') {
-                if (len - j < 6) {
-                    return 0;
-                }
-
-                cp = 0;
-
-                for (n = j + 2; n < j + 6; n++) {
-                    h = tx_meter_hex(p[n]);
-
-                    if (h < 0) {
-                        return 0;
-                    }
-
-                    cp = cp << 4 | (uint32_t) h;
-                }
-
-                i = j + 6;
-
-                /* a surrogate pair is one character: count its high half */
-                chars +=
-                    (target == TX_MT_COUNT && (cp < 0xdc00 || cp > 0xdfff));
-                continue;
-            }
-
-            if (c != '"' && c != '\\' && c != '/' && c != 'b' && c != 'f'
-                && c != 'n' && c != 'r' && c != 't')
-            {
+            if (n == 0) {
                 return 0;
             }
 
-            i = j + 2;
-            chars += (target == TX_MT_COUNT);
+            i = j + n;
+
+            /* a surrogate pair is one character: count its high half */
+            chars += (target == TX_MT_COUNT && (cp < 0xdc00 || cp > 0xdfff));
         }
 
         goto after;
@@ -1347,71 +1321,36 @@ value:
         goto after;
 
     default:
-        /* a number; '-' is never the last byte, a bracket */
-        j = i + (c == '-');
+        n = tx_json_number_len(p + i, len - i);
 
-        if (!tx_meter_digit(p[j])) {
+        if (n == 0) {
             return 0;
         }
 
+        /* a usage count: a plain integer that fits, as tx_meter_number */
         target = (c == '-') ? TX_MT_NONE : tx_meter_whole_target();
-        v = 0;
-        ok = 1;
 
-        if (p[j] == '0') {
-            if (tx_meter_digit(p[++j])) {
-                return 0;
-            }
+        if (target >= TX_MT_RAW) {
+            v = 0;
 
-        } else {
-            do {
-                d = p[j++] - '0';
+            for (j = i; j < i + n && tx_meter_digit(p[j]); j++) {
+                d = p[j] - '0';
 
                 if (v > (UINT64_MAX - d) / 10) {
-                    ok = 0;
-
-                } else {
-                    v = v * 10 + d;
+                    break;
                 }
-            } while (tx_meter_digit(p[j]));
-        }
 
-        if (p[j] == '.') {
-            ok = 0;
-
-            if (!tx_meter_digit(p[++j])) {
-                return 0;
+                v = v * 10 + d;
             }
 
-            while (tx_meter_digit(p[j])) {
-                j++;
+            if (j == i + n) {
+                raw[target - TX_MT_RAW] = v;
+                seen |= 1u << (target - TX_MT_RAW);
+                usage = 1;
             }
         }
 
-        if (p[j] == 'e' || p[j] == 'E') {
-            ok = 0;
-            j++;
-
-            if (p[j] == '+' || p[j] == '-') {
-                j++;
-            }
-
-            if (!tx_meter_digit(p[j])) {
-                return 0;
-            }
-
-            while (tx_meter_digit(p[j])) {
-                j++;
-            }
-        }
-
-        if (target >= TX_MT_RAW && ok) {
-            raw[target - TX_MT_RAW] = v;
-            seen |= 1u << (target - TX_MT_RAW);
-            usage = 1;
-        }
-
-        i = j;
+        i += n;
         goto after;
     }
 
