@@ -1105,19 +1105,18 @@ ngx_http_torrix_copy_to(u_char *p, ngx_str_t *dst, const tx_str_t *src)
 static ngx_int_t
 ngx_http_torrix_copy(ngx_pool_t *pool, ngx_str_t *dst, const tx_str_t *src)
 {
-    if (src->len == 0) {
-        dst->len = 0;
-        dst->data = NULL;
-        return NGX_OK;
+    u_char *p;
+
+    p = NULL;
+
+    if (src->len) {
+        p = ngx_pnalloc(pool, src->len);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
     }
 
-    dst->data = ngx_pnalloc(pool, src->len);
-    if (dst->data == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_memcpy(dst->data, src->data, src->len);
-    dst->len = src->len;
+    (void) ngx_http_torrix_copy_to(p, dst, src);
 
     return NGX_OK;
 }

@@ -222,7 +222,6 @@ ngx_http_torrix_body_set(ngx_http_request_t *r, ngx_str_t *parts, ngx_uint_t n)
         n = 1;
     }
 
-    len = 0;
     first = NULL;
     ll = &first;
     b = NULL;
@@ -231,8 +230,6 @@ ngx_http_torrix_body_set(ngx_http_request_t *r, ngx_str_t *parts, ngx_uint_t n)
         if (parts[i].len == 0) {
             continue;
         }
-
-        len += parts[i].len;
 
         b = ngx_http_torrix_body_link(r, &ll, parts[i].data, parts[i].len);
         if (b == NULL) {
