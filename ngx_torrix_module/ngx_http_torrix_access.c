@@ -125,30 +125,26 @@ ngx_http_torrix_access_handler(ngx_http_request_t *r)
     ngx_http_torrix_own_headers(r, ctx);
 
     /*
-     * the key check leaves the snapshot's read txn open: when the body came
-     * with the headers, routing and limits run before this handler returns
-     * and read the same snapshot (one read txn per request); every way out
-     * below ends it
+     * the key check opens the snapshot's read txn for this event-loop
+     * iteration (_snapshot.c): when the body came with the headers, routing
+     * and limits run before this handler returns and read the same snapshot
      */
 
     if (ngx_http_torrix_endpoint(r, ctx) != NGX_OK
         || ngx_http_torrix_check_args(r, ctx) != NGX_OK
         || ngx_http_torrix_check_key(r, ctx) != NGX_OK)
     {
-        ngx_http_torrix_snapshot_end();
         ctx->done = 1;
         return ngx_http_torrix_finish(r, ctx);
     }
 
     if (ctx->endpoint == TX_EP_MODELS) {
-        ngx_http_torrix_snapshot_end();
         ctx->done = 1;
         ctx->status = NGX_HTTP_OK;
         return ngx_http_torrix_finish(r, ctx);
     }
 
     if (r->headers_in.content_length_n > (off_t) tlcf->max_body_size) {
-        ngx_http_torrix_snapshot_end();
         ngx_http_torrix_reject(ctx, r->pool, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
                                "request_too_large",
                                "Request body of %O bytes exceeds the limit "
@@ -162,10 +158,6 @@ ngx_http_torrix_access_handler(ngx_http_request_t *r)
     ctx->waiting_body = 1;
 
     rc = ngx_http_read_client_request_body(r, ngx_http_torrix_body_handler);
-
-    /* the body handler ended the txn if it ran; else the body is still on
-     * its way, and no read txn waits for it */
-    ngx_http_torrix_snapshot_end();
 
     if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
         return rc;
@@ -251,11 +243,9 @@ ngx_http_torrix_next(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
         }
 
         if (ngx_http_torrix_route_apply(r, ctx, txn) != NGX_OK) {
-            ngx_http_torrix_snapshot_end();
             return ngx_http_torrix_finish(r, ctx);
         }
 
-        ngx_http_torrix_snapshot_end();
 
         if (ctx->cand + 1 == ctx->ncands) {
             return ngx_http_torrix_jump(r, ctx, 0);
@@ -424,9 +414,6 @@ ngx_http_torrix_body_handler(ngx_http_request_t *r)
     {
         ctx->status = NGX_OK;
     }
-
-    /* never keep a read txn across event-loop iterations */
-    ngx_http_torrix_snapshot_end();
 
     r->write_event_handler = ngx_http_core_run_phases;
     ngx_http_core_run_phases(r);

@@ -93,7 +93,6 @@ ngx_http_torrix_limits(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
         }
     }
 
-    ngx_http_torrix_snapshot_end();
 
     return ngx_http_torrix_admit(r, ctx);
 }

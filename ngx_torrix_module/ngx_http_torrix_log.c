@@ -380,8 +380,6 @@ ngx_http_torrix_put_usage(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx,
             if (price == NULL && fb.len) {
                 price = ngx_http_torrix_cache_price(txn, fb.data, fb.len);
             }
-
-            ngx_http_torrix_snapshot_end();
         }
     }
 

@@ -387,9 +387,12 @@ ngx_int_t ngx_http_torrix_snapshot_init_process(ngx_cycle_t *cycle);
 void      ngx_http_torrix_snapshot_exit_process(ngx_cycle_t *cycle);
 
 /*
- * Begins the worker's read transaction.  Returns the txn (valid until
- * ngx_http_torrix_snapshot_end) or NULL when no snapshot is available.
- * Never hold it across an event-loop iteration.
+ * The worker's read transaction, begun at the iteration's first call and
+ * shared by every later one: returns the txn, or NULL when no snapshot is
+ * available.  It stays valid until the end of the current event-loop
+ * iteration, when a posted event ends it (ngx_http_torrix_snapshot_end, also
+ * called by the snapshot's own timer): nothing read through it may be kept
+ * past that without a copy.
  */
 MDB_txn *ngx_http_torrix_snapshot_begin(ngx_log_t *log);
 void     ngx_http_torrix_snapshot_end(void);

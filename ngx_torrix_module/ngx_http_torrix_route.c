@@ -923,7 +923,6 @@ ngx_http_torrix_route_models(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
         if (ngx_http_torrix_models_add(&a, r->pool, &k, &owner, &none)
             != NGX_OK) {
             ngx_http_torrix_snapshot_close_cursor(cur);
-            ngx_http_torrix_snapshot_end();
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
     }
@@ -941,7 +940,6 @@ ngx_http_torrix_route_models(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
         if (ngx_http_torrix_models_add(&a, r->pool, &k, &torrix, &none)
             != NGX_OK) {
             ngx_http_torrix_snapshot_close_cursor(cur);
-            ngx_http_torrix_snapshot_end();
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
     }
@@ -970,12 +968,9 @@ ngx_http_torrix_route_models(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
                                        &rules[i].target)
             != NGX_OK)
         {
-            ngx_http_torrix_snapshot_end();
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
     }
-
-    ngx_http_torrix_snapshot_end();
 
     m = a.elts;
     ngx_qsort(m, a.nelts, sizeof(ngx_http_torrix_model_item_t),

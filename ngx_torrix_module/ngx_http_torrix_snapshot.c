@@ -3,8 +3,11 @@
  *
  * Each worker opens the LMDB environment in init_process (an MDB_env must not
  * cross a fork), read-only and without thread-local reader slots, and keeps
- * one read transaction that is renewed for a request's lookups and reset
- * right after, so it never pins old pages across event-loop iterations.  A
+ * one read transaction.  The first lookup of an event-loop iteration renews
+ * it and posts an event that resets it once the iteration's events are
+ * handled, so every request handled in that iteration reads through the same
+ * transaction (one renew and one reset per iteration, not per lookup), and
+ * none pins old pages across iterations.  A
  * timer retries a snapshot that is not there yet, reopens one whose data.mdb
  * was replaced (an edge receiving a shipped file) and clears stale reader
  * slots left by crashed processes.
@@ -27,6 +30,7 @@ typedef struct {
     ino_t            ino;
     ngx_event_t      timer;
     ngx_connection_t dumb; /* timer data, for ngx_event_ident() */
+    ngx_event_t      end;  /* posted: resets txn at the iteration's end */
     ngx_str_t        path;
     ngx_uint_t       max_readers;
     ngx_log_t       *log;
@@ -37,6 +41,7 @@ typedef struct {
 static ngx_int_t ngx_http_torrix_snapshot_open(ngx_log_t *log);
 static void      ngx_http_torrix_snapshot_close(void);
 static void      ngx_http_torrix_snapshot_tick(ngx_event_t *ev);
+static void      ngx_http_torrix_snapshot_end_handler(ngx_event_t *ev);
 static ino_t     ngx_http_torrix_snapshot_ino(void);
 
 
@@ -93,6 +98,10 @@ ngx_http_torrix_snapshot_init_process(ngx_cycle_t *cycle)
     s->timer.data = &s->dumb;
     s->dumb.fd = (ngx_socket_t) -1;
     s->timer.cancelable = 1;
+
+    s->end.handler = ngx_http_torrix_snapshot_end_handler;
+    s->end.log = cycle->log;
+    s->end.data = &s->dumb;
 
     ngx_add_timer(&s->timer, NGX_HTTP_TORRIX_SNAPSHOT_TICK);
 
@@ -230,6 +239,10 @@ ngx_http_torrix_snapshot_close(void)
 
     s = &ngx_http_torrix_snap;
 
+    if (s->end.posted) {
+        ngx_delete_posted_event(&s->end);
+    }
+
     if (s->txn) {
         mdb_txn_abort(s->txn);
         s->txn = NULL;
@@ -285,6 +298,9 @@ ngx_http_torrix_snapshot_tick(ngx_event_t *ev)
 
     ngx_http_torrix_clock_update();
 
+    /* requests of this iteration so far are done with the transaction */
+    ngx_http_torrix_snapshot_end();
+
     if (s->env == NULL) {
         (void) ngx_http_torrix_snapshot_open(ev->log);
 
@@ -329,6 +345,10 @@ ngx_http_torrix_snapshot_begin(ngx_log_t *log)
         if (rc == MDB_SUCCESS) {
             s->active = 1;
 
+            if (!s->end.posted) {
+                ngx_post_event(&s->end, &ngx_posted_events);
+            }
+
             if (ngx_http_torrix_cache_sync(s->txn, log) != NGX_OK) {
                 ngx_http_torrix_snapshot_end();
                 return NULL;
@@ -359,10 +379,21 @@ ngx_http_torrix_snapshot_end(void)
 
     s = &ngx_http_torrix_snap;
 
+    if (s->end.posted) {
+        ngx_delete_posted_event(&s->end);
+    }
+
     if (s->active) {
         mdb_txn_reset(s->txn);
         s->active = 0;
     }
+}
+
+
+static void
+ngx_http_torrix_snapshot_end_handler(ngx_event_t *ev)
+{
+    ngx_http_torrix_snapshot_end();
 }
 
 
