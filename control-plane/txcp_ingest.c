@@ -746,7 +746,7 @@ txcp_ingest_one(MDB_txn *txn, const char *name, const uint8_t *payload,
     size_t          olen;
     const uint8_t  *rec;
     char            err[128], etype[64], emsg[512];
-    tx_str_t        tags, mreq, mresp, *preq, *presp, limit;
+    tx_str_t        tags, mreq, mresp, *preq, *presp;
     txcp_run_t      run;
     tx_pii_result_t rq, rs;
 
@@ -831,9 +831,10 @@ txcp_ingest_one(MDB_txn *txn, const char *name, const uint8_t *payload,
         return 1;
     }
 
-    if (rc == 0 && tx_rec_find(payload, plen, TX_RUN_LIMIT, &limit) == TX_OK) {
-        rc = txcp_alert_refused(txn, limit.data, limit.len, txcp_now_us(),
-                                &txcp_ictx.alerts);
+    /* the budget that refused it, as decoded from the spooled record */
+    if (rc == 0 && run.limit.data != NULL) {
+        rc = txcp_alert_refused(txn, run.limit.data, run.limit.len,
+                                txcp_now_us(), &txcp_ictx.alerts);
     }
 
     if (rc != 0) {

@@ -111,6 +111,11 @@ txcp_run_decode(const void *rec, size_t len, txcp_run_t *run)
         case TX_RUN_RESP_BODY:
             run->resp_body = v;
             break;
+        case TX_RUN_LIMIT:
+            if (run->limit.data == NULL) {
+                run->limit = v;
+            }
+            break;
         }
     }
 

@@ -41,6 +41,7 @@ typedef struct {
     tx_str_t       error;
     tx_str_t       req_body;
     tx_str_t       resp_body;
+    tx_str_t       limit; /* TX_RUN_LIMIT, the first; data NULL: absent */
     uint64_t       endpoint;
     uint64_t       status;
     uint64_t       latency_us;

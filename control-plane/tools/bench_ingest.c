@@ -13,7 +13,9 @@
  *     (best and median of 7)
  *
  * BENCH_KEYS=n in the environment: n keys instead of 1000 (and at most n
- * projects, users and orgs; BENCH_KEYS=1 is the gateway benchmark's shape).
+ * projects, users and orgs).  BENCH_SHAPE=gateway: the gateway benchmark's
+ * runs instead (bench/bench.py): one key, project, user and org, one model,
+ * no tags, no errors, 1% sampled, started 30 us apart up to now.
  *
  * Runs: 1000 keys, 100 projects, 500 users, 10 orgs, 12 models of 2
  * providers, 3 tags each (team, agent, env), 5% errors, 10% sampled with a
@@ -53,6 +55,7 @@
 
 
 static unsigned long long bench_keys = 1000;
+static int                bench_gateway;
 
 
 static const char *models[] = {"gpt-4o",
@@ -116,6 +119,10 @@ write_spool(const char *dir, long n)
 
     s = 0x9e3779b97f4a7c15ULL;
     span = 29LL * 86400 * 1000000; /* inside the 30-day retention */
+
+    if (bench_gateway) {
+        span = (int64_t) n * 30;
+    }
     t0 = now_us() - span;
     base = NULL;
     fd = -1;
@@ -147,10 +154,10 @@ write_spool(const char *dir, long n)
         }
 
         start = t0 + (int64_t) ((double) span * i / n);
-        m = rnd(&s) % 12;
+        m = bench_gateway ? 1 : rnd(&s) % 12;
         in = 50 + rnd(&s) % 4000;
         out = 10 + rnd(&s) % 800;
-        status = rnd(&s) % 20 == 0 ? 500 : 200;
+        status = !bench_gateway && rnd(&s) % 20 == 0 ? 500 : 200;
 
         randombytes_buf(rb, sizeof(rb));
         tx_run_id_make(id, start / 1000, rb);
@@ -185,14 +192,17 @@ write_spool(const char *dir, long n)
         tx_rec_put_u64(&wb, TX_RUN_TOKENS_OUT, out);
         tx_rec_put_i64(&wb, TX_RUN_COST, (int64_t) (in * 250 + out * 1000));
         tx_rec_put_u64(&wb, TX_RUN_FLAGS,
-                       (i % 10 == 0 ? TX_RUNF_SAMPLED : 0)
+                       (i % (bench_gateway ? 100 : 10) == 0 ? TX_RUNF_SAMPLED
+                                                            : 0)
                            | (status == 500 ? TX_RUNF_ERROR : 0));
 
         snprintf(tags, sizeof(tags), "team=t%llu,agent=a%llu,env=%s",
                  (unsigned long long) (rnd(&s) % 20),
                  (unsigned long long) (rnd(&s) % 50),
                  rnd(&s) % 2 ? "prod" : "ci");
-        tx_rec_put_cstr(&wb, TX_RUN_TAGS, tags);
+        if (!bench_gateway) {
+            tx_rec_put_cstr(&wb, TX_RUN_TAGS, tags);
+        }
         tx_rec_put_cstr(&wb, TX_RUN_METHOD, "POST");
 
         if (status == 500) {
@@ -200,7 +210,7 @@ write_spool(const char *dir, long n)
             tx_rec_put_cstr(&wb, TX_RUN_ERROR, "upstream returned 500");
         }
 
-        if (i % 10 == 0) {
+        if (i % (bench_gateway ? 100 : 10) == 0) {
             tx_rec_put_cstr(&wb, TX_RUN_REQ_BODY,
                             "{\"model\":\"gpt-4o\",\"messages\":[{\"role\":"
                             "\"user\",\"content\":\"summarize the report\"}]}");
@@ -377,6 +387,13 @@ main(int argc, char **argv)
     if (argc < 3) {
         fprintf(stderr, "usage: bench_ingest TORRIX_CP N [PORT] [WORKDIR]\n");
         return 2;
+    }
+
+    if (getenv("BENCH_SHAPE") != NULL
+        && strcmp(getenv("BENCH_SHAPE"), "gateway") == 0)
+    {
+        bench_gateway = 1;
+        bench_keys = 1;
     }
 
     if (getenv("BENCH_KEYS") != NULL && atoll(getenv("BENCH_KEYS")) > 0) {
