@@ -151,6 +151,10 @@ def worker_memory(pids):
     for pid in pids:
         r = smaps_rollup(pid)
         m = smaps_mapping(pid, "/snapshot/data.mdb")
+        # the worker's spool files (.txs, kept mapped a few seconds after
+        # they fill): file pages, but "private" in smaps while no other
+        # process maps them
+        sp = smaps_mapping(pid, ".txs")
         rows.append({
             "pid": pid,
             "rss_kb": r.get("Rss", 0), "pss_kb": r.get("Pss", 0),
@@ -162,6 +166,8 @@ def worker_memory(pids):
             "snapshot_pss_kb": m.get("Pss", 0),
             "snapshot_shared_kb": m.get("Shared_Clean", 0)
             + m.get("Shared_Dirty", 0),
+            "spool_rss_kb": sp.get("Rss", 0),
+            "anon_kb": r.get("Anonymous", 0),
         })
     return rows
 
@@ -700,6 +706,11 @@ def table(results):
             "_", " "), lambda r: "; ".join(
                 "%s / %s / %s" % (mb(w["rss_kb"]), mb(w["pss_kb"]),
                                   mb(w["shared_kb"]))
+                for w in r["memory"][phase]))
+        row("2 workers %s: heap (anonymous) / spool file mappings RSS"
+            " per worker" % phase.replace("_", " "), lambda r: "; ".join(
+                "%s / %s" % (mb(w.get("anon_kb", 0)),
+                             mb(w.get("spool_rss_kb", 0)))
                 for w in r["memory"][phase]))
         row("2 workers %s: data.mdb mapping RSS / PSS per worker"
             % phase.replace("_", " "), lambda r: "; ".join(
