@@ -16,6 +16,11 @@
  * page, ~1.4 us each on ext4 even with the pages in the page cache: a third
  * of a microsecond per run record).  Files torrix-cp deleted meanwhile keep
  * their blocks until the mapping goes, at most NGX_HTTP_TORRIX_KEEP_MS.
+ *
+ * A mapping that goes is unmapped a stretch at a time, one stretch a
+ * millisecond timer: unmapping a whole 8 MB file at once (2048 written
+ * pages) stalled the worker's event loop 0.5-7 ms, and with it every
+ * request the worker was serving.
  */
 
 #include "ngx_http_torrix_module.h"
@@ -26,8 +31,10 @@
 
 
 #define NGX_HTTP_TORRIX_POPULATE (256 * 1024)
-#define NGX_HTTP_TORRIX_KEEP     4    /* finished files kept mapped */
-#define NGX_HTTP_TORRIX_KEEP_MS  5000 /* for at most this long */
+#define NGX_HTTP_TORRIX_KEEP     4            /* finished files kept mapped */
+#define NGX_HTTP_TORRIX_KEEP_MS  5000         /* for at most this long */
+#define NGX_HTTP_TORRIX_UNMAP    (512 * 1024) /* unmapped a timer tick */
+#define NGX_HTTP_TORRIX_UNMAPS   (NGX_HTTP_TORRIX_KEEP + 2)
 
 
 typedef struct {
@@ -39,25 +46,35 @@ typedef struct {
 } ngx_http_torrix_kept_t;
 
 
+/* a mapping on its way out: [base, base + left) still mapped */
 typedef struct {
-    ngx_str_t              dir;
-    size_t                 size;
-    ngx_msec_t             rotate;
-    ngx_fd_t               fd;
-    dev_t                  dev; /* of the file mapped at base */
-    ino_t                  ino;
-    u_char                *base;
-    size_t                 off;
-    size_t                 populated; /* pages mapped writable up to here */
-    ngx_uint_t             no_populate;
-    ngx_msec_t             opened;
-    ngx_uint_t             records;
-    ngx_event_t            timer;
-    ngx_connection_t       dumb; /* timer data, for ngx_event_ident() */
-    ngx_uint_t             failed;
-    ngx_uint_t             nkept;
-    ngx_http_torrix_kept_t kept[NGX_HTTP_TORRIX_KEEP];
-    u_char                 name[NGX_MAX_PATH];
+    u_char *base;
+    size_t  left;
+} ngx_http_torrix_unmap_t;
+
+
+typedef struct {
+    ngx_str_t               dir;
+    size_t                  size;
+    ngx_msec_t              rotate;
+    ngx_fd_t                fd;
+    dev_t                   dev; /* of the file mapped at base */
+    ino_t                   ino;
+    u_char                 *base;
+    size_t                  off;
+    size_t                  populated; /* pages mapped writable up to here */
+    ngx_uint_t              no_populate;
+    ngx_msec_t              opened;
+    ngx_uint_t              records;
+    ngx_event_t             timer;
+    ngx_connection_t        dumb; /* timer data, for ngx_event_ident() */
+    ngx_uint_t              failed;
+    ngx_uint_t              nkept;
+    ngx_http_torrix_kept_t  kept[NGX_HTTP_TORRIX_KEEP];
+    ngx_uint_t              nunmap;
+    ngx_http_torrix_unmap_t unmap[NGX_HTTP_TORRIX_UNMAPS];
+    ngx_event_t             unmap_timer;
+    u_char                  name[NGX_MAX_PATH];
 } ngx_http_torrix_spool_t;
 
 
@@ -78,6 +95,9 @@ static ngx_http_torrix_kept_t *ngx_http_torrix_spool_kept(
 static void ngx_http_torrix_spool_drop(ngx_http_torrix_spool_t *sp,
                                        ngx_msec_t               age);
 static void ngx_http_torrix_spool_tick(ngx_event_t *ev);
+static void ngx_http_torrix_spool_unmap(ngx_http_torrix_spool_t *sp,
+                                        u_char                  *base);
+static void ngx_http_torrix_spool_unmap_step(ngx_event_t *ev);
 
 
 static ngx_http_torrix_spool_t ngx_http_torrix_spool;
@@ -113,6 +133,11 @@ ngx_http_torrix_spool_init_process(ngx_cycle_t *cycle)
     sp->dumb.fd = (ngx_socket_t) -1;
     sp->timer.cancelable = 1;
 
+    sp->unmap_timer.handler = ngx_http_torrix_spool_unmap_step;
+    sp->unmap_timer.log = cycle->log;
+    sp->unmap_timer.data = &sp->dumb;
+    sp->unmap_timer.cancelable = 1;
+
     ngx_add_timer(&sp->timer, ngx_min(sp->rotate, 1000));
 
     return NGX_OK;
@@ -122,8 +147,20 @@ ngx_http_torrix_spool_init_process(ngx_cycle_t *cycle)
 void
 ngx_http_torrix_spool_exit_process(ngx_cycle_t *cycle)
 {
+    ngx_uint_t               i;
+    ngx_http_torrix_spool_t *sp;
+
+    sp = &ngx_http_torrix_spool;
+
     ngx_http_torrix_spool_close(cycle->log);
-    ngx_http_torrix_spool_drop(&ngx_http_torrix_spool, 0);
+    ngx_http_torrix_spool_drop(sp, 0);
+
+    /* no more steps: what is left goes now */
+    for (i = 0; i < sp->nunmap; i++) {
+        (void) munmap(sp->unmap[i].base, sp->unmap[i].left);
+    }
+
+    sp->nunmap = 0;
 }
 
 
@@ -449,7 +486,7 @@ ngx_http_torrix_spool_keep(ngx_http_torrix_spool_t *sp)
             }
         }
 
-        (void) munmap(sp->kept[old].base, sp->size);
+        ngx_http_torrix_spool_unmap(sp, sp->kept[old].base);
         sp->kept[old] = sp->kept[--sp->nkept];
     }
 
@@ -494,8 +531,63 @@ ngx_http_torrix_spool_drop(ngx_http_torrix_spool_t *sp, ngx_msec_t age)
             continue;
         }
 
-        (void) munmap(sp->kept[i].base, sp->size);
+        ngx_http_torrix_spool_unmap(sp, sp->kept[i].base);
         sp->kept[i] = sp->kept[--sp->nkept];
+    }
+}
+
+
+/*
+ * Queues the file mapping at base (sp->size bytes) to be unmapped a stretch
+ * a timer tick; with the queue full, it goes at once.
+ */
+static void
+ngx_http_torrix_spool_unmap(ngx_http_torrix_spool_t *sp, u_char *base)
+{
+    if (sp->nunmap == NGX_HTTP_TORRIX_UNMAPS || ngx_exiting) {
+        (void) munmap(base, sp->size);
+        return;
+    }
+
+    sp->unmap[sp->nunmap].base = base;
+    sp->unmap[sp->nunmap].left = sp->size;
+    sp->nunmap++;
+
+    if (!sp->unmap_timer.timer_set) {
+        ngx_add_timer(&sp->unmap_timer, 1);
+    }
+}
+
+
+static void
+ngx_http_torrix_spool_unmap_step(ngx_event_t *ev)
+{
+    size_t                   len;
+    ngx_http_torrix_unmap_t *u;
+    ngx_http_torrix_spool_t *sp;
+
+    sp = &ngx_http_torrix_spool;
+
+    if (sp->nunmap == 0) {
+        return;
+    }
+
+    /* the oldest first; a stretch from its start (munmap may split it) */
+    u = &sp->unmap[0];
+    len = ngx_min(u->left, NGX_HTTP_TORRIX_UNMAP);
+
+    (void) munmap(u->base, len);
+
+    u->base += len;
+    u->left -= len;
+
+    if (u->left == 0) {
+        ngx_memmove(&sp->unmap[0], &sp->unmap[1],
+                    --sp->nunmap * sizeof(ngx_http_torrix_unmap_t));
+    }
+
+    if (sp->nunmap) {
+        ngx_add_timer(ev, 1);
     }
 }
 
