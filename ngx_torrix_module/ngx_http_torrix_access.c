@@ -246,7 +246,6 @@ ngx_http_torrix_next(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx)
             return ngx_http_torrix_finish(r, ctx);
         }
 
-
         if (ctx->cand + 1 == ctx->ncands) {
             return ngx_http_torrix_jump(r, ctx, 0);
         }

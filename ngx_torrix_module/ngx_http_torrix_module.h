@@ -390,12 +390,10 @@ void      ngx_http_torrix_snapshot_exit_process(ngx_cycle_t *cycle);
  * The worker's read transaction, begun at the iteration's first call and
  * shared by every later one: returns the txn, or NULL when no snapshot is
  * available.  It stays valid until the end of the current event-loop
- * iteration, when a posted event ends it (ngx_http_torrix_snapshot_end, also
- * called by the snapshot's own timer): nothing read through it may be kept
- * past that without a copy.
+ * iteration, when a posted event (or the snapshot's own timer) ends it:
+ * nothing read through it may be kept past that without a copy.
  */
 MDB_txn *ngx_http_torrix_snapshot_begin(ngx_log_t *log);
-void     ngx_http_torrix_snapshot_end(void);
 
 typedef enum {
     NGX_HTTP_TORRIX_DB_META = 0,

@@ -41,6 +41,7 @@ typedef struct {
 static ngx_int_t ngx_http_torrix_snapshot_open(ngx_log_t *log);
 static void      ngx_http_torrix_snapshot_close(void);
 static void      ngx_http_torrix_snapshot_tick(ngx_event_t *ev);
+static void      ngx_http_torrix_snapshot_end(void);
 static void      ngx_http_torrix_snapshot_end_handler(ngx_event_t *ev);
 static ino_t     ngx_http_torrix_snapshot_ino(void);
 
@@ -239,9 +240,7 @@ ngx_http_torrix_snapshot_close(void)
 
     s = &ngx_http_torrix_snap;
 
-    if (s->end.posted) {
-        ngx_delete_posted_event(&s->end);
-    }
+    ngx_http_torrix_snapshot_end();
 
     if (s->txn) {
         mdb_txn_abort(s->txn);
@@ -307,7 +306,7 @@ ngx_http_torrix_snapshot_tick(ngx_event_t *ev)
     } else {
         ino = ngx_http_torrix_snapshot_ino();
 
-        if (ino != 0 && ino != s->ino && !s->active) {
+        if (ino != 0 && ino != s->ino) {
             ngx_log_error(NGX_LOG_NOTICE, ev->log, 0,
                           "torrix: snapshot file replaced, reopening");
             ngx_http_torrix_snapshot_close();
@@ -372,7 +371,7 @@ ngx_http_torrix_snapshot_begin(ngx_log_t *log)
 }
 
 
-void
+static void
 ngx_http_torrix_snapshot_end(void)
 {
     ngx_http_torrix_snapshot_t *s;

@@ -70,17 +70,18 @@ int tx_json_scan_request(const uint8_t *p, size_t len, tx_json_req_t *req,
 
 /*
  * Decodes a JSON string span (with its quotes) into out, handling escapes
- * (\uXXXX to UTF-8, surrogate pairs).  Returns the decoded length, or -1 when
- * it does not fit in outlen or is not a valid string.
+ * (a \u escape's four hex digits to UTF-8, surrogate pairs).  Returns the
+ * decoded length, or -1 when it does not fit in outlen or is not a valid
+ * string.
  */
 ssize_t tx_json_unescape(const uint8_t *span, size_t len, uint8_t *out,
                          size_t outlen);
 
 /*
  * The escape at p[0] (a backslash), n bytes there: its length (2, or 6 for
- * \uXXXX) with the code unit it stands for in *cp, or 0 when it is not a
- * valid escape.  The one definition of an escape for the request scanner,
- * tx_json_unescape and the usage meter's fast path.
+ * \u and four hex digits) with the code unit it stands for in *cp, or 0
+ * when it is not a valid escape.  The one definition of an escape for the
+ * request scanner, tx_json_unescape and the usage meter's fast path.
  */
 size_t tx_json_escape(const uint8_t *p, size_t n, uint32_t *cp);
 
