@@ -176,8 +176,6 @@ tx_json_number(tx_json_ctx_t *cx, size_t *i)
 }
 
 
-#define tx_json_digit(c) ((uint8_t) ((c) - '0') < 10)
-
 size_t
 tx_json_number_len(const uint8_t *p, size_t n)
 {
@@ -226,8 +224,6 @@ tx_json_number_len(const uint8_t *p, size_t n)
 
     return j;
 }
-
-#undef tx_json_digit
 
 
 size_t

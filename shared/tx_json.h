@@ -85,6 +85,9 @@ ssize_t tx_json_unescape(const uint8_t *span, size_t len, uint8_t *out,
  */
 size_t tx_json_escape(const uint8_t *p, size_t n, uint32_t *cp);
 
+/* c is an ASCII digit: one comparison */
+#define tx_json_digit(c) ((uint8_t) ((c) - '0') < 10)
+
 /*
  * The length of the JSON number at p[0], n bytes there (RFC 8259: -?int
  * frac? exp?, no leading zero), or 0 when there is none.

@@ -1177,8 +1177,6 @@ tx_meter_whole(tx_meter_t *m, const uint8_t *p, size_t len)
         i++;                                                                   \
     }
 
-#define tx_meter_digit(c) ((uint8_t) ((c) - '0') < 10)
-
 /* the value starting now has a target only if its own key is known */
 #define tx_meter_whole_target()                                                \
     ((depth > 0 && depth <= TX_METER_DEPTH && path[depth - 1] != TX_MK_NONE)   \
@@ -1333,7 +1331,7 @@ value:
         if (target >= TX_MT_RAW) {
             v = 0;
 
-            for (j = i; j < i + n && tx_meter_digit(p[j]); j++) {
+            for (j = i; j < i + n && tx_json_digit(p[j]); j++) {
                 d = p[j] - '0';
 
                 if (v > (UINT64_MAX - d) / 10) {
@@ -1450,7 +1448,6 @@ pop:
     goto after;
 
 #undef tx_meter_skip_ws
-#undef tx_meter_digit
 #undef tx_meter_whole_target
 }
 
