@@ -2,7 +2,8 @@
 # The nginx module is built by build.sh (nginx's own configure + make).
 #
 #   make                 build/libtxshared.a, build/torrix-cp
-#   make unit            build and run the shared/ cmocka tests
+#   make unit            build and run the cmocka tests (shared/tests,
+#                        control-plane/tests)
 #   make fuzz            libFuzzer harnesses (clang) in build-fuzz/
 #   make SAN=1 BUILD=build-asan   the same under ASan+UBSan
 
@@ -28,6 +29,9 @@ CP_SRCS     = $(wildcard control-plane/txcp_*.c)
 CP_OBJS     = $(patsubst control-plane/%.c,$(BUILD)/cp/%.o,$(CP_SRCS))
 UNIT_SRCS   = $(wildcard shared/tests/test_*.c)
 UNIT_BINS   = $(patsubst shared/tests/%.c,$(BUILD)/unit/%,$(UNIT_SRCS))
+CP_UNIT_SRCS = $(wildcard control-plane/tests/test_*.c)
+CP_UNIT_BINS = $(patsubst control-plane/tests/%.c,$(BUILD)/unit/%, \
+                   $(CP_UNIT_SRCS))
 FUZZ_SRCS   = $(wildcard shared/fuzz/fuzz_*.c)
 FUZZ_BINS   = $(patsubst shared/fuzz/%.c,build-fuzz/%,$(FUZZ_SRCS))
 # control-plane harnesses link the daemon's objects (all but its main)
@@ -61,8 +65,17 @@ $(BUILD)/unit/%: shared/tests/%.c $(BUILD)/libtxshared.a
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libtxshared.a \
 	    -lcmocka -lsodium
 
-unit: $(UNIT_BINS)
-	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
+# a control-plane unit test links the one daemon file it tests
+# (test_X.c: txcp_X.o)
+$(CP_UNIT_BINS): $(BUILD)/unit/test_%: control-plane/tests/test_%.c \
+                 $(BUILD)/cp/txcp_%.o
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Icontrol-plane $(LDFLAGS) -o $@ $< \
+	    $(BUILD)/cp/txcp_$*.o -lcmocka -llmdb
+
+unit: $(UNIT_BINS) $(CP_UNIT_BINS)
+	@set -e; for t in $(UNIT_BINS) $(CP_UNIT_BINS); do echo "== $$t"; $$t; \
+	    done
 
 build-fuzz/%: shared/fuzz/%.c $(SHARED_SRCS) $(wildcard shared/*.h)
 	@mkdir -p build-fuzz
@@ -85,13 +98,13 @@ fuzz: $(FUZZ_BINS) $(FUZZ_CP_BINS)
 
 format:
 	clang-format -i shared/*.[ch] shared/tests/*.c shared/fuzz/*.c \
-	    control-plane/*.[ch] control-plane/fuzz/*.c control-plane/tools/*.c \
-	    bench/*.c ngx_torrix_module/*.[ch]
+	    control-plane/*.[ch] control-plane/fuzz/*.c control-plane/tests/*.c \
+	    control-plane/tools/*.c bench/*.c ngx_torrix_module/*.[ch]
 
 format-check:
 	clang-format --dry-run -Werror shared/*.[ch] shared/tests/*.c \
 	    shared/fuzz/*.c control-plane/*.[ch] control-plane/fuzz/*.c \
-	    control-plane/tools/*.c bench/*.c \
+	    control-plane/tests/*.c control-plane/tools/*.c bench/*.c \
 	    ngx_torrix_module/*.[ch]
 
 clean:

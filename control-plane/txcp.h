@@ -26,7 +26,7 @@
 
 
 #define TXCP_VERSION      "0.1.0"
-#define TXCP_STORE_SCHEMA 5
+#define TXCP_STORE_SCHEMA 6
 
 
 /* Store (source of truth) named databases, see txcp_store.h */

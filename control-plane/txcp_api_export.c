@@ -206,57 +206,40 @@ txcp_csv_line(txcp_csv_t *st, const uint8_t *id, const txcp_run_t *run)
 static void
 txcp_csv_fill(txcp_csv_t *st)
 {
-    int         rc, n;
-    size_t      plen;
-    uint8_t     key[TXCP_IDX_KEY_MAX];
-    txcp_run_t  run;
-    MDB_txn    *txn;
-    MDB_cursor *cur;
-    MDB_val     k, v, rk, rv;
+    int              rc, n;
+    size_t           plen;
+    uint8_t          key[TXCP_IDX_KEY_MAX];
+    const uint8_t   *id;
+    txcp_run_t       run;
+    MDB_txn         *txn;
+    MDB_val          rk, rv;
+    txcp_runidx_it_t it;
 
     if (txcp_store_begin(1, &txn) != 0) {
         st->done = 1;
         return;
     }
 
-    if (mdb_cursor_open(txn, txcp.db[TXCP_DB_RUNS_IDX], &cur) != 0) {
-        mdb_txn_abort(txn);
-        st->done = 1;
-        return;
-    }
+    /* the user's run ids, oldest first, after the last one read */
 
     plen = txcp_runs_idx_key(key, TXCP_IDX_USER, (const uint8_t *) st->user,
-                             st->ulen, NULL);
+                             st->ulen);
 
-    if (st->has_last) {
-        memcpy(key + plen, st->last, 16);
-        k.mv_size = plen + 16;
-
-    } else {
-        k.mv_size = plen;
+    if (!st->has_last) {
+        memset(st->last, 0, 16);
     }
 
-    k.mv_data = key;
+    rc = txcp_runidx_open(&it, txn, txcp.db[TXCP_DB_RUNS_IDX], key, plen,
+                          st->last, 1, st->has_last);
 
-    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-
-    if (rc == 0 && st->has_last && k.mv_size == plen + 16
-        && memcmp(k.mv_data, key, plen + 16) == 0)
-    {
-        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
-    }
-
-    for (n = 0; rc == 0 && n < TXCP_CSV_RUNS_PER_FILL;
-         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
-    {
-        if (k.mv_size != plen + 16 || memcmp(k.mv_data, key, plen) != 0) {
-            rc = MDB_NOTFOUND;
+    for (n = 0; rc == 0 && n < TXCP_CSV_RUNS_PER_FILL; n++) {
+        rc = txcp_runidx_next(&it, &id);
+        if (rc != 0) {
             break;
         }
 
-        memcpy(st->last, (uint8_t *) k.mv_data + plen, 16);
+        memcpy(st->last, id, 16);
         st->has_last = 1;
-        n++;
 
         rk.mv_data = st->last;
         rk.mv_size = 16;
@@ -277,7 +260,7 @@ txcp_csv_fill(txcp_csv_t *st)
         st->done = 1;
     }
 
-    mdb_cursor_close(cur);
+    txcp_runidx_close(&it);
     mdb_txn_abort(txn);
 }
 
@@ -326,11 +309,11 @@ txcp_api_user_activity_csv(txcp_req_t *r)
 {
     int                  found;
     size_t               plen;
-    uint8_t              key[TXCP_IDX_KEY_MAX];
+    uint8_t              key[TXCP_IDX_KEY_MAX], zero[16];
+    const uint8_t       *id;
     txcp_csv_t          *st;
     MDB_txn             *txn;
-    MDB_cursor          *cur;
-    MDB_val              k, v;
+    txcp_runidx_it_t     it;
     struct MHD_Response *resp;
 
     if (strlen(r->id) > 255) {
@@ -347,16 +330,17 @@ txcp_api_user_activity_csv(txcp_req_t *r)
 
     found = txcp_store_exists(txn, TXCP_DB_USERS, r->id);
 
-    if (!found && mdb_cursor_open(txn, txcp.db[TXCP_DB_RUNS_IDX], &cur) == 0) {
+    if (!found) {
         plen = txcp_runs_idx_key(key, TXCP_IDX_USER, (const uint8_t *) r->id,
-                                 strlen(r->id), NULL);
-        k.mv_data = key;
-        k.mv_size = plen;
+                                 strlen(r->id));
+        memset(zero, 0, sizeof(zero));
 
-        found = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE) == 0
-                && k.mv_size == plen + 16 && memcmp(k.mv_data, key, plen) == 0;
+        found = txcp_runidx_open(&it, txn, txcp.db[TXCP_DB_RUNS_IDX], key, plen,
+                                 zero, 1, 0)
+                    == 0
+                && txcp_runidx_next(&it, &id) == 0;
 
-        mdb_cursor_close(cur);
+        txcp_runidx_close(&it);
     }
 
     mdb_txn_abort(txn);

@@ -689,31 +689,19 @@ static int
 txcp_runq_walk(MDB_txn *txn, const txcp_runq_t *q, txcp_runq_pt cb, void *arg,
                uint8_t *last, int *more)
 {
-    int            rc, stop;
-    size_t         plen, scanned;
-    uint8_t        key[TXCP_IDX_KEY_MAX], bound[16], zero[10];
-    const uint8_t *id;
-    int64_t        ms;
-    txcp_run_t     run;
-    MDB_cursor    *cur;
-    MDB_val        k, v, rk, rv;
-    MDB_cursor_op  step;
+    int              rc, stop;
+    size_t           plen, scanned;
+    uint8_t          key[TXCP_IDX_KEY_MAX], bound[16], zero[10];
+    const uint8_t   *id;
+    int64_t          ms;
+    txcp_run_t       run;
+    MDB_cursor      *cur;
+    MDB_val          k, v, rk, rv;
+    MDB_cursor_op    step;
+    txcp_runidx_it_t it;
 
     *more = 0;
     memset(zero, 0, sizeof(zero));
-
-    rc = mdb_cursor_open(txn, txcp.db[q->dim ? TXCP_DB_RUNS_IDX : TXCP_DB_RUNS],
-                         &cur);
-    if (rc != 0) {
-        return rc;
-    }
-
-    plen = 0;
-
-    if (q->dim) {
-        plen = txcp_runs_idx_key(key, q->dim, (const uint8_t *) q->idx_id,
-                                 strlen(q->idx_id), NULL);
-    }
 
     /* the starting bound: the cursor, else the time limit */
 
@@ -730,36 +718,59 @@ txcp_runq_walk(MDB_txn *txn, const txcp_runq_t *q, txcp_runq_pt cb, void *arg,
                        zero);
     }
 
-    memcpy(key + plen, bound, 16);
-    k.mv_data = key;
-    k.mv_size = plen + 16;
-
+    cur = NULL;
     step = q->asc ? MDB_NEXT : MDB_PREV;
 
-    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    if (q->dim) {
+        /* the run ids under one index key (txcp_runidx.h) */
 
-    if (q->asc) {
-        if (rc == 0 && q->has_cursor && k.mv_size == plen + 16
-            && memcmp(k.mv_data, key, plen + 16) == 0)
-        {
-            rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
-        }
+        plen = txcp_runs_idx_key(key, q->dim, (const uint8_t *) q->idx_id,
+                                 strlen(q->idx_id));
+
+        rc = txcp_runidx_open(&it, txn, txcp.db[TXCP_DB_RUNS_IDX], key, plen,
+                              bound, q->asc, q->asc && q->has_cursor);
+
+        rc = rc == 0 ? txcp_runidx_next(&it, &id) : rc;
 
     } else {
-        /* SET_RANGE lands on the first key >= bound: step back once */
-        rc = rc == MDB_NOTFOUND ? mdb_cursor_get(cur, &k, &v, MDB_LAST)
-             : rc == 0          ? mdb_cursor_get(cur, &k, &v, MDB_PREV)
-                                : rc;
+        rc = mdb_cursor_open(txn, txcp.db[TXCP_DB_RUNS], &cur);
+        if (rc != 0) {
+            return rc;
+        }
+
+        k.mv_data = bound;
+        k.mv_size = 16;
+
+        rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+
+        if (q->asc) {
+            if (rc == 0 && q->has_cursor && k.mv_size == 16
+                && memcmp(k.mv_data, bound, 16) == 0)
+            {
+                rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+            }
+
+        } else {
+            /* SET_RANGE lands on the first key >= bound: step back once */
+            rc = rc == MDB_NOTFOUND ? mdb_cursor_get(cur, &k, &v, MDB_LAST)
+                 : rc == 0          ? mdb_cursor_get(cur, &k, &v, MDB_PREV)
+                                    : rc;
+        }
     }
 
     scanned = 0;
 
-    for (/* void */; rc == 0; rc = mdb_cursor_get(cur, &k, &v, step)) {
-        if (k.mv_size != plen + 16 || memcmp(k.mv_data, key, plen) != 0) {
-            break;
+    for (/* void */; rc == 0; rc = q->dim ? txcp_runidx_next(&it, &id)
+                                          : mdb_cursor_get(cur, &k, &v, step))
+    {
+        if (!q->dim) {
+            if (k.mv_size != 16) {
+                break;
+            }
+
+            id = k.mv_data;
         }
 
-        id = (const uint8_t *) k.mv_data + plen;
         ms = txcp_run_id_ms(id);
 
         if (q->asc ? ms >= q->until_ms : ms < q->since_ms) {
@@ -799,7 +810,12 @@ txcp_runq_walk(MDB_txn *txn, const txcp_runq_t *q, txcp_runq_pt cb, void *arg,
         }
     }
 
-    mdb_cursor_close(cur);
+    if (q->dim) {
+        txcp_runidx_close(&it);
+
+    } else {
+        mdb_cursor_close(cur);
+    }
 
     return rc == MDB_NOTFOUND || rc == 0 ? 0 : rc;
 }

@@ -861,6 +861,15 @@ txcp_ingest_flush(MDB_txn *txn)
 {
     int rc;
 
+    /* the batch's index rows, a key at a time */
+
+    rc = txcp_runs_cur_flush(txn, &txcp_ictx.cur);
+    if (rc != 0) {
+        txcp_log(TXCP_LOG_ERROR, "run index write failed", "err=\"%s\"",
+                 mdb_strerror(rc));
+        return rc;
+    }
+
     if (txcp_pend_flush(&txcp_ictx.pend, &txcp_ictx.rollup, &txcp_ictx.spend)
         != TX_OK)
     {
@@ -988,7 +997,7 @@ txcp_ingest_file(const char *name, int64_t deadline_us)
             goto failed;
         }
 
-        memset(&txcp_ictx.cur, 0, sizeof(txcp_runs_cur_t));
+        txcp_runs_cur_begin(&txcp_ictx.cur);
 
         k.mv_data = (void *) name;
         k.mv_size = strlen(name);
@@ -1403,6 +1412,7 @@ void
 txcp_ingest_free(void)
 {
     txcp_cache_reset();
+    txcp_runs_cur_free(&txcp_ictx.cur);
     txcp_acc_free(&txcp_ictx.rollup);
     txcp_acc_free(&txcp_ictx.spend);
     txcp_acc_free(&txcp_ictx.changed);

@@ -69,7 +69,7 @@ txcp_retention_step(int64_t now)
         }
 
         if (txcp_run_decode(v.mv_data, v.mv_size, &run) == TX_OK) {
-            rc = txcp_runs_index(txn, &run, 1);
+            rc = txcp_runs_index(txn, NULL, &run, 1);
             if (rc != 0) {
                 break;
             }

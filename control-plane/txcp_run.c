@@ -169,8 +169,7 @@ txcp_tags_get(const tx_str_t *tags, const char *name, tx_str_t *val)
 
 
 size_t
-txcp_runs_idx_key(uint8_t *out, int dim, const uint8_t *id, size_t idlen,
-                  const uint8_t *run_id)
+txcp_runs_idx_key(uint8_t *out, int dim, const uint8_t *id, size_t idlen)
 {
     if (idlen > 255) {
         idlen = 255;
@@ -183,18 +182,13 @@ txcp_runs_idx_key(uint8_t *out, int dim, const uint8_t *id, size_t idlen,
         memcpy(out + 2, id, idlen);
     }
 
-    if (run_id) {
-        memcpy(out + 2 + idlen, run_id, 16);
-        return 18 + idlen;
-    }
-
     return 2 + idlen;
 }
 
 
 /*
- * Index row i (0..TXCP_IDX_DIMS-1) of a run: its key into key and 1, or 0
- * when the run has no row there.
+ * Index row i (0..TXCP_IDX_DIMS-1) of a run: its key (the run id is the
+ * value) into key and 1, or 0 when the run has no row there.
  */
 static int
 txcp_runs_idx_row(const txcp_run_t *run, int i, MDB_val *k, uint8_t *key)
@@ -221,7 +215,7 @@ txcp_runs_idx_row(const txcp_run_t *run, int i, MDB_val *k, uint8_t *key)
         }
 
         k->mv_data = key;
-        k->mv_size = txcp_runs_idx_key(key, TXCP_IDX_ERROR, NULL, 0, run->id);
+        k->mv_size = txcp_runs_idx_key(key, TXCP_IDX_ERROR, NULL, 0);
         return 1;
     }
 
@@ -230,47 +224,42 @@ txcp_runs_idx_row(const txcp_run_t *run, int i, MDB_val *k, uint8_t *key)
     }
 
     k->mv_data = key;
-    k->mv_size = txcp_runs_idx_key(key, dim, id->data, id->len, run->id);
+    k->mv_size = txcp_runs_idx_key(key, dim, id->data, id->len);
 
     return 1;
 }
 
 
-/* the index rows of a run, added (through cur when not NULL) or removed */
+/* the index rows of a run, added (queued in cur when not NULL) or removed */
 static int
 txcp_runs_rows(MDB_txn *txn, txcp_runs_cur_t *cur, const txcp_run_t *run,
                int del)
 {
     int     i, rc;
     uint8_t key[TXCP_IDX_KEY_MAX];
-    MDB_val k, v;
+    MDB_val k;
+    MDB_dbi dbi;
+
+    dbi = txcp.db[TXCP_DB_RUNS_IDX];
 
     for (i = 0; i < TXCP_IDX_DIMS; i++) {
         if (!txcp_runs_idx_row(run, i, &k, key)) {
             continue;
         }
 
-        v.mv_data = "";
-        v.mv_size = 0;
-
         if (del) {
-            rc = mdb_del(txn, txcp.db[TXCP_DB_RUNS_IDX], &k, NULL);
-            rc = rc == MDB_NOTFOUND ? 0 : rc;
+            rc = txcp_runidx_del(txn, dbi, k.mv_data, k.mv_size, run->id);
 
         } else if (cur == NULL) {
-            rc = mdb_put(txn, txcp.db[TXCP_DB_RUNS_IDX], &k, &v, 0);
+            rc = txcp_runidx_add(txn, dbi, k.mv_data, k.mv_size, run->id, 1);
 
         } else {
-            if (cur->idx[i] == NULL) {
-                rc = mdb_cursor_open(txn, txcp.db[TXCP_DB_RUNS_IDX],
-                                     &cur->idx[i]);
-                if (rc != 0) {
-                    cur->idx[i] = NULL;
-                    return rc;
-                }
-            }
+            rc = txcp_runidx_queue(&cur->idx, k.mv_data, k.mv_size, run->id);
 
-            rc = mdb_cursor_put(cur->idx[i], &k, &v, 0);
+            /* a long txn (a rebuild) adds as it goes */
+            if (rc == 0 && cur->idx.queued >= TXCP_RUNS_QUEUE_MAX) {
+                rc = txcp_runidx_flush(&cur->idx, txn, dbi);
+            }
         }
 
         if (rc != 0) {
@@ -283,13 +272,36 @@ txcp_runs_rows(MDB_txn *txn, txcp_runs_cur_t *cur, const txcp_run_t *run,
 
 
 int
-txcp_runs_index(MDB_txn *txn, const txcp_run_t *run, int del)
+txcp_runs_index(MDB_txn *txn, txcp_runs_cur_t *cur, const txcp_run_t *run,
+                int del)
 {
     if (run->id == NULL) {
         return 0;
     }
 
-    return txcp_runs_rows(txn, NULL, run, del);
+    return txcp_runs_rows(txn, cur, run, del);
+}
+
+
+void
+txcp_runs_cur_begin(txcp_runs_cur_t *cur)
+{
+    cur->runs = NULL;
+    txcp_runidx_reset(&cur->idx);
+}
+
+
+int
+txcp_runs_cur_flush(MDB_txn *txn, txcp_runs_cur_t *cur)
+{
+    return txcp_runidx_flush(&cur->idx, txn, txcp.db[TXCP_DB_RUNS_IDX]);
+}
+
+
+void
+txcp_runs_cur_free(txcp_runs_cur_t *cur)
+{
+    txcp_runidx_free(&cur->idx);
 }
 
 

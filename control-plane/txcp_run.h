@@ -18,6 +18,7 @@
 #include "tx_spool.h"
 
 #include "txcp.h"
+#include "txcp_runidx.h"
 
 
 #define TXCP_RUN_TAGS_MAX 32
@@ -71,12 +72,16 @@ int txcp_run_is_error(const txcp_run_t *run);
 const tx_str_t *txcp_run_model(const txcp_run_t *run);
 
 /*
- * runs_idx (store db): secondary indexes of runs, value empty:
+ * runs_ix (store db): secondary indexes of runs, as rows of up to 64 run ids
+ * (txcp_runidx.h) under an index key:
  *
- *   dim (1: TXCP_IDX_*) | id length (1) | id | run id (16)
+ *   dim (1: TXCP_IDX_*) | id length (1) | id
  *
  * so the runs of one key, project or user (and every error run) are one
- * range, in run id (time) order.
+ * range of rows, in run id (time) order.  (Up to schema 5 a row per run and
+ * index key, the run id at the end of the key, in "runs_idx": each a search
+ * from the root, pages split in halves; the step to schema 6 rebuilds the
+ * index.)
  */
 #define TXCP_IDX_KEY     'k'
 #define TXCP_IDX_PROJECT 'p'
@@ -84,39 +89,45 @@ const tx_str_t *txcp_run_model(const txcp_run_t *run);
 #define TXCP_IDX_ERROR   'x' /* id empty */
 #define TXCP_IDX_DIMS    4
 
-#define TXCP_IDX_KEY_MAX (2 + 255 + 16)
+#define TXCP_IDX_KEY_MAX TXCP_RUNIDX_PREFIX_MAX
 
 /* Builds an index key into out (TXCP_IDX_KEY_MAX bytes); its length. */
-size_t txcp_runs_idx_key(uint8_t *out, int dim, const uint8_t *id, size_t idlen,
-                         const uint8_t *run_id);
+size_t txcp_runs_idx_key(uint8_t *out, int dim, const uint8_t *id,
+                         size_t idlen);
 
 /*
- * Adds (del = 0) or removes (del = 1) every index row of a run inside txn.
- * Returns 0 or an LMDB rc (a missing row on delete is not an error).
- */
-int txcp_runs_index(MDB_txn *txn, const txcp_run_t *run, int del);
-
-/*
- * Cursors for many inserts in one write txn: one on "runs", one per index
- * dimension.  A positioned LMDB cursor finds a key that falls on its current
- * leaf page without descending from the root, and each dimension's rows of
- * a batch land at the end of its (dim, id) range, next to the previous one:
- * most inserts then compare on one page instead of every level.  Zero it
- * when the txn begins; the cursors open at first use and LMDB closes them
- * with the txn (do not use them after).
+ * Many inserts in one write txn: a cursor on "runs" and the index rows
+ * queued, added at txcp_runs_cur_flush() (before the commit) a key at a
+ * time, in run id order.  Zero it once; txcp_runs_cur_begin() when a txn
+ * begins (the cursor opens at first use and LMDB closes it with the txn);
+ * txcp_runs_cur_free() at the end.
  */
 typedef struct {
-    MDB_cursor *runs;
-    MDB_cursor *idx[TXCP_IDX_DIMS];
+    MDB_cursor       *runs;
+    txcp_runidx_buf_t idx;
 } txcp_runs_cur_t;
+
+#define TXCP_RUNS_QUEUE_MAX 65536 /* index rows queued before they are added */
+
+void txcp_runs_cur_begin(txcp_runs_cur_t *cur);
+int  txcp_runs_cur_flush(MDB_txn *txn, txcp_runs_cur_t *cur);
+void txcp_runs_cur_free(txcp_runs_cur_t *cur);
 
 /*
  * Inserts a run (its record rec of len bytes under run->id, MDB_NOOVERWRITE)
- * and its index rows through cur.  0, MDB_KEYEXIST for a run id already
+ * and queues its index rows in cur.  0, MDB_KEYEXIST for a run id already
  * stored (nothing written), or an LMDB rc.
  */
 int txcp_runs_put(MDB_txn *txn, txcp_runs_cur_t *cur, const txcp_run_t *run,
                   const void *rec, size_t len);
+
+/*
+ * Adds (del = 0; queued in cur when not NULL) or removes (del = 1) every
+ * index row of a run inside txn.  Returns 0 or an LMDB rc (a row already
+ * there on add, or missing on delete, is not an error).
+ */
+int txcp_runs_index(MDB_txn *txn, txcp_runs_cur_t *cur, const txcp_run_t *run,
+                    int del);
 
 /*
  * Finds tag `name` in a '\n'-separated "k=v" list; TX_OK with *val set, or

@@ -20,11 +20,11 @@
 
 
 static const char *const txcp_db_names[TXCP_DB_N] =
-    {"meta",     "orgs",     "users",     "projects",     "keys",
-     "admins",   "audit",    "runs",      "spool_cursor", "providers",
-     "settings", "slugs",    "timers",    "prices",       "spend",
-     "rollups",  "runs_idx", "webhooks",  "alerts",       "alert_marks",
-     "outbox",   "routes",   "fallbacks", "agents"};
+    {"meta",     "orgs",    "users",     "projects",     "keys",
+     "admins",   "audit",   "runs",      "spool_cursor", "providers",
+     "settings", "slugs",   "timers",    "prices",       "spend",
+     "rollups",  "runs_ix", "webhooks",  "alerts",       "alert_marks",
+     "outbox",   "routes",  "fallbacks", "agents"};
 
 
 static int txcp_store_bootstrap(MDB_txn *txn, char *secret, int *created);
@@ -419,18 +419,23 @@ txcp_store_write_admin_key(const char *secret, char *path, size_t len)
 }
 
 
+/* (Re)builds runs_ix from the stored runs, in run id order. */
 static int
 txcp_store_index_runs(MDB_txn *txn)
 {
-    int         rc;
-    txcp_run_t  run;
-    MDB_val     k, v;
-    MDB_cursor *cur;
+    int             rc;
+    txcp_run_t      run;
+    MDB_val         k, v;
+    MDB_cursor     *cur;
+    txcp_runs_cur_t ic;
 
     rc = mdb_cursor_open(txn, txcp.db[TXCP_DB_RUNS], &cur);
     if (rc != 0) {
         return TX_ERROR;
     }
+
+    memset(&ic, 0, sizeof(ic));
+    txcp_runs_cur_begin(&ic);
 
     for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
          rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
@@ -439,7 +444,7 @@ txcp_store_index_runs(MDB_txn *txn)
             continue;
         }
 
-        rc = txcp_runs_index(txn, &run, 0);
+        rc = txcp_runs_index(txn, &ic, &run, 0);
         if (rc != 0) {
             break;
         }
@@ -447,7 +452,42 @@ txcp_store_index_runs(MDB_txn *txn)
 
     mdb_cursor_close(cur);
 
-    return rc == MDB_NOTFOUND ? TX_OK : TX_ERROR;
+    if (rc == MDB_NOTFOUND) {
+        rc = txcp_runs_cur_flush(txn, &ic);
+    }
+
+    txcp_runs_cur_free(&ic);
+
+    if (rc != 0) {
+        txcp_log(TXCP_LOG_ERROR, "run index rebuild failed", "err=\"%s\"",
+                 mdb_strerror(rc));
+        return TX_ERROR;
+    }
+
+    return TX_OK;
+}
+
+
+/* Drops the named database name if the store has it. */
+static int
+txcp_store_drop(MDB_txn *txn, const char *name)
+{
+    int     rc;
+    MDB_dbi dbi;
+
+    rc = mdb_dbi_open(txn, name, 0, &dbi);
+
+    if (rc == 0) {
+        rc = mdb_drop(txn, dbi, 1);
+    }
+
+    if (rc != 0 && rc != MDB_NOTFOUND) {
+        txcp_log(TXCP_LOG_ERROR, "cannot drop database", "db=%s err=\"%s\"",
+                 name, mdb_strerror(rc));
+        return TX_ERROR;
+    }
+
+    return TX_OK;
 }
 
 
@@ -511,13 +551,10 @@ txcp_store_migrate(MDB_txn *txn, uint64_t from, uint64_t to)
 
         case 1:
             /*
-             * prices, spend, rollups, runs_idx are new databases; index the
-             * runs already stored (rollups start empty: they are never
-             * rebuilt from raw runs)
+             * prices, spend, rollups and the run index are new databases
+             * (rollups start empty: they are never rebuilt from raw runs;
+             * the runs already stored are indexed by the step to 6)
              */
-            if (txcp_store_index_runs(txn) != TX_OK) {
-                return TX_ERROR;
-            }
             break;
 
         case 2:
@@ -541,6 +578,19 @@ txcp_store_migrate(MDB_txn *txn, uint64_t from, uint64_t to)
              * becomes "secret_sealed" (AD = the webhook id)
              */
             if (txcp_vault_migrate(txn) != TX_OK) {
+                return TX_ERROR;
+            }
+            break;
+
+        case 5:
+            /*
+             * the run index moves from runs_idx (a row per run and index
+             * key) to runs_ix (rows of up to 64 run ids, txcp_runidx.h):
+             * rebuilt from the runs, the old one dropped
+             */
+            if (txcp_store_index_runs(txn) != TX_OK
+                || txcp_store_drop(txn, "runs_idx") != TX_OK)
+            {
                 return TX_ERROR;
             }
             break;

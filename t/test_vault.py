@@ -451,7 +451,7 @@ def test_migrates_plaintext_store(cp):
     cp.stop_cp()
     dbs = mdb_dump_all(cp.data / "store")
     meta = dbs["meta"]
-    assert int.from_bytes(meta[b"schema"], "little") == 5
+    assert int.from_bytes(meta[b"schema"], "little") == 6
     meta[b"schema"] = (3).to_bytes(8, "little")
     del meta[b"vault_check"]
     dbs["providers"][b"acme"] = (
@@ -497,7 +497,7 @@ def test_migrates_plaintext_webhook_secret(cp):
     put_provider(cp.api, "acme", PLAIN)
     cp.stop_cp()
     dbs = mdb_dump_all(cp.data / "store")
-    assert int.from_bytes(dbs["meta"][b"schema"], "little") == 5
+    assert int.from_bytes(dbs["meta"][b"schema"], "little") == 6
     dbs["meta"][b"schema"] = (4).to_bytes(8, "little")
     dbs.setdefault("webhooks", {})[hid.encode()] = (
         '{"id":"%s","name":"","url":"http://127.0.0.1:9/hook",'
@@ -517,7 +517,7 @@ def test_migrates_plaintext_webhook_secret(cp):
     assert "store migrated schema=4" not in out, out
     assert "store compacted" in out, out
     store = mdb_dump_all(cp.data / "store")
-    assert int.from_bytes(store["meta"][b"schema"], "little") == 5
+    assert int.from_bytes(store["meta"][b"schema"], "little") == 6
     rec = json.loads(store["webhooks"][hid.encode()])
     assert "secret" not in rec and "secret_sealed" in rec, rec
     mk = parse_key_file(cp.data / "master.key")
@@ -561,3 +561,70 @@ def test_dataplane_key_group(cp_stopped, tmp, monkeypatch):
     for d in ("spool", "spool/free"):
         st = (cp_stopped.data / d).stat()
         assert (st.st_uid, st.st_gid) == (pw.pw_uid, pw.pw_gid), d
+
+
+def _index_rows(env_dir):
+    """{(index key, run id)} of the store's run index (runs_ix: rows of up
+    to 64 run ids under index key + last run id)."""
+    dbs = mdb_dump_all(env_dir)
+    rows = set()
+    for k, v in dbs.get("runs_ix", {}).items():
+        assert len(v) % 16 == 0 and 0 < len(v) <= 64 * 16, (k, v)
+        ids = [v[i:i + 16] for i in range(0, len(v), 16)]
+        assert ids == sorted(ids) and ids[-1] == k[-16:], (k, v)
+        rows.update((k[:-16], i) for i in ids)
+    return rows
+
+
+def test_migrates_run_index(stack):
+    """A schema-5 store has a run index row per run and index key (the run
+    id ending the key, runs_idx); at start it is rebuilt as rows of run ids
+    (runs_ix) and the old database dropped, and the runs of a key and the
+    errors page as before."""
+    k1 = stack.api.create_key(allowed_models=["gpt-4o-mini"])
+    k2 = stack.api.create_key(allowed_models=["gpt-4o-mini"])
+    ids = {k1["id"]: [], k2["id"]: []}
+    for i in range(7):
+        k = k1 if i % 3 else k2
+        r = stack.chat(k["key"], "gpt-4o-mini")
+        assert r.status_code == 200, r.text
+        ids[k["id"]].insert(0, r.headers["x-torrix-run-id"])
+        time.sleep(0.002)       # distinct milliseconds: a total order
+    r = stack.chat(k1["key"], "gpt-4o")      # not allowed: an error run
+    assert r.status_code == 403, r.text
+    err = r.headers["x-torrix-run-id"]
+    stack.wait_runs(8)
+
+    def pages():
+        q = ["key_id=" + k1["id"], "key_id=" + k2["id"], "status=error"]
+        return [[x["id"] for x in stack.api.list_all("/runs?" + s, limit=2)]
+                for s in q]
+    before = pages()
+    assert before == [[err] + ids[k1["id"]], ids[k2["id"]], [err]], before
+
+    stack.stop_cp()
+    store = stack.data / "store"
+    rows = _index_rows(store)
+    # a key row and a project row per run (the key's project), the error
+    assert len([k for k, _ in rows if k[:1] == b"k"]) == 8, rows
+    assert len([k for k, _ in rows if k[:1] == b"x"]) == 1, rows
+    dbs = mdb_dump_all(store)
+    assert int.from_bytes(dbs["meta"][b"schema"], "little") == 6
+    dbs["meta"][b"schema"] = (5).to_bytes(8, "little")
+    del dbs["runs_ix"]
+    dbs["runs_idx"] = {k + i: b"" for k, i in rows}
+    shutil.rmtree(store)
+    store.mkdir(mode=0o700)
+    subprocess.run(["mdb_load", "-f", "/dev/stdin", str(store)],
+                   input=_dump_text(dbs).encode(), check=True)
+
+    stack.start_cp()
+    out = stack.cp_output()
+    assert "store migrated schema=6" in out, out
+    assert pages() == before
+    stack.stop_cp()
+    names = subprocess.run(["mdb_dump", "-l", str(store)], capture_output=True,
+                           text=True, check=True).stdout.split()
+    assert "runs_ix" in names and "runs_idx" not in names, names
+    assert _index_rows(store) == rows
+    stack.start_cp()
