@@ -861,11 +861,11 @@ txcp_ingest_flush(MDB_txn *txn)
 {
     int rc;
 
-    /* the batch's index rows, a key at a time */
+    /* the batch's runs and index rows, in run id order */
 
     rc = txcp_runs_cur_flush(txn, &txcp_ictx.cur);
     if (rc != 0) {
-        txcp_log(TXCP_LOG_ERROR, "run index write failed", "err=\"%s\"",
+        txcp_log(TXCP_LOG_ERROR, "run write failed", "err=\"%s\"",
                  mdb_strerror(rc));
         return rc;
     }

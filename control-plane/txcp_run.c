@@ -2,6 +2,8 @@
  * torrix-cp run records (see txcp_run.h).
  */
 
+#include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "tx_record.h"
@@ -287,30 +289,139 @@ void
 txcp_runs_cur_begin(txcp_runs_cur_t *cur)
 {
     cur->runs = NULL;
+    cur->nq = 0;
+    cur->alen = 0;
+    cur->last_known = 0;
+
+    if (cur->seen) {
+        memset(cur->seen, 0, cur->nseen * sizeof(uint32_t));
+    }
+
     txcp_runidx_reset(&cur->idx);
 }
 
 
-int
-txcp_runs_cur_flush(MDB_txn *txn, txcp_runs_cur_t *cur)
+static uint64_t
+txcp_runs_be64(const uint8_t *p)
 {
-    return txcp_runidx_flush(&cur->idx, txn, txcp.db[TXCP_DB_RUNS_IDX]);
+    uint64_t w;
+
+    memcpy(&w, p, 8);
+
+    return __builtin_bswap64(w);
 }
 
 
-void
-txcp_runs_cur_free(txcp_runs_cur_t *cur)
+static void
+txcp_runs_put_be64(uint8_t *p, uint64_t w)
 {
-    txcp_runidx_free(&cur->idx);
+    w = __builtin_bswap64(w);
+    memcpy(p, &w, 8);
 }
 
 
-int
-txcp_runs_put(MDB_txn *txn, txcp_runs_cur_t *cur, const txcp_run_t *run,
-              const void *rec, size_t len)
+/* the queue slot of id (hi, lo), or where it goes */
+static size_t
+txcp_runs_seen_slot(const txcp_runs_cur_t *cur, uint64_t hi, uint64_t lo)
 {
-    int     rc;
-    MDB_val k, v;
+    size_t               i, mask;
+    const txcp_runs_q_t *e;
+
+    mask = cur->nseen - 1;
+
+    for (i = (size_t) (lo ^ (lo >> 29)) & mask; cur->seen[i];
+         i = (i + 1) & mask) {
+        e = &cur->q[cur->seen[i] - 1];
+
+        if (e->hi == hi && e->lo == lo) {
+            break;
+        }
+    }
+
+    return i;
+}
+
+
+/* room in the queue (and its id table) for one more run, len bytes */
+static int
+txcp_runs_q_room(txcp_runs_cur_t *cur, size_t len)
+{
+    void     *p;
+    size_t    n, i, j, mask;
+    uint32_t *seen;
+
+    if (cur->nq == cur->qcap) {
+        n = cur->qcap ? cur->qcap * 2 : 1024;
+        p = realloc(cur->q, n * sizeof(txcp_runs_q_t));
+        if (p == NULL) {
+            return ENOMEM;
+        }
+
+        cur->q = p;
+        cur->qcap = n;
+    }
+
+    if (cur->alen + len > cur->acap) {
+        for (n = cur->acap ? cur->acap : 65536; n < cur->alen + len; n *= 2) {
+            /* void */
+        }
+
+        p = realloc(cur->arena, n);
+        if (p == NULL) {
+            return ENOMEM;
+        }
+
+        cur->arena = p;
+        cur->acap = n;
+    }
+
+    if ((cur->nq + 1) * 2 <= cur->nseen) {
+        return 0;
+    }
+
+    n = cur->nseen ? cur->nseen * 2 : 2048;
+
+    seen = calloc(n, sizeof(uint32_t));
+    if (seen == NULL) {
+        return ENOMEM;
+    }
+
+    mask = n - 1;
+
+    for (i = 0; i < cur->nq; i++) {
+        for (j = (size_t) (cur->q[i].lo ^ (cur->q[i].lo >> 29)) & mask; seen[j];
+             j = (j + 1) & mask)
+        {
+            /* void */
+        }
+
+        seen[j] = (uint32_t) i + 1;
+    }
+
+    free(cur->seen);
+    cur->seen = seen;
+    cur->nseen = n;
+
+    return 0;
+}
+
+
+/*
+ * Writes the queued runs in id order: appended past the store's last run,
+ * put in their place before it (runs logged late, other workers' files).
+ */
+static int
+txcp_runs_q_flush(MDB_txn *txn, txcp_runs_cur_t *cur)
+{
+    int           rc;
+    size_t        i, j;
+    uint8_t       id[16];
+    MDB_val       k, v;
+    txcp_runs_q_t t;
+
+    if (cur->nq == 0) {
+        return 0;
+    }
 
     if (cur->runs == NULL) {
         rc = mdb_cursor_open(txn, txcp.db[TXCP_DB_RUNS], &cur->runs);
@@ -320,25 +431,165 @@ txcp_runs_put(MDB_txn *txn, txcp_runs_cur_t *cur, const txcp_run_t *run,
         }
     }
 
-    k.mv_data = (void *) run->id;
-    k.mv_size = 16;
-    v.mv_data = (void *) rec;
-    v.mv_size = len;
+    /* insertion sort: each run is a few places from its own at most */
 
-    /*
-     * run ids are time-ordered: most runs land past the last one, where
-     * MDB_APPEND puts them without a search and fills pages whole instead
-     * of splitting them in halves; a run that does not (another worker's
-     * file, a replay) is put the usual way, which finds a duplicate
-     */
-    rc = mdb_cursor_put(cur->runs, &k, &v, MDB_APPEND);
-    if (rc == MDB_KEYEXIST) {
-        rc = mdb_cursor_put(cur->runs, &k, &v, MDB_NOOVERWRITE);
+    for (i = 1; i < cur->nq; i++) {
+        t = cur->q[i];
+
+        for (j = i;
+             j > 0
+             && (cur->q[j - 1].hi > t.hi
+                 || (cur->q[j - 1].hi == t.hi && cur->q[j - 1].lo > t.lo));
+             j--)
+        {
+            cur->q[j] = cur->q[j - 1];
+        }
+
+        cur->q[j] = t;
     }
 
+    for (i = 0; i < cur->nq; i++) {
+        txcp_runs_put_be64(id, cur->q[i].hi);
+        txcp_runs_put_be64(id + 8, cur->q[i].lo);
+
+        k.mv_data = id;
+        k.mv_size = 16;
+        v.mv_data = cur->arena + cur->q[i].off;
+        v.mv_size = cur->q[i].len;
+
+        rc = mdb_cursor_put(cur->runs, &k, &v, MDB_APPEND);
+        if (rc == MDB_KEYEXIST) {
+            rc = mdb_cursor_put(cur->runs, &k, &v, MDB_NOOVERWRITE);
+        }
+
+        if (rc != 0) {
+            /* a duplicate here was let through by the checks: a bug */
+            return rc == MDB_KEYEXIST ? MDB_CORRUPTED : rc;
+        }
+    }
+
+    /* what was written is the store's now: its ids are looked up there */
+
+    if (memcmp(id, cur->last, 16) > 0) {
+        memcpy(cur->last, id, 16);
+    }
+
+    cur->nq = 0;
+    cur->alen = 0;
+    memset(cur->seen, 0, cur->nseen * sizeof(uint32_t));
+
+    return 0;
+}
+
+
+int
+txcp_runs_cur_flush(MDB_txn *txn, txcp_runs_cur_t *cur)
+{
+    int rc;
+
+    rc = txcp_runs_q_flush(txn, cur);
     if (rc != 0) {
         return rc;
     }
 
-    return txcp_runs_rows(txn, cur, run, 0);
+    return txcp_runidx_flush(&cur->idx, txn, txcp.db[TXCP_DB_RUNS_IDX]);
+}
+
+
+void
+txcp_runs_cur_free(txcp_runs_cur_t *cur)
+{
+    txcp_runidx_free(&cur->idx);
+    free(cur->q);
+    free(cur->arena);
+    free(cur->seen);
+    memset(cur, 0, sizeof(txcp_runs_cur_t));
+}
+
+
+int
+txcp_runs_put(MDB_txn *txn, txcp_runs_cur_t *cur, const txcp_run_t *run,
+              const void *rec, size_t len)
+{
+    int            rc;
+    size_t         i;
+    uint64_t       hi, lo;
+    MDB_val        k, v;
+    txcp_runs_q_t *e;
+
+    if (!cur->last_known) {
+        /* the store's last run id, as the txn began */
+
+        if (cur->runs == NULL) {
+            rc = mdb_cursor_open(txn, txcp.db[TXCP_DB_RUNS], &cur->runs);
+            if (rc != 0) {
+                cur->runs = NULL;
+                return rc;
+            }
+        }
+
+        rc = mdb_cursor_get(cur->runs, &k, &v, MDB_LAST);
+
+        if (rc == 0 && k.mv_size == 16) {
+            memcpy(cur->last, k.mv_data, 16);
+
+        } else if (rc == 0 || rc == MDB_NOTFOUND) {
+            memset(cur->last, 0, 16);
+
+        } else {
+            return rc;
+        }
+
+        cur->last_known = 1;
+    }
+
+    rc = txcp_runs_q_room(cur, len);
+    if (rc != 0) {
+        return rc;
+    }
+
+    hi = txcp_runs_be64(run->id);
+    lo = txcp_runs_be64(run->id + 8);
+
+    /* a duplicate: in the queue, or in the store (if not past its last) */
+
+    i = txcp_runs_seen_slot(cur, hi, lo);
+
+    if (cur->seen[i]) {
+        return MDB_KEYEXIST;
+    }
+
+    if (memcmp(run->id, cur->last, 16) <= 0) {
+        k.mv_data = (void *) run->id;
+        k.mv_size = 16;
+
+        rc = mdb_get(txn, txcp.db[TXCP_DB_RUNS], &k, &v);
+
+        if (rc == 0) {
+            return MDB_KEYEXIST;
+        }
+
+        if (rc != MDB_NOTFOUND) {
+            return rc;
+        }
+    }
+
+    e = &cur->q[cur->nq];
+    e->hi = hi;
+    e->lo = lo;
+    e->off = cur->alen;
+    e->len = len;
+
+    memcpy(cur->arena + cur->alen, rec, len);
+    cur->alen += len;
+    cur->seen[i] = (uint32_t) ++cur->nq;
+
+    rc = txcp_runs_rows(txn, cur, run, 0);
+    if (rc != 0) {
+        return rc;
+    }
+
+    /* a txn of large records writes as it goes */
+
+    return cur->alen >= TXCP_RUNS_ARENA_MAX ? txcp_runs_q_flush(txn, cur) : 0;
 }

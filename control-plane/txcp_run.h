@@ -96,17 +96,41 @@ size_t txcp_runs_idx_key(uint8_t *out, int dim, const uint8_t *id,
                          size_t idlen);
 
 /*
- * Many inserts in one write txn: a cursor on "runs" and the index rows
- * queued, added at txcp_runs_cur_flush() (before the commit) a key at a
- * time, in run id order.  Zero it once; txcp_runs_cur_begin() when a txn
- * begins (the cursor opens at first use and LMDB closes it with the txn);
- * txcp_runs_cur_free() at the end.
+ * Many inserts in one write txn: the runs and their index rows are queued
+ * and written at txcp_runs_cur_flush() (before the commit), each in run id
+ * order.  Runs come in log order, which is time order only up to the
+ * random part of the ids within a millisecond and the requests in flight:
+ * put as they come, most would miss MDB_APPEND and be searched for and
+ * put mid-page, splitting pages in halves; sorted, they are appended and
+ * fill pages whole (fewer pages for the commit to write).  A duplicate is
+ * still found when the run is queued: an id not past the store's last run
+ * (as the txn began) is looked up, and the queue knows its own ids.
+ * Zero it once; txcp_runs_cur_begin() when a txn begins (its cursor is
+ * LMDB's to close with the txn); txcp_runs_cur_free() at the end.
  */
+typedef struct {
+    uint64_t hi; /* the id, as two numbers (byte order is numeric order) */
+    uint64_t lo;
+    size_t   off; /* the record, in the arena */
+    size_t   len;
+} txcp_runs_q_t;
+
 typedef struct {
     MDB_cursor       *runs;
     txcp_runidx_buf_t idx;
+    txcp_runs_q_t    *q;
+    size_t            nq;
+    size_t            qcap;
+    uint8_t          *arena;
+    size_t            alen;
+    size_t            acap;
+    uint32_t         *seen; /* the queue's ids: index + 1, 0 = free */
+    size_t            nseen;
+    uint8_t           last[16]; /* the store's last run id */
+    int               last_known;
 } txcp_runs_cur_t;
 
+#define TXCP_RUNS_ARENA_MAX (16 << 20) /* queued records before a write */
 #define TXCP_RUNS_QUEUE_MAX 65536 /* index rows queued before they are added */
 
 void txcp_runs_cur_begin(txcp_runs_cur_t *cur);
