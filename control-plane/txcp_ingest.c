@@ -825,7 +825,8 @@ txcp_ingest_one(MDB_txn *txn, const char *name, const uint8_t *payload,
 
     run.tags = tags;
 
-    rc = txcp_runs_put(txn, &txcp_ictx.cur, &run, rec, olen);
+    /* a record not rewritten is read from the file's mapping at the flush */
+    rc = txcp_runs_put(txn, &txcp_ictx.cur, &run, rec, olen, rec == payload);
 
     if (rc == MDB_KEYEXIST) {
         return 1;

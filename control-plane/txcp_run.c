@@ -454,7 +454,8 @@ txcp_runs_q_flush(MDB_txn *txn, txcp_runs_cur_t *cur)
 
         k.mv_data = id;
         k.mv_size = 16;
-        v.mv_data = cur->arena + cur->q[i].off;
+        v.mv_data =
+            cur->q[i].rec ? (void *) cur->q[i].rec : cur->arena + cur->q[i].off;
         v.mv_size = cur->q[i].len;
 
         rc = mdb_cursor_put(cur->runs, &k, &v, MDB_APPEND);
@@ -509,7 +510,7 @@ txcp_runs_cur_free(txcp_runs_cur_t *cur)
 
 int
 txcp_runs_put(MDB_txn *txn, txcp_runs_cur_t *cur, const txcp_run_t *run,
-              const void *rec, size_t len)
+              const void *rec, size_t len, int stable)
 {
     int            rc;
     size_t         i;
@@ -543,7 +544,7 @@ txcp_runs_put(MDB_txn *txn, txcp_runs_cur_t *cur, const txcp_run_t *run,
         cur->last_known = 1;
     }
 
-    rc = txcp_runs_q_room(cur, len);
+    rc = txcp_runs_q_room(cur, stable ? 0 : len);
     if (rc != 0) {
         return rc;
     }
@@ -577,11 +578,15 @@ txcp_runs_put(MDB_txn *txn, txcp_runs_cur_t *cur, const txcp_run_t *run,
     e = &cur->q[cur->nq];
     e->hi = hi;
     e->lo = lo;
+    e->rec = stable ? rec : NULL;
     e->off = cur->alen;
     e->len = len;
 
-    memcpy(cur->arena + cur->alen, rec, len);
-    cur->alen += len;
+    if (!stable) {
+        memcpy(cur->arena + cur->alen, rec, len);
+        cur->alen += len;
+    }
+
     cur->seen[i] = (uint32_t) ++cur->nq;
 
     rc = txcp_runs_rows(txn, cur, run, 0);

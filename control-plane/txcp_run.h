@@ -111,8 +111,9 @@ size_t txcp_runs_idx_key(uint8_t *out, int dim, const uint8_t *id,
 typedef struct {
     uint64_t hi; /* the id, as two numbers (byte order is numeric order) */
     uint64_t lo;
-    size_t   off; /* the record, in the arena */
-    size_t   len;
+    const uint8_t *rec; /* the record, or NULL: in the arena at off */
+    size_t         off;
+    size_t         len;
 } txcp_runs_q_t;
 
 typedef struct {
@@ -138,12 +139,14 @@ int  txcp_runs_cur_flush(MDB_txn *txn, txcp_runs_cur_t *cur);
 void txcp_runs_cur_free(txcp_runs_cur_t *cur);
 
 /*
- * Inserts a run (its record rec of len bytes under run->id, MDB_NOOVERWRITE)
- * and queues its index rows in cur.  0, MDB_KEYEXIST for a run id already
- * stored (nothing written), or an LMDB rc.
+ * Inserts a run (its record rec of len bytes under run->id) and its index
+ * rows, queued in cur until txcp_runs_cur_flush(): rec is copied unless
+ * stable (it stays where it is until the flush: the spool file's
+ * mapping).  0, MDB_KEYEXIST for a run id already stored or queued
+ * (nothing written), or an LMDB rc.
  */
 int txcp_runs_put(MDB_txn *txn, txcp_runs_cur_t *cur, const txcp_run_t *run,
-                  const void *rec, size_t len);
+                  const void *rec, size_t len, int stable);
 
 /*
  * Adds (del = 0; queued in cur when not NULL) or removes (del = 1) every
