@@ -544,6 +544,25 @@ txcp_runs_put(MDB_txn *txn, txcp_runs_cur_t *cur, const txcp_run_t *run,
         cur->last_known = 1;
     }
 
+    if (memcmp(run->id, cur->last, 16) <= 0) {
+        /*
+         * not past the store's last run (a file of another worker read
+         * after this one's, a replay): put in its place now, where a
+         * duplicate shows; the queue holds only ids past it
+         */
+        k.mv_data = (void *) run->id;
+        k.mv_size = 16;
+        v.mv_data = (void *) rec;
+        v.mv_size = len;
+
+        rc = mdb_cursor_put(cur->runs, &k, &v, MDB_NOOVERWRITE);
+        if (rc != 0) {
+            return rc;
+        }
+
+        return txcp_runs_rows(txn, cur, run, 0);
+    }
+
     rc = txcp_runs_q_room(cur, stable ? 0 : len);
     if (rc != 0) {
         return rc;
@@ -552,27 +571,12 @@ txcp_runs_put(MDB_txn *txn, txcp_runs_cur_t *cur, const txcp_run_t *run,
     hi = txcp_runs_be64(run->id);
     lo = txcp_runs_be64(run->id + 8);
 
-    /* a duplicate: in the queue, or in the store (if not past its last) */
+    /* a duplicate in the queue */
 
     i = txcp_runs_seen_slot(cur, hi, lo);
 
     if (cur->seen[i]) {
         return MDB_KEYEXIST;
-    }
-
-    if (memcmp(run->id, cur->last, 16) <= 0) {
-        k.mv_data = (void *) run->id;
-        k.mv_size = 16;
-
-        rc = mdb_get(txn, txcp.db[TXCP_DB_RUNS], &k, &v);
-
-        if (rc == 0) {
-            return MDB_KEYEXIST;
-        }
-
-        if (rc != MDB_NOTFOUND) {
-            return rc;
-        }
     }
 
     e = &cur->q[cur->nq];

@@ -103,8 +103,9 @@ size_t txcp_runs_idx_key(uint8_t *out, int dim, const uint8_t *id,
  * put as they come, most would miss MDB_APPEND and be searched for and
  * put mid-page, splitting pages in halves; sorted, they are appended and
  * fill pages whole (fewer pages for the commit to write).  A duplicate is
- * still found when the run is queued: an id not past the store's last run
- * (as the txn began) is looked up, and the queue knows its own ids.
+ * still found at once: a run not past the store's last (as the txn began:
+ * another worker's file, a replay) is put in its place right away, and the
+ * queue knows its own ids.
  * Zero it once; txcp_runs_cur_begin() when a txn begins (its cursor is
  * LMDB's to close with the txn); txcp_runs_cur_free() at the end.
  */

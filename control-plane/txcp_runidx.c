@@ -90,20 +90,31 @@ txcp_runidx_last(MDB_cursor *c, uint8_t *key, size_t plen, MDB_val *k,
 }
 
 
+#define TXCP_RUNIDX_MERGE 256 /* late ids merged into a row at a time */
+
+
 /*
- * Puts one id at or before the key's newest into the row that covers it
- * (the first whose last id is >= id), splitting a full row in two.
+ * Merges ids[0..n) (ascending, none past the key's newest) into the rows
+ * that cover them (the first row whose last id is >= an id), each row
+ * read and written once for all of its ids: a row that grows past
+ * TXCP_RUNIDX_ROW is written as several of equal size, each but the last
+ * (which keeps the row's key) keyed by its own last id.  Ids already there
+ * are skipped.  Sets *done to how many of ids were placed.
  */
 static int
-txcp_runidx_insert(MDB_cursor *c, uint8_t *key, size_t plen, const uint8_t *id)
+txcp_runidx_merge(MDB_cursor *c, uint8_t *key, size_t plen, const uint8_t *ids,
+                  size_t n, size_t *done)
 {
     int     rc;
-    size_t  n, p, half;
-    uint8_t row[(TXCP_RUNIDX_ROW * 2 + 1) * TXCP_RUNIDX_ID];
+    size_t  rn, m, a, b, t, parts, part, size;
+    uint8_t row[(TXCP_RUNIDX_ROW * 2 + TXCP_RUNIDX_MERGE) * TXCP_RUNIDX_ID];
     uint8_t rkey[TXCP_RUNIDX_KEY_MAX];
-    MDB_val k, v;
+    const uint8_t *r;
+    MDB_val        k, v;
 
-    memcpy(key + plen, id, TXCP_RUNIDX_ID);
+    *done = 0;
+
+    memcpy(key + plen, ids, TXCP_RUNIDX_ID);
     k.mv_data = key;
     k.mv_size = plen + TXCP_RUNIDX_ID;
 
@@ -113,66 +124,97 @@ txcp_runidx_insert(MDB_cursor *c, uint8_t *key, size_t plen, const uint8_t *id)
         return rc;
     }
 
-    n = rc == 0 && txcp_runidx_is_row(&k, key, plen) ? txcp_runidx_count(&v)
-                                                     : 0;
+    rn = rc == 0 && txcp_runidx_is_row(&k, key, plen) ? txcp_runidx_count(&v)
+                                                      : 0;
 
-    if (n == 0) {
-        /* no row covers it (the caller's view was stale): a row of its own */
-        memcpy(key + plen, id, TXCP_RUNIDX_ID);
+    if (rn == 0) {
+        /* no row covers it (or a damaged one): a row of its own */
+        memcpy(key + plen, ids, TXCP_RUNIDX_ID);
         k.mv_data = key;
         k.mv_size = plen + TXCP_RUNIDX_ID;
-        v.mv_data = (void *) id;
+        v.mv_data = (void *) ids;
         v.mv_size = TXCP_RUNIDX_ID;
 
+        *done = 1;
+
         return mdb_cursor_put(c, &k, &v, 0);
-    }
-
-    p = txcp_runidx_lower(v.mv_data, n, id);
-
-    if (p < n
-        && memcmp((uint8_t *) v.mv_data + p * TXCP_RUNIDX_ID, id,
-                  TXCP_RUNIDX_ID)
-               == 0)
-    {
-        return 0;
     }
 
     memcpy(rkey, k.mv_data, k.mv_size);
-    memcpy(row, v.mv_data, p * TXCP_RUNIDX_ID);
-    memcpy(row + p * TXCP_RUNIDX_ID, id, TXCP_RUNIDX_ID);
-    memcpy(row + (p + 1) * TXCP_RUNIDX_ID,
-           (uint8_t *) v.mv_data + p * TXCP_RUNIDX_ID,
-           (n - p) * TXCP_RUNIDX_ID);
-    n++;
+    r = v.mv_data;
 
-    k.mv_data = rkey;
-    k.mv_size = plen + TXCP_RUNIDX_ID;
+    /* the ids this row covers (its last id is >= each) */
 
-    if (n <= TXCP_RUNIDX_ROW) {
-        v.mv_data = row;
-        v.mv_size = n * TXCP_RUNIDX_ID;
-
-        return mdb_cursor_put(c, &k, &v, 0);
+    for (m = 1;
+         m < n && m < TXCP_RUNIDX_MERGE
+         && memcmp(ids + m * TXCP_RUNIDX_ID, rkey + plen, TXCP_RUNIDX_ID) <= 0;
+         m++)
+    {
+        /* void */
     }
 
-    /* full: the older half becomes a row keyed by its own last id */
+    /* merge the row's ids and ids[0..m), one copy of each */
 
-    half = n / 2;
+    a = 0;
+    b = 0;
+    t = 0;
 
-    v.mv_data = row + half * TXCP_RUNIDX_ID;
-    v.mv_size = (n - half) * TXCP_RUNIDX_ID;
+    while (a < rn || b < m) {
+        if (b == m
+            || (a < rn
+                && memcmp(r + a * TXCP_RUNIDX_ID, ids + b * TXCP_RUNIDX_ID,
+                          TXCP_RUNIDX_ID)
+                       <= 0))
+        {
+            if (b < m
+                && memcmp(r + a * TXCP_RUNIDX_ID, ids + b * TXCP_RUNIDX_ID,
+                          TXCP_RUNIDX_ID)
+                       == 0)
+            {
+                b++;
+            }
 
-    rc = mdb_cursor_put(c, &k, &v, 0);
-    if (rc != 0) {
-        return rc;
+            memcpy(row + t++ * TXCP_RUNIDX_ID, r + a++ * TXCP_RUNIDX_ID,
+                   TXCP_RUNIDX_ID);
+
+        } else {
+            memcpy(row + t++ * TXCP_RUNIDX_ID, ids + b++ * TXCP_RUNIDX_ID,
+                   TXCP_RUNIDX_ID);
+        }
     }
 
-    memcpy(key + plen, row + (half - 1) * TXCP_RUNIDX_ID, TXCP_RUNIDX_ID);
-    k.mv_data = key;
-    v.mv_data = row;
-    v.mv_size = half * TXCP_RUNIDX_ID;
+    *done = m;
 
-    return mdb_cursor_put(c, &k, &v, 0);
+    /* written back as rows of equal size, the last under the row's key */
+
+    parts = (t + TXCP_RUNIDX_ROW - 1) / TXCP_RUNIDX_ROW;
+    a = 0;
+
+    for (part = 0; part < parts; part++) {
+        size = (t - a) / (parts - part);
+
+        if (part == parts - 1) {
+            memcpy(key + plen, rkey + plen, TXCP_RUNIDX_ID);
+
+        } else {
+            memcpy(key + plen, row + (a + size - 1) * TXCP_RUNIDX_ID,
+                   TXCP_RUNIDX_ID);
+        }
+
+        k.mv_data = key;
+        k.mv_size = plen + TXCP_RUNIDX_ID;
+        v.mv_data = row + a * TXCP_RUNIDX_ID;
+        v.mv_size = size * TXCP_RUNIDX_ID;
+
+        rc = mdb_cursor_put(c, &k, &v, 0);
+        if (rc != 0) {
+            return rc;
+        }
+
+        a += size;
+    }
+
+    return 0;
 }
 
 
@@ -181,8 +223,8 @@ txcp_runidx_add(MDB_txn *txn, MDB_dbi dbi, const uint8_t *prefix, size_t plen,
                 const uint8_t *ids, size_t n)
 {
     int         rc;
-    size_t      i, m, rn;
-    uint8_t     key[TXCP_RUNIDX_KEY_MAX];
+    size_t      i, m, rn, late;
+    uint8_t     key[TXCP_RUNIDX_KEY_MAX], last[TXCP_RUNIDX_ID];
     uint8_t     row[TXCP_RUNIDX_ROW * TXCP_RUNIDX_ID];
     MDB_val     k, v;
     MDB_cursor *c;
@@ -206,20 +248,33 @@ txcp_runidx_add(MDB_txn *txn, MDB_dbi dbi, const uint8_t *prefix, size_t plen,
     rc = txcp_runidx_last(c, key, plen, &k, &v);
 
     if (rc == 0) {
-        /* ids not past the key's newest go into the rows that cover them */
+        /*
+         * ids not past the key's newest (a file of another worker read
+         * after this one's, runs logged late) go into the rows that cover
+         * them, a row at a time
+         */
 
-        while (i < n
-               && memcmp(ids + i * TXCP_RUNIDX_ID, (uint8_t *) k.mv_data + plen,
-                         TXCP_RUNIDX_ID)
-                      <= 0)
+        memcpy(last, (uint8_t *) k.mv_data + plen, TXCP_RUNIDX_ID);
+
+        for (late = 0;
+             late < n
+             && memcmp(ids + late * TXCP_RUNIDX_ID, last, TXCP_RUNIDX_ID) <= 0;
+             late++)
         {
-            rc = txcp_runidx_insert(c, key, plen, ids + i * TXCP_RUNIDX_ID);
+            /* void */
+        }
+
+        while (i < late) {
+            rc = txcp_runidx_merge(c, key, plen, ids + i * TXCP_RUNIDX_ID,
+                                   late - i, &m);
             if (rc != 0) {
                 goto done;
             }
 
-            i++;
+            i += m;
+        }
 
+        if (late) {
             rc = txcp_runidx_last(c, key, plen, &k, &v);
             if (rc != 0) {
                 goto done;

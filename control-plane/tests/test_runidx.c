@@ -425,6 +425,41 @@ test_late_and_deleted(void **state)
 }
 
 
+/* two workers' files of the same seconds, one read after the other */
+static void
+test_interleaved_files(void **state)
+{
+    int               k, f2;
+    size_t            i, plen;
+    uint8_t           key[TXCP_RUNIDX_PREFIX_MAX], id[16];
+    fx_t             *f;
+    MDB_txn          *txn;
+    txcp_runidx_buf_t b;
+
+    f = *state;
+    memset(&b, 0, sizeof(b));
+
+    for (f2 = 0; f2 < 2; f2++) {
+        assert_int_equal(mdb_txn_begin(f->env, NULL, 0, &txn), 0);
+
+        for (i = 0; i < 900; i++) {
+            k = (int) (rnd() % KEYS);
+            plen = mkkey(key, k);
+            mkid(id, 1000 + 2 * i + f2, rnd());
+
+            assert_int_equal(txcp_runidx_queue(&b, key, plen, id), 0);
+            model_add(f, k, id);
+        }
+
+        assert_int_equal(txcp_runidx_flush(&b, txn, f->dbi), 0);
+        assert_int_equal(mdb_txn_commit(txn), 0);
+        check_all(f);
+    }
+
+    txcp_runidx_free(&b);
+}
+
+
 static void
 test_aborted_batch(void **state)
 {
@@ -459,6 +494,8 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_in_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_late_and_deleted, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_interleaved_files, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_aborted_batch, setup, teardown),
     };
 
