@@ -301,25 +301,6 @@ txcp_runs_cur_begin(txcp_runs_cur_t *cur)
 }
 
 
-static uint64_t
-txcp_runs_be64(const uint8_t *p)
-{
-    uint64_t w;
-
-    memcpy(&w, p, 8);
-
-    return __builtin_bswap64(w);
-}
-
-
-static void
-txcp_runs_put_be64(uint8_t *p, uint64_t w)
-{
-    w = __builtin_bswap64(w);
-    memcpy(p, &w, 8);
-}
-
-
 /* the queue slot of id (hi, lo), or where it goes */
 static size_t
 txcp_runs_seen_slot(const txcp_runs_cur_t *cur, uint64_t hi, uint64_t lo)
@@ -449,8 +430,8 @@ txcp_runs_q_flush(MDB_txn *txn, txcp_runs_cur_t *cur)
     }
 
     for (i = 0; i < cur->nq; i++) {
-        txcp_runs_put_be64(id, cur->q[i].hi);
-        txcp_runs_put_be64(id + 8, cur->q[i].lo);
+        txcp_put_be64(id, cur->q[i].hi);
+        txcp_put_be64(id + 8, cur->q[i].lo);
 
         k.mv_data = id;
         k.mv_size = 16;
@@ -568,8 +549,8 @@ txcp_runs_put(MDB_txn *txn, txcp_runs_cur_t *cur, const txcp_run_t *run,
         return rc;
     }
 
-    hi = txcp_runs_be64(run->id);
-    lo = txcp_runs_be64(run->id + 8);
+    hi = txcp_get_be64(run->id);
+    lo = txcp_get_be64(run->id + 8);
 
     /* a duplicate in the queue */
 

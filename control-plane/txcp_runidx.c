@@ -711,13 +711,17 @@ txcp_runidx_queue(txcp_runidx_buf_t *b, const uint8_t *prefix, size_t plen,
 }
 
 
-/* an id's first or second half as a number: byte order is numeric order */
+/*
+ * Eight bytes of an id as a number (byte order is numeric order): the
+ * sort's compare, inline (txcp_get_be64() is the daemon's, a call and a
+ * loop, and this file stands alone for its unit test)
+ */
 static uint64_t
-txcp_runidx_half(const uint8_t *id)
+txcp_runidx_be64(const uint8_t *p)
 {
     uint64_t w;
 
-    memcpy(&w, id, 8);
+    memcpy(&w, p, 8);
 
     return __builtin_bswap64(w);
 }
@@ -736,12 +740,12 @@ txcp_runidx_sort(uint8_t *ids, size_t n)
     uint8_t  t[TXCP_RUNIDX_ID];
 
     for (i = 1; i < n; i++) {
-        hi = txcp_runidx_half(ids + i * TXCP_RUNIDX_ID);
-        lo = txcp_runidx_half(ids + i * TXCP_RUNIDX_ID + 8);
+        hi = txcp_runidx_be64(ids + i * TXCP_RUNIDX_ID);
+        lo = txcp_runidx_be64(ids + i * TXCP_RUNIDX_ID + 8);
 
         for (j = i; j > 0; j--) {
-            phi = txcp_runidx_half(ids + (j - 1) * TXCP_RUNIDX_ID);
-            plo = txcp_runidx_half(ids + (j - 1) * TXCP_RUNIDX_ID + 8);
+            phi = txcp_runidx_be64(ids + (j - 1) * TXCP_RUNIDX_ID);
+            plo = txcp_runidx_be64(ids + (j - 1) * TXCP_RUNIDX_ID + 8);
 
             if (phi < hi || (phi == hi && plo <= lo)) {
                 break;
