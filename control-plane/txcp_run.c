@@ -232,7 +232,7 @@ txcp_runs_idx_row(const txcp_run_t *run, int i, MDB_val *k, uint8_t *key)
 }
 
 
-/* the index rows of a run, added (queued in cur when not NULL) or removed */
+/* the index rows of a run, added (queued in cur) or removed */
 static int
 txcp_runs_rows(MDB_txn *txn, txcp_runs_cur_t *cur, const txcp_run_t *run,
                int del)
@@ -251,9 +251,6 @@ txcp_runs_rows(MDB_txn *txn, txcp_runs_cur_t *cur, const txcp_run_t *run,
 
         if (del) {
             rc = txcp_runidx_del(txn, dbi, k.mv_data, k.mv_size, run->id);
-
-        } else if (cur == NULL) {
-            rc = txcp_runidx_add(txn, dbi, k.mv_data, k.mv_size, run->id, 1);
 
         } else {
             rc = txcp_runidx_queue(&cur->idx, k.mv_data, k.mv_size, run->id);

@@ -150,8 +150,9 @@ int txcp_runs_put(MDB_txn *txn, txcp_runs_cur_t *cur, const txcp_run_t *run,
                   const void *rec, size_t len, int stable);
 
 /*
- * Adds (del = 0; queued in cur when not NULL) or removes (del = 1) every
- * index row of a run inside txn.  Returns 0 or an LMDB rc (a row already
+ * Adds (del = 0: queued in cur, written at txcp_runs_cur_flush()) or
+ * removes (del = 1: at once, cur unused, may be NULL) every index row of a
+ * run inside txn.  Returns 0 or an LMDB rc (a row already
  * there on add, or missing on delete, is not an error).
  */
 int txcp_runs_index(MDB_txn *txn, txcp_runs_cur_t *cur, const txcp_run_t *run,
