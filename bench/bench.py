@@ -204,6 +204,18 @@ def cpu_ticks(pids, sys_only=False):
     return total
 
 
+def minor_faults(pids):
+    """Page faults taken by pids so far (/proc/PID/stat minflt)."""
+    total = 0
+    for pid in pids:
+        try:
+            f = Path("/proc/%d/stat" % pid).read_text().rsplit(")", 1)[1]
+            total += int(f.split()[7])
+        except OSError:
+            pass
+    return total
+
+
 def rss_kb(pid):
     for line in Path("/proc/%d/status" % pid).read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -299,6 +311,7 @@ def wrk(url, lua, conns, duration, pids, others=None):
     hz = os.sysconf("SC_CLK_TCK")
     others = others or {}
     before, sys_before = cpu_ticks(pids), cpu_ticks(pids, True)
+    flt_before = minor_faults(pids)
     obefore = {k: cpu_ticks(v) for k, v in others.items()}
     mbefore = machine_ticks()
     wbefore = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -308,6 +321,7 @@ def wrk(url, lua, conns, duration, pids, others=None):
                           url], capture_output=True, text=True,
                          timeout=duration + 30).stdout
     after, sys_after = cpu_ticks(pids), cpu_ticks(pids, True)
+    flt_after = minor_faults(pids)
     oafter = {k: cpu_ticks(v) for k, v in others.items()}
     mafter = machine_ticks()
     wafter = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -321,6 +335,8 @@ def wrk(url, lua, conns, duration, pids, others=None):
         if reqs else None
     machine.update({k: per(oafter[k] - obefore[k]) for k in oafter})
     machine["gateway_sys"] = per(sys_after - sys_before)
+    machine["gateway_faults"] = (flt_after - flt_before) / reqs \
+        if reqs else None
     machine["wrk"] = per(((wafter.ru_utime + wafter.ru_stime)
                           - (wbefore.ru_utime + wbefore.ru_stime)) * hz)
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
@@ -641,13 +657,15 @@ def main():
                               "mock %.1f, gateway %.1f (kernel %.1f), "
                               "torrix-cp %.1f, "
                               "rest %.1f) idle %.1f steal %.1f; "
-                              "TCP segments/req %.2f"
+                              "TCP segments/req %.2f; gateway page "
+                              "faults/req %.3f"
                               % (m["busy"], m["wrk"], m["mock"],
                                  r["cpu_us_per_req"], m["gateway_sys"],
                                  m["cp"], m["busy"] - m["wrk"] - m["mock"]
                                  - r["cpu_us_per_req"] - m["cp"],
                                  m["idle"], m["steal"],
-                                 m["tcp_segments"]), flush=True)
+                                 m["tcp_segments"], m["gateway_faults"]),
+                              flush=True)
         # the median round of each setup, by requests/s; and the median of
         # the ratios to plain nginx measured in the same round, seconds
         # apart, which the machine's drift (see README) disturbs less

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +33,8 @@
 
 
 #define TXCP_SPOOL_NAME_MAX 200
+#define TXCP_SPOOL_PASS_MAX 64 /* files a pass opens (oldest first) */
+#define TXCP_INGEST_CHUNK   64 /* frames read from one file in a row */
 #define TXCP_SPOOL_FREE_MAX 4 /* finished files kept in spool/free/ for reuse */
 #define TXCP_SPOOL_JUNK_AGE                                                    \
     10 /* seconds before a headerless file is
@@ -43,9 +46,24 @@
 #define TXCP_TAGS_BUF          (TXCP_RUN_TAGS_MAX * 520)
 
 
+/* A spool file of one ingest pass. */
 typedef struct {
-    char name[TXCP_SPOOL_NAME_MAX + 1];
-} txcp_spool_name_t;
+    char     name[TXCP_SPOOL_NAME_MAX + 1];
+    int      fd;       /* -1: not open (done with, or nothing in it) */
+    int      locked;   /* we hold the writer's flock: it is gone */
+    int      finished; /* read to its end, the writer gone */
+    int      idle;     /* nothing more to read in this pass */
+    int      moved;    /* the open txn advanced its cursor */
+    int      turn;     /* the open txn reads it */
+    long     writer;   /* the worker's pid, from the name */
+    uint8_t *base;
+    size_t   fsize;
+    off_t    size;
+    size_t   start;    /* the committed cursor the open txn read from */
+    size_t   off;      /* where the open txn's reading ended */
+    uint8_t  last[16]; /* the id of the last run it gave, or zeros */
+    uint64_t ingested, dups, torn; /* of the open txn */
+} txcp_ingest_src_t;
 
 
 /* Per-pass cache of what enrichment reads from the store, by id. */
@@ -77,10 +95,14 @@ typedef struct {
     int               alerts;       /* fired in the open txn */
     int64_t           now;          /* unix seconds, at pass start */
     int64_t           published_us; /* last watermark publish */
+    uint8_t           last_id[16];  /* of the last run decoded */
 } txcp_ingest_ctx_t;
 
 
 static txcp_ingest_ctx_t txcp_ictx;
+
+
+static void txcp_ingest_close(txcp_ingest_src_t *src);
 
 
 static int
@@ -289,8 +311,8 @@ txcp_ingest_init(void)
 static int
 txcp_spool_cmp(const void *a, const void *b)
 {
-    return strcmp(((const txcp_spool_name_t *) a)->name,
-                  ((const txcp_spool_name_t *) b)->name);
+    return strcmp(((const txcp_ingest_src_t *) a)->name,
+                  ((const txcp_ingest_src_t *) b)->name);
 }
 
 
@@ -754,6 +776,8 @@ txcp_ingest_one(MDB_txn *txn, const char *name, const uint8_t *payload,
         return 2;
     }
 
+    memcpy(txcp_ictx.last_id, run.id, 16);
+
     tags.data = (const uint8_t *) txcp_ictx.tags;
     tags.len = txcp_ingest_tags(txn, &run);
 
@@ -939,259 +963,47 @@ txcp_ingest_aborted(void)
 
 
 /*
- * Ingests what is readable in one file, in transactions of ingest_batch
- * runs.  Returns 1 when more work remains in it (deadline reached), 0
- * otherwise, -1 on error.
+ * Opens and maps one spool file for the pass.  Returns 1 when it is ready to
+ * read, 0 when there is nothing to read in it (gone, or a file without a
+ * valid header: removed once abandoned), -1 on error.
  */
 static int
-txcp_ingest_file(const char *name, int64_t deadline_us)
+txcp_ingest_open(txcp_ingest_src_t *src)
 {
-    int            fd, rc, finished, locked, more, retried;
-    size_t         off, prev, start, fsize, plen, n;
-    uint64_t       ingested, dups, torn;
-    uint8_t       *base, ob[8];
-    const uint8_t *payload;
-    char           path[4096];
-    struct stat    st;
-    MDB_txn       *txn;
-    MDB_val        k, v;
+    int         locked;
+    char        path[4096], *dash;
+    struct stat st;
 
-    if (txcp_spool_path(path, sizeof(path), name) != TX_OK) {
+    if (txcp_spool_path(path, sizeof(path), src->name) != TX_OK) {
         return -1;
     }
 
-    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0) {
+    src->fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (src->fd < 0) {
         return errno == ENOENT ? 0 : -1;
     }
 
-    base = NULL;
-    fsize = 0;
-    locked = 0;
-    finished = 0;
-    more = 0;
-
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return -1;
+    if (fstat(src->fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        goto failed;
     }
 
-    if (st.st_size < TX_SPOOL_HDR_LEN + TX_SPOOL_FRAME_HDR) {
-        goto junk;
-    }
+    src->size = st.st_size;
+    dash = strrchr(src->name, '-');
+    src->writer = dash ? strtol(dash + 1, NULL, 10) : -1;
 
-    fsize = (size_t) st.st_size;
-    base = mmap(NULL, fsize, PROT_READ, MAP_SHARED, fd, 0);
+    if (st.st_size >= TX_SPOOL_HDR_LEN + TX_SPOOL_FRAME_HDR) {
+        src->fsize = (size_t) st.st_size;
+        src->base = mmap(NULL, src->fsize, PROT_READ, MAP_SHARED, src->fd, 0);
 
-    if (base == MAP_FAILED) {
-        base = NULL;
-        close(fd);
-        return -1;
-    }
-
-    if (tx_spool_hdr_check(base, fsize) != TX_OK) {
-        goto junk;
-    }
-
-    for (;;) {
-        if (txcp_store_begin(0, &txn) != 0) {
+        if (src->base == MAP_FAILED) {
+            src->base = NULL;
             goto failed;
         }
 
-        txcp_runs_cur_begin(&txcp_ictx.cur);
-
-        k.mv_data = (void *) name;
-        k.mv_size = strlen(name);
-        off = TX_SPOOL_HDR_LEN;
-
-        rc = mdb_get(txn, txcp.db[TXCP_DB_SPOOL_CURSOR], &k, &v);
-
-        if (rc == 0 && v.mv_size == 8) {
-            off = (size_t) txcp_get_le64(v.mv_data);
-        }
-
-        if (off < TX_SPOOL_HDR_LEN || off > fsize || (off & 7) != 0) {
-            txcp_log(TXCP_LOG_ERROR, "spool cursor out of range",
-                     "file=%s off=%zu", name, off);
-            mdb_txn_abort(txn);
-            goto failed;
-        }
-
-        start = off;
-        n = 0;
-        ingested = 0;
-        dups = 0;
-        torn = 0;
-        retried = 0;
-
-        /* a batch also ends at the pass deadline: HTTP waits for no more */
-
-        while (n < (size_t) txcp.conf.ingest_batch
-               && ((n & 255) != 255 || txcp_now_us() < deadline_us))
-        {
-            if ((n & 255) == 255) {
-                /*
-                 * a pass runs for up to its budget: let a gateway worker
-                 * (or anything else) that woke on this CPU run now rather
-                 * than wait out our time slice
-                 */
-                (void) sched_yield();
-            }
-
-            prev = off;
-            rc = tx_spool_read(base, fsize, &off, &payload, &plen);
-
-            if (rc == TX_OK) {
-                n++;
-
-                rc = txcp_ingest_one(txn, name, payload, plen);
-
-                if (rc < 0) {
-                    mdb_txn_abort(txn);
-                    txcp_ingest_aborted();
-                    goto failed;
-                }
-
-                ingested += rc == 0;
-                dups += rc == 1;
-                torn += rc == 2;
-
-                continue;
-            }
-
-            if (rc == TX_DONE) {
-                finished = 1;
-                break;
-            }
-
-            if (rc == TX_ERROR) {
-                if (off != prev) {
-                    /* a torn frame (bad crc) skipped */
-                    n++;
-                    torn++;
-                    continue;
-                }
-
-                /* the rest is unreadable: give up once the writer is gone */
-
-                if (txcp_ingest_lock(fd, &locked)) {
-                    txcp_log(TXCP_LOG_WARN, "spool file unreadable after",
-                             "file=%s off=%zu", name, off);
-                    torn++;
-                    finished = 1;
-                }
-
-                break;
-            }
-
-            /*
-             * TX_AGAIN: nothing more yet.  If the writer is gone, read once
-             * more under its lock (a frame may have landed just before it
-             * exited); still nothing means the file is finished.
-             */
-
-            if (!retried && txcp_ingest_lock(fd, &locked)) {
-                retried = 1;
-                continue;
-            }
-
-            if (locked) {
-                finished = 1;
-            }
-
-            break;
-        }
-
-        if (off == start && !finished) {
-            /* nothing new: no write txn (and no fsync) for an idle file */
-            mdb_txn_abort(txn);
-            break;
-        }
-
-        if (txcp_ingest_flush(txn) != 0) {
-            mdb_txn_abort(txn);
-            txcp_ingest_aborted();
-            goto failed;
-        }
-
-        txcp_put_le64(ob, off);
-        k.mv_data = (void *) name;
-        k.mv_size = strlen(name);
-        v.mv_data = ob;
-        v.mv_size = 8;
-
-        rc = mdb_put(txn, txcp.db[TXCP_DB_SPOOL_CURSOR], &k, &v, 0);
-
-        if (rc != 0) {
-            txcp_log(TXCP_LOG_ERROR, "spool cursor put failed",
-                     "file=%s err=\"%s\"", name, mdb_strerror(rc));
-            mdb_txn_abort(txn);
-            txcp_ingest_aborted();
-            goto failed;
-        }
-
-        if (txcp_store_commit(txn) != 0) {
-            txcp_ingest_aborted();
-            goto failed;
-        }
-
-        txcp_ingest_committed();
-
-        txcp.ingest.ingested += ingested;
-        txcp.ingest.duplicates += dups;
-        txcp.ingest.torn += torn;
-
-        if (torn) {
-            txcp_log(TXCP_LOG_WARN, "spool frames skipped (bad crc or record)",
-                     "file=%s count=%llu", name, (unsigned long long) torn);
-        }
-
-        if (ingested || dups || torn) {
-            txcp_log(TXCP_LOG_DEBUG, "ingested",
-                     "file=%s runs=%llu duplicates=%llu torn=%llu off=%zu",
-                     name, (unsigned long long) ingested,
-                     (unsigned long long) dups, (unsigned long long) torn, off);
-        }
-
-        if (finished
-            || (n < (size_t) txcp.conf.ingest_batch
-                && txcp_now_us() < deadline_us))
-        {
-            break;
-        }
-
-        if (txcp_now_us() >= deadline_us) {
-            more = 1;
-            break;
+        if (tx_spool_hdr_check(src->base, src->fsize) == TX_OK) {
+            return 1;
         }
     }
-
-    munmap(base, fsize);
-
-    if (finished) {
-        /* the commit above covers the end of the file; our lock goes
-         * before a worker may take it from free/ */
-
-        close(fd);
-
-        if (txcp_ingest_retire(path, name, st.st_size) != 0 && errno != ENOENT)
-        {
-            txcp_log(TXCP_LOG_ERROR, "spool unlink failed",
-                     "file=%s err=\"%s\"", name, strerror(errno));
-            return -1;
-        }
-
-        txcp.ingest.files_done++;
-        txcp_log(TXCP_LOG_INFO, "spool file done", "file=%s", name);
-
-        return txcp_ingest_cursor_del(name) == TX_OK ? 0 : -1;
-    }
-
-    close(fd);
-
-    return more;
-
-junk:
 
     /*
      * No valid header.  A writer creates the file, takes its flock, then
@@ -1199,32 +1011,402 @@ junk:
      * abandoned.
      */
 
+    locked = 0;
+
     if (time(NULL) - st.st_mtime >= TXCP_SPOOL_JUNK_AGE
-        && txcp_ingest_lock(fd, &locked))
+        && txcp_ingest_lock(src->fd, &locked))
     {
         txcp_log(TXCP_LOG_WARN, "spool file without a valid header removed",
-                 "file=%s size=%lld", name, (long long) st.st_size);
+                 "file=%s size=%lld", src->name, (long long) st.st_size);
 
         if (unlink(path) == 0) {
-            txcp_ingest_cursor_del(name);
+            txcp_ingest_cursor_del(src->name);
         }
     }
 
-    if (base) {
-        munmap(base, fsize);
-    }
-
-    close(fd);
+    txcp_ingest_close(src);
 
     return 0;
 
 failed:
 
-    if (base) {
-        munmap(base, fsize);
+    txcp_ingest_close(src);
+
+    return -1;
+}
+
+
+/* Unmaps and closes a file of the pass (its lock goes with it). */
+static void
+txcp_ingest_close(txcp_ingest_src_t *src)
+{
+    if (src->base) {
+        munmap(src->base, src->fsize);
+        src->base = NULL;
     }
 
-    close(fd);
+    if (src->fd >= 0) {
+        close(src->fd);
+        src->fd = -1;
+    }
+}
+
+
+/*
+ * After the commit that covered the end of a finished file: it goes to
+ * free/ (or away) and its cursor row after it.  Our lock goes before a
+ * worker may take it from free/.
+ */
+static int
+txcp_ingest_finish(txcp_ingest_src_t *src)
+{
+    char path[4096];
+
+    txcp_ingest_close(src);
+
+    if (txcp_spool_path(path, sizeof(path), src->name) != TX_OK) {
+        return -1;
+    }
+
+    if (txcp_ingest_retire(path, src->name, src->size) != 0 && errno != ENOENT)
+    {
+        txcp_log(TXCP_LOG_ERROR, "spool unlink failed", "file=%s err=\"%s\"",
+                 src->name, strerror(errno));
+        return -1;
+    }
+
+    txcp.ingest.files_done++;
+    txcp_log(TXCP_LOG_INFO, "spool file done", "file=%s", src->name);
+
+    return txcp_ingest_cursor_del(src->name) == TX_OK ? 0 : -1;
+}
+
+
+/*
+ * The committed cursor of a file, where the open transaction starts reading
+ * it.  Returns 0, or -1 when it is out of range.
+ */
+static int
+txcp_ingest_cursor(MDB_txn *txn, txcp_ingest_src_t *src)
+{
+    int     rc;
+    size_t  off;
+    MDB_val k, v;
+
+    k.mv_data = (void *) src->name;
+    k.mv_size = strlen(src->name);
+    off = TX_SPOOL_HDR_LEN;
+
+    rc = mdb_get(txn, txcp.db[TXCP_DB_SPOOL_CURSOR], &k, &v);
+
+    if (rc == 0 && v.mv_size == 8) {
+        off = (size_t) txcp_get_le64(v.mv_data);
+    }
+
+    if (off < TX_SPOOL_HDR_LEN || off > src->fsize || (off & 7) != 0) {
+        txcp_log(TXCP_LOG_ERROR, "spool cursor out of range", "file=%s off=%zu",
+                 src->name, off);
+        return -1;
+    }
+
+    src->start = off;
+    src->off = off;
+    src->ingested = 0;
+    src->dups = 0;
+    src->torn = 0;
+    memset(src->last, 0, sizeof(src->last));
+
+    return 0;
+}
+
+
+/*
+ * Reads frames of one file into the open transaction, from src->off, up to
+ * `limit` of them; *n counts the transaction's frames over all its files
+ * (every 256th checks the deadline).  Sets src->idle when the file has
+ * nothing more to give now, src->finished when it never will.  Returns 0,
+ * or -1 when the transaction must be aborted.
+ */
+static int
+txcp_ingest_read(MDB_txn *txn, txcp_ingest_src_t *src, size_t limit, size_t *n,
+                 int64_t deadline_us)
+{
+    int            rc, retried;
+    size_t         off, prev, plen, end;
+    const uint8_t *payload;
+
+    off = src->off;
+    retried = 0;
+    end = *n + limit;
+    retried = 0;
+    end = *n + limit;
+
+    while (*n < end && ((*n & 255) != 255 || txcp_now_us() < deadline_us)) {
+        if ((*n & 255) == 255) {
+            /*
+             * a pass runs for up to its budget: let a gateway worker (or
+             * anything else) that woke on this CPU run now rather than
+             * wait out our time slice
+             */
+            (void) sched_yield();
+        }
+
+        prev = off;
+        rc = tx_spool_read(src->base, src->fsize, &off, &payload, &plen);
+
+        if (rc == TX_OK) {
+            (*n)++;
+
+            rc = txcp_ingest_one(txn, src->name, payload, plen);
+
+            if (rc < 0) {
+                return -1;
+            }
+
+            if (rc != 2) {
+                memcpy(src->last, txcp_ictx.last_id, 16);
+            }
+
+            src->ingested += rc == 0;
+            src->dups += rc == 1;
+            src->torn += rc == 2;
+
+            continue;
+        }
+
+        if (rc == TX_DONE) {
+            src->finished = 1;
+            break;
+        }
+
+        if (rc == TX_ERROR) {
+            if (off != prev) {
+                /* a torn frame (bad crc) skipped */
+                (*n)++;
+                src->torn++;
+                continue;
+            }
+
+            /* the rest is unreadable: give up once the writer is gone */
+
+            if (txcp_ingest_lock(src->fd, &src->locked)) {
+                txcp_log(TXCP_LOG_WARN, "spool file unreadable after",
+                         "file=%s off=%zu", src->name, off);
+                src->torn++;
+                src->finished = 1;
+            }
+
+            src->idle = 1;
+            break;
+        }
+
+        /*
+         * TX_AGAIN: nothing more yet.  If the writer is gone, read once more
+         * under its lock (a frame may have landed just before it exited);
+         * still nothing means the file is finished.
+         */
+
+        if (!retried && txcp_ingest_lock(src->fd, &src->locked)) {
+            retried = 1;
+            continue;
+        }
+
+        if (src->locked) {
+            src->finished = 1;
+        }
+
+        src->idle = 1;
+        break;
+    }
+
+    src->off = off;
+    src->idle |= src->finished;
+
+    return 0;
+}
+
+
+/*
+ * One transaction of up to ingest_batch runs over the files of the pass,
+ * read in id order (see below), so the runs of workers writing side by
+ * side, whose ids interleave, are queued together and go into the store in
+ * id order, appended (the run queue sorts them) rather than put one by one
+ * between earlier ones.  Then the cursors of the files that moved, in the
+ * same transaction.  Returns 1 when a file has more to give, 0 when none
+ * has, -1 on error (the
+ * transaction aborted: the next pass reads again from the cursors).
+ */
+static int
+txcp_ingest_batch(txcp_ingest_src_t *srcs, size_t nsrc, int64_t deadline_us)
+{
+    size_t             i, j, left, n, batch, chunk;
+    uint8_t            ob[8];
+    MDB_val            k, v;
+    MDB_txn           *txn;
+    txcp_ingest_src_t *src;
+
+    /*
+     * a worker writes its files one after the other: only the oldest of
+     * each worker's files with something to read takes a turn, so the
+     * files read together are those written side by side
+     */
+
+    left = 0;
+
+    for (i = 0; i < nsrc; i++) {
+        src = &srcs[i];
+        src->turn = src->fd >= 0 && !src->idle;
+
+        for (j = 0; src->turn && j < i; j++) {
+            src->turn = !(srcs[j].turn && srcs[j].writer == src->writer);
+        }
+
+        left += src->turn;
+    }
+
+    if (left == 0) {
+        return 0;
+    }
+
+    if (txcp_store_begin(0, &txn) != 0) {
+        return -1;
+    }
+
+    txcp_runs_cur_begin(&txcp_ictx.cur);
+
+    batch = (size_t) txcp.conf.ingest_batch;
+    n = 0;
+
+    for (i = 0; i < nsrc; i++) {
+        srcs[i].moved = 0;
+
+        if (srcs[i].turn && txcp_ingest_cursor(txn, &srcs[i]) != 0) {
+            goto failed;
+        }
+    }
+
+    /*
+     * in id (time) order: a chunk at a time from the file whose last run
+     * is the earliest, so files that fell behind (a pass cut short by its
+     * deadline) catch up rather than have each run put between later ones
+     */
+
+    while (n < batch && txcp_now_us() < deadline_us) {
+        src = NULL;
+
+        for (i = 0; i < nsrc; i++) {
+            if (srcs[i].turn && !srcs[i].idle
+                && (src == NULL || memcmp(srcs[i].last, src->last, 16) < 0))
+            {
+                src = &srcs[i];
+            }
+        }
+
+        if (src == NULL) {
+            break;
+        }
+
+        chunk = batch - n < TXCP_INGEST_CHUNK ? batch - n : TXCP_INGEST_CHUNK;
+
+        if (txcp_ingest_read(txn, src, chunk, &n, deadline_us) != 0) {
+            goto failed;
+        }
+    }
+
+    for (i = 0; i < nsrc; i++) {
+        src = &srcs[i];
+        src->moved = src->turn && (src->off != src->start || src->finished);
+    }
+
+    for (i = 0; i < nsrc && !srcs[i].moved; i++) {
+        /* void */
+    }
+
+    if (i == nsrc) {
+        /*
+         * nothing new: no write txn (and no fsync); the next file of a
+         * worker whose file went idle takes its turn
+         */
+        mdb_txn_abort(txn);
+        goto next;
+    }
+
+    if (txcp_ingest_flush(txn) != 0) {
+        goto failed;
+    }
+
+    for (i = 0; i < nsrc; i++) {
+        src = &srcs[i];
+
+        if (!src->moved) {
+            continue;
+        }
+
+        txcp_put_le64(ob, src->off);
+        k.mv_data = (void *) src->name;
+        k.mv_size = strlen(src->name);
+        v.mv_data = ob;
+        v.mv_size = 8;
+
+        if (mdb_put(txn, txcp.db[TXCP_DB_SPOOL_CURSOR], &k, &v, 0) != 0) {
+            txcp_log(TXCP_LOG_ERROR, "spool cursor put failed", "file=%s",
+                     src->name);
+            goto failed;
+        }
+    }
+
+    if (txcp_store_commit(txn) != 0) {
+        txcp_ingest_aborted();
+        return -1;
+    }
+
+    txcp_ingest_committed();
+
+    for (i = 0; i < nsrc; i++) {
+        src = &srcs[i];
+
+        if (!src->moved) {
+            continue;
+        }
+
+        txcp.ingest.ingested += src->ingested;
+        txcp.ingest.duplicates += src->dups;
+        txcp.ingest.torn += src->torn;
+
+        if (src->torn) {
+            txcp_log(TXCP_LOG_WARN, "spool frames skipped (bad crc or record)",
+                     "file=%s count=%llu", src->name,
+                     (unsigned long long) src->torn);
+        }
+
+        if (src->ingested || src->dups || src->torn) {
+            txcp_log(TXCP_LOG_DEBUG, "ingested",
+                     "file=%s runs=%llu duplicates=%llu torn=%llu off=%zu",
+                     src->name, (unsigned long long) src->ingested,
+                     (unsigned long long) src->dups,
+                     (unsigned long long) src->torn, src->off);
+        }
+
+        if (src->finished && txcp_ingest_finish(src) != 0) {
+            txcp_log(TXCP_LOG_WARN, "spool file not retired", "file=%s",
+                     src->name);
+        }
+    }
+
+next:
+
+    for (i = 0; i < nsrc; i++) {
+        if (srcs[i].fd >= 0 && !srcs[i].idle) {
+            return 1;
+        }
+    }
+
+    return 0;
+
+failed:
+
+    mdb_txn_abort(txn);
+    txcp_ingest_aborted();
 
     return -1;
 }
@@ -1298,7 +1480,7 @@ txcp_ingest_run(long budget_ms)
 {
     DIR               *dir;
     struct dirent     *de;
-    txcp_spool_name_t *names, *p;
+    txcp_ingest_src_t *names, *p;
     size_t             n, cap, i, len, sfx;
     int64_t            deadline, pass_start, wm;
     int                complete, rc, more;
@@ -1334,7 +1516,7 @@ txcp_ingest_run(long budget_ms)
 
         if (n == cap) {
             cap = cap ? cap * 2 : 16;
-            p = realloc(names, cap * sizeof(txcp_spool_name_t));
+            p = realloc(names, cap * sizeof(txcp_ingest_src_t));
 
             if (p == NULL) {
                 complete = 0;
@@ -1351,32 +1533,54 @@ txcp_ingest_run(long budget_ms)
     closedir(dir);
 
     if (n) {
-        qsort(names, n, sizeof(txcp_spool_name_t), txcp_spool_cmp);
+        qsort(names, n, sizeof(txcp_ingest_src_t), txcp_spool_cmp);
     }
 
     deadline = txcp_now_us() + budget_ms * 1000;
 
+    if (n > TXCP_SPOOL_PASS_MAX) {
+        /* a backlog: the oldest now, the rest in the passes after */
+        n = TXCP_SPOOL_PASS_MAX;
+        complete = 0;
+        more = 1;
+    }
+
     for (i = 0; i < n; i++) {
-        rc = txcp_ingest_file(names[i].name, deadline);
+        memset((char *) &names[i] + offsetof(txcp_ingest_src_t, fd), 0,
+               sizeof(txcp_ingest_src_t) - offsetof(txcp_ingest_src_t, fd));
+        names[i].fd = -1;
 
-        if (rc != 0) {
-            complete = 0;
-        }
-
-        if (rc > 0) {
-            more = 1;
-        }
+        rc = txcp_ingest_open(&names[i]);
 
         if (rc < 0) {
+            complete = 0;
             txcp_log(TXCP_LOG_WARN, "spool file not ingested", "file=%s",
                      names[i].name);
         }
+    }
 
-        if (i + 1 < n && txcp_now_us() >= deadline) {
+    for (;;) {
+        rc = txcp_ingest_batch(names, n, deadline);
+
+        if (rc < 0) {
+            complete = 0;
+            txcp_log(TXCP_LOG_WARN, "spool files not ingested", NULL);
+            break;
+        }
+
+        if (rc == 0) {
+            break;
+        }
+
+        if (txcp_now_us() >= deadline) {
             complete = 0;
             more = 1;
             break;
         }
+    }
+
+    for (i = 0; i < n; i++) {
+        txcp_ingest_close(&names[i]);
     }
 
     free(names);

@@ -384,6 +384,20 @@ txcp_runs_q_room(txcp_runs_cur_t *cur, size_t len)
 }
 
 
+/* queued runs by id */
+static int
+txcp_runs_q_cmp(const void *a, const void *b)
+{
+    const txcp_runs_q_t *x = a, *y = b;
+
+    if (x->hi != y->hi) {
+        return x->hi > y->hi ? 1 : -1;
+    }
+
+    return x->lo > y->lo ? 1 : (x->lo < y->lo ? -1 : 0);
+}
+
+
 /*
  * Writes the queued runs in id order: appended past the store's last run,
  * put in their place before it (runs logged late, other workers' files).
@@ -392,7 +406,7 @@ static int
 txcp_runs_q_flush(MDB_txn *txn, txcp_runs_cur_t *cur)
 {
     int           rc;
-    size_t        i, j;
+    size_t        i, j, moves;
     uint8_t       id[16];
     MDB_val       k, v;
     txcp_runs_q_t t;
@@ -409,21 +423,27 @@ txcp_runs_q_flush(MDB_txn *txn, txcp_runs_cur_t *cur)
         }
     }
 
-    /* insertion sort: each run is a few places from its own at most */
+    /*
+     * insertion sort: the runs of one file are each a few places from their
+     * own at most; the runs of workers' files side by side interleave, and
+     * past a few moves a run the sort is left to qsort
+     */
 
-    for (i = 1; i < cur->nq; i++) {
+    moves = 0;
+
+    for (i = 1; i < cur->nq && moves <= 32 * cur->nq; i++) {
         t = cur->q[i];
 
-        for (j = i;
-             j > 0
-             && (cur->q[j - 1].hi > t.hi
-                 || (cur->q[j - 1].hi == t.hi && cur->q[j - 1].lo > t.lo));
-             j--)
-        {
+        for (j = i; j > 0 && txcp_runs_q_cmp(&cur->q[j - 1], &t) > 0; j--) {
             cur->q[j] = cur->q[j - 1];
         }
 
+        moves += i - j;
         cur->q[j] = t;
+    }
+
+    if (i < cur->nq) {
+        qsort(cur->q, cur->nq, sizeof(txcp_runs_q_t), txcp_runs_q_cmp);
     }
 
     for (i = 0; i < cur->nq; i++) {

@@ -727,19 +727,34 @@ txcp_runidx_be64(const uint8_t *p)
 }
 
 
+static int
+txcp_runidx_cmp(const void *a, const void *b)
+{
+    return memcmp(a, b, TXCP_RUNIDX_ID);
+}
+
+
 /*
  * Insertion sort: a key's ids come in log order, which is time order up to
  * the random part within a millisecond and the requests in flight, so each
- * id moves a few places at most.
+ * id moves a few places at most.  The ids of workers' files read side by
+ * side interleave: past a few moves an id, the sort is left to qsort.
  */
 static void
 txcp_runidx_sort(uint8_t *ids, size_t n)
 {
-    size_t   i, j;
+    size_t   i, j, moves;
     uint64_t hi, lo, phi, plo;
     uint8_t  t[TXCP_RUNIDX_ID];
 
+    moves = 0;
+
     for (i = 1; i < n; i++) {
+        if (moves > 32 * n) {
+            qsort(ids, n, TXCP_RUNIDX_ID, txcp_runidx_cmp);
+            return;
+        }
+
         hi = txcp_runidx_be64(ids + i * TXCP_RUNIDX_ID);
         lo = txcp_runidx_be64(ids + i * TXCP_RUNIDX_ID + 8);
 
@@ -755,6 +770,8 @@ txcp_runidx_sort(uint8_t *ids, size_t n)
         if (j == i) {
             continue;
         }
+
+        moves += i - j;
 
         memcpy(t, ids + i * TXCP_RUNIDX_ID, TXCP_RUNIDX_ID);
         memmove(ids + (j + 1) * TXCP_RUNIDX_ID, ids + j * TXCP_RUNIDX_ID,

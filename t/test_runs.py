@@ -4,6 +4,7 @@ once even across a kill -9 of torrix-cp or of an nginx worker."""
 import fcntl
 import os
 import signal
+import struct
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -284,3 +285,73 @@ def test_spool_free_files_expire(cp_stopped, tmp, monkeypatch):
     wait_until(lambda: not any(gone for maps in spool_maps(stack).values()
                                for _, gone in maps), 10, 0.2,
                "mappings of deleted spool files dropped")
+
+
+def test_workers_files_side_by_side(cp_stopped):
+    """Spool files of two workers written side by side (their run ids
+    interleave), one worker's next file behind its first, all there at
+    once: each run is ingested exactly once, listed in id order, and found
+    through the run index, with transactions of a few runs (ingest_batch 7)
+    that take runs from several files."""
+    from test_routes_api import (TX_RUN_COST, TX_RUN_ENDPOINT, TX_RUN_FLAGS,
+                                 TX_RUN_ID, TX_RUN_KEY_ID, TX_RUN_MODEL,
+                                 TX_RUN_PROVIDER, TX_RUN_START_US,
+                                 TX_RUN_STATUS, TX_RUN_TOKENS_IN,
+                                 TX_RUN_TOKENS_OUT, crc32c, rec_i64, rec_str,
+                                 rec_u64)
+    stack = cp_stopped.start_cp("--ingest-batch", "7")
+    spool = stack.data / "spool"
+    keys = ["key_side%016d" % i for i in range(2)]
+    ms = int(time.time() * 1000) - 1000
+    runs = []
+    for i in range(150):
+        rid = (ms + i // 3).to_bytes(6, "big") + os.urandom(10)
+        runs.append((rid, keys[i % 2], (ms + i // 3) * 1000))
+
+    def record(rid, key, start):
+        return (rec_str(TX_RUN_ID, rid) + rec_i64(TX_RUN_START_US, start) +
+                rec_str(TX_RUN_KEY_ID, key) + rec_u64(TX_RUN_ENDPOINT, 1) +
+                rec_str(TX_RUN_MODEL, "gpt-4o-mini") +
+                rec_str(TX_RUN_PROVIDER, "openai") +
+                rec_u64(TX_RUN_STATUS, 200) +
+                rec_u64(TX_RUN_TOKENS_IN, 10) +
+                rec_u64(TX_RUN_TOKENS_OUT, 5) + rec_i64(TX_RUN_COST, 0) +
+                rec_u64(TX_RUN_FLAGS, 0))
+
+    def spool_file(created, pid, recs):
+        body = b""
+        for rec in recs:
+            frame = struct.pack("<II", len(rec), crc32c(rec)) + rec
+            body += frame + b"\0" * (-len(frame) % 8)
+        body += struct.pack("<I", 0xffffffff) + b"\0" * 4
+        hdr = b"TXSPOOL1" + struct.pack("<IIqQ", 1, pid, created,
+                                        64 + len(body))
+        name = "%016x-%d" % (created, pid)
+        (spool / (name + ".tmp")).write_bytes(hdr + b"\0" * (64 - len(hdr))
+                                              + body)
+        return name
+
+    # in each worker's files its runs are in time order, up to the order
+    # within a millisecond; the first 100 runs alternate between workers
+    # 70001 and 70002, the last 50 are worker 70001's next file
+    t0 = ms * 1000
+    recs = [record(*r) for r in runs]
+    a1 = [x for j, x in enumerate(recs[:100]) if j % 2 == 0]
+    b1 = [x for j, x in enumerate(recs[:100]) if j % 2 == 1]
+    names = [spool_file(t0, 70001, a1), spool_file(t0 + 1, 70002, b1),
+             spool_file(t0 + 2, 70001, recs[100:])]
+    for name in names:
+        os.rename(spool / (name + ".tmp"), spool / (name + ".txs"))
+
+    ids = [r[0].hex() for r in runs]
+
+    def ingested():
+        h = stack.api.ok("GET", "/health")["ingest"]
+        return h if h["files_done"] == 3 else None
+    h, _ = wait_until(ingested, 10, 0.05, "the three files ingested")
+    assert (h["ingested"], h["duplicates"], h["torn"]) == (150, 0, 0), h
+    got = [r["id"] for r in stack.runs()]
+    assert got == sorted(ids, reverse=True), "runs listed out of id order"
+    for key in keys:
+        want = sorted((r[0].hex() for r in runs if r[1] == key), reverse=True)
+        assert [r["id"] for r in stack.runs(key_id=key)] == want, key

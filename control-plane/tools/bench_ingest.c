@@ -16,6 +16,8 @@
  * projects, users and orgs).  BENCH_SHAPE=gateway: the gateway benchmark's
  * runs instead (bench/bench.py): one key, project, user and org, one model,
  * no tags, no errors, 1% sampled, started 30 us apart up to now.
+ * BENCH_WORKERS=w: the runs written by w workers side by side (in turn, into
+ * w files at a time, their ids interleaved), as nginx with w workers does.
  *
  * Runs: 1000 keys, 100 projects, 500 users, 10 orgs, 12 models of 2
  * providers, 3 tags each (team, agent, env), 5% errors, 10% sampled with a
@@ -55,7 +57,11 @@
 
 
 static unsigned long long bench_keys = 1000;
-static int                bench_gateway;
+#define BENCH_WRITERS_MAX 16
+
+
+static int bench_gateway;
+static int bench_writers = 1;
 
 
 static const char *models[] = {"gpt-4o",
@@ -109,10 +115,10 @@ static int
 write_spool(const char *dir, long n)
 {
     char      path[4096], buf[64], tags[128];
-    int       fd, file;
+    int       fd, file, w, nw, wfd[BENCH_WRITERS_MAX];
     long      i;
-    size_t    off, len;
-    uint8_t  *base, rec[2048], id[16], rb[10];
+    size_t    off, len, woff[BENCH_WRITERS_MAX];
+    uint8_t  *base, *wbase[BENCH_WRITERS_MAX], rec[2048], id[16], rb[10];
     uint64_t  s, m, in, out, status;
     int64_t   t0, span, start;
     tx_wbuf_t wb;
@@ -124,15 +130,25 @@ write_spool(const char *dir, long n)
         span = (int64_t) n * 30;
     }
     t0 = now_us() - span;
-    base = NULL;
-    fd = -1;
-    off = 0;
     file = 0;
+    nw = bench_writers;
+
+    for (w = 0; w < nw; w++) {
+        wbase[w] = NULL;
+        wfd[w] = -1;
+        woff[w] = 0;
+    }
 
     for (i = 0; i < n; i++) {
+        /* the writers take the runs in turn, as workers side by side */
+        w = (int) (i % nw);
+        base = wbase[w];
+        fd = wfd[w];
+        off = woff[w];
+
         if (base == NULL) {
             snprintf(path, sizeof(path), "%s/%016llx-%d.txs", dir,
-                     (unsigned long long) (t0 + file), 90000 + file);
+                     (unsigned long long) (t0 + file), 90000 + w);
             file++;
 
             fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0640);
@@ -149,8 +165,10 @@ write_spool(const char *dir, long n)
                 return -1;
             }
 
-            tx_spool_hdr_init(base, 90000 + file, t0, SPOOL_CAP);
+            tx_spool_hdr_init(base, 90000 + w, t0, SPOOL_CAP);
             off = TX_SPOOL_HDR_LEN;
+            wbase[w] = base;
+            wfd[w] = fd;
         }
 
         start = t0 + (int64_t) ((double) span * i / n);
@@ -222,16 +240,20 @@ write_spool(const char *dir, long n)
             tx_spool_seal(base, SPOOL_CAP, off);
             munmap(base, SPOOL_CAP);
             close(fd);
-            base = NULL;
+            wbase[w] = NULL;
             i--;
             continue;
         }
+
+        woff[w] = off;
     }
 
-    if (base) {
-        tx_spool_seal(base, SPOOL_CAP, off);
-        munmap(base, SPOOL_CAP);
-        close(fd);
+    for (w = 0; w < nw; w++) {
+        if (wbase[w]) {
+            tx_spool_seal(wbase[w], SPOOL_CAP, woff[w]);
+            munmap(wbase[w], SPOOL_CAP);
+            close(wfd[w]);
+        }
     }
 
     return file;
@@ -387,6 +409,15 @@ main(int argc, char **argv)
     if (argc < 3) {
         fprintf(stderr, "usage: bench_ingest TORRIX_CP N [PORT] [WORKDIR]\n");
         return 2;
+    }
+
+    if (getenv("BENCH_WORKERS") != NULL) {
+        bench_writers = atoi(getenv("BENCH_WORKERS"));
+
+        if (bench_writers < 1 || bench_writers > BENCH_WRITERS_MAX) {
+            fprintf(stderr, "BENCH_WORKERS: 1..%d\n", BENCH_WRITERS_MAX);
+            return 2;
+        }
     }
 
     if (getenv("BENCH_SHAPE") != NULL
