@@ -95,7 +95,6 @@ typedef struct {
     int               alerts;       /* fired in the open txn */
     int64_t           now;          /* unix seconds, at pass start */
     int64_t           published_us; /* last watermark publish */
-    uint8_t           last_id[16];  /* of the last run decoded */
 } txcp_ingest_ctx_t;
 
 
@@ -757,12 +756,13 @@ txcp_ingest_provider_error(const tx_str_t *body, char *type, size_t tlen,
 
 /*
  * Enriches and inserts one spooled run, with its index rows, rollups and
- * spend deltas.  Returns 0 inserted, 1 duplicate, 2 not a run record, or
- * -1 on a store error (the txn must be aborted).
+ * spend deltas; its id (16 bytes) goes to id once decoded.  Returns 0
+ * inserted, 1 duplicate, 2 not a run record (id untouched), or -1 on a store
+ * error (the txn must be aborted).
  */
 static int
 txcp_ingest_one(MDB_txn *txn, const char *name, const uint8_t *payload,
-                size_t plen)
+                size_t plen, uint8_t *id)
 {
     int             rc, zero, perr;
     size_t          olen;
@@ -776,7 +776,7 @@ txcp_ingest_one(MDB_txn *txn, const char *name, const uint8_t *payload,
         return 2;
     }
 
-    memcpy(txcp_ictx.last_id, run.id, 16);
+    memcpy(id, run.id, 16);
 
     tags.data = (const uint8_t *) txcp_ictx.tags;
     tags.len = txcp_ingest_tags(txn, &run);
@@ -1157,14 +1157,10 @@ txcp_ingest_read(MDB_txn *txn, txcp_ingest_src_t *src, size_t limit, size_t *n,
         if (rc == TX_OK) {
             (*n)++;
 
-            rc = txcp_ingest_one(txn, src->name, payload, plen);
+            rc = txcp_ingest_one(txn, src->name, payload, plen, src->last);
 
             if (rc < 0) {
                 return -1;
-            }
-
-            if (rc != 2) {
-                memcpy(src->last, txcp_ictx.last_id, 16);
             }
 
             src->ingested += rc == 0;
