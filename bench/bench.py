@@ -21,7 +21,6 @@ as JSON lines to bench-out/results.jsonl.  Every run is bounded in time.
 import argparse
 import collections
 import json
-import mmap
 import os
 import re
 import resource
@@ -240,25 +239,6 @@ def machine_ticks():
     segs = int(dict(zip(tcp[0], tcp[1]))["OutSegs"])
     return {"busy": f[0] + f[1] + f[2] + f[5] + f[6], "idle": f[3] + f[4],
             "steal": f[7], "tcp_segments": segs}
-
-
-def first_touch_us(mb=64):
-    """Microseconds per 4 KB page to write fresh anonymous memory, then the
-    same again right after freeing it.  A VM whose host backs the guest's
-    memory only when first touched (this one: ~13 us a page after boot,
-    ~2 us once the guest has used its memory) makes the first figure high
-    until then; torrix-cp's store and new spool files take such pages and
-    plain nginx, which writes no file, does not: a fresh VM's first runs
-    cost Torrix more."""
-    out = []
-    for _ in range(2):
-        m = mmap.mmap(-1, mb << 20)
-        t = time.perf_counter()
-        for off in range(0, mb << 20, 4096):
-            m[off] = 1
-        out.append((time.perf_counter() - t) * 1e6 / ((mb << 20) // 4096))
-        m.close()
-    return out
 
 
 def sched_report(data, rps, groups):
@@ -505,9 +485,6 @@ def main():
 
     out_dir = REPO / "bench-out"
     out_dir.mkdir(exist_ok=True)
-    touch = first_touch_us()
-    print("memory: a first write costs %.1f us per 4 KB page, %.1f us once freed"
-          % tuple(touch), flush=True)
     tmp = Path(tempfile.mkdtemp(prefix="torrix-bench-"))
     for d in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (tmp / d).mkdir()
@@ -792,8 +769,7 @@ def main():
                             "c1_torrix": lat.get("torrix"),
                             "added_p50_us_c1": added_p50_us,
                             "ingest": health.get("ingest"),
-                            "worker_rss_kb": rss,
-                            "first_touch_us_per_page": touch}) + "\n")
+                            "worker_rss_kb": rss}) + "\n")
     print("results appended to %s" % (out_dir / "results.jsonl"))
 
 
