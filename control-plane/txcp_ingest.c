@@ -6,7 +6,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
-#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1122,14 +1121,13 @@ txcp_ingest_cursor(MDB_txn *txn, txcp_ingest_src_t *src)
 
 /*
  * Reads frames of one file into the open transaction, from src->off, up to
- * `limit` of them; *n counts the transaction's frames over all its files
- * (every 256th checks the deadline).  Sets src->idle when the file has
- * nothing more to give now, src->finished when it never will.  Returns 0,
- * or -1 when the transaction must be aborted.
+ * `limit` of them (the caller checks the deadline between such chunks);
+ * *n counts the transaction's frames over all its files.  Sets src->idle
+ * when the file has nothing more to give now, src->finished when it never
+ * will.  Returns 0, or -1 when the transaction must be aborted.
  */
 static int
-txcp_ingest_read(MDB_txn *txn, txcp_ingest_src_t *src, size_t limit, size_t *n,
-                 int64_t deadline_us)
+txcp_ingest_read(MDB_txn *txn, txcp_ingest_src_t *src, size_t limit, size_t *n)
 {
     int            rc, retried;
     size_t         off, prev, plen, end;
@@ -1138,10 +1136,8 @@ txcp_ingest_read(MDB_txn *txn, txcp_ingest_src_t *src, size_t limit, size_t *n,
     off = src->off;
     retried = 0;
     end = *n + limit;
-    retried = 0;
-    end = *n + limit;
 
-    while (*n < end && ((*n & 255) != 255 || txcp_now_us() < deadline_us)) {
+    while (*n < end) {
         if ((*n & 255) == 255) {
             /*
              * a pass runs for up to its budget: let a gateway worker (or
@@ -1235,7 +1231,7 @@ txcp_ingest_read(MDB_txn *txn, txcp_ingest_src_t *src, size_t limit, size_t *n,
 static int
 txcp_ingest_batch(txcp_ingest_src_t *srcs, size_t nsrc, int64_t deadline_us)
 {
-    size_t             i, j, left, n, batch, chunk;
+    size_t             i, j, left, moved, n, batch, chunk;
     uint8_t            ob[8];
     MDB_val            k, v;
     MDB_txn           *txn;
@@ -1274,8 +1270,6 @@ txcp_ingest_batch(txcp_ingest_src_t *srcs, size_t nsrc, int64_t deadline_us)
     n = 0;
 
     for (i = 0; i < nsrc; i++) {
-        srcs[i].moved = 0;
-
         if (srcs[i].turn && txcp_ingest_cursor(txn, &srcs[i]) != 0) {
             goto failed;
         }
@@ -1304,21 +1298,20 @@ txcp_ingest_batch(txcp_ingest_src_t *srcs, size_t nsrc, int64_t deadline_us)
 
         chunk = batch - n < TXCP_INGEST_CHUNK ? batch - n : TXCP_INGEST_CHUNK;
 
-        if (txcp_ingest_read(txn, src, chunk, &n, deadline_us) != 0) {
+        if (txcp_ingest_read(txn, src, chunk, &n) != 0) {
             goto failed;
         }
     }
 
+    moved = 0;
+
     for (i = 0; i < nsrc; i++) {
         src = &srcs[i];
         src->moved = src->turn && (src->off != src->start || src->finished);
+        moved += src->moved;
     }
 
-    for (i = 0; i < nsrc && !srcs[i].moved; i++) {
-        /* void */
-    }
-
-    if (i == nsrc) {
+    if (moved == 0) {
         /*
          * nothing new: no write txn (and no fsync); the next file of a
          * worker whose file went idle takes its turn
@@ -1522,7 +1515,9 @@ txcp_ingest_run(long budget_ms)
             names = p;
         }
 
+        memset(&names[n], 0, sizeof(txcp_ingest_src_t));
         memcpy(names[n].name, de->d_name, len + 1);
+        names[n].fd = -1;
         n++;
     }
 
@@ -1542,10 +1537,6 @@ txcp_ingest_run(long budget_ms)
     }
 
     for (i = 0; i < n; i++) {
-        memset((char *) &names[i] + offsetof(txcp_ingest_src_t, fd), 0,
-               sizeof(txcp_ingest_src_t) - offsetof(txcp_ingest_src_t, fd));
-        names[i].fd = -1;
-
         rc = txcp_ingest_open(&names[i]);
 
         if (rc < 0) {
