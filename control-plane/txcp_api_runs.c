@@ -165,7 +165,7 @@ txcp_run_num(cJSON *o, const char *name, const tx_str_t *v, double div)
 {
     uint64_t u;
 
-    if (tx_rec_u64(v, &u) == TX_OK) {
+    if (tx_rec_uint(v, &u) == TX_OK) {
         txcp_json_set(o, name, cJSON_CreateNumber((double) u / div));
     }
 }
@@ -246,7 +246,7 @@ txcp_run_attempt(cJSON *list, const tx_str_t *rec)
             txcp_run_num(a, "status", &v, 1);
             break;
         case TX_ATT_US:
-            if (tx_rec_u64(&v, &u) == TX_OK) {
+            if (tx_rec_uint(&v, &u) == TX_OK) {
                 txcp_json_set(a, "latency_ms",
                               cJSON_CreateNumber((double) u / 1000));
             }
@@ -291,7 +291,7 @@ txcp_run_json(const uint8_t *id, const void *val, size_t len, int bodies)
     while ((rc = tx_rec_next(&it, &tag, &v)) == TX_OK) {
         switch (tag) {
         case TX_RUN_START_US:
-            if (tx_rec_i64(&v, &i) == TX_OK) {
+            if (tx_rec_int(&v, &i) == TX_OK) {
                 txcp_json_set(o, "started_at",
                               cJSON_CreateString(
                                   txcp_time_format(i, 3, ts, sizeof(ts))));
@@ -312,7 +312,7 @@ txcp_run_json(const uint8_t *id, const void *val, size_t len, int bodies)
             break;
 
         case TX_RUN_ENDPOINT:
-            if (tx_rec_u64(&v, &u) == TX_OK) {
+            if (tx_rec_uint(&v, &u) == TX_OK) {
                 txcp_json_set(o, "endpoint",
                               cJSON_CreateString(tx_endpoint_name(u)));
             }
@@ -366,13 +366,13 @@ txcp_run_json(const uint8_t *id, const void *val, size_t len, int bodies)
             break;
 
         case TX_RUN_COST:
-            if (tx_rec_i64(&v, &i) == TX_OK) {
+            if (tx_rec_int(&v, &i) == TX_OK) {
                 txcp_json_set(o, "cost_usd", txcp_json_money_value(i));
             }
             break;
 
         case TX_RUN_FLAGS:
-            if (tx_rec_u64(&v, &u) == TX_OK) {
+            if (tx_rec_uint(&v, &u) == TX_OK) {
                 flags = u;
             }
             break;
@@ -403,7 +403,7 @@ txcp_run_json(const uint8_t *id, const void *val, size_t len, int bodies)
             break;
 
         case TX_RUN_RESERVED:
-            if (tx_rec_i64(&v, &i) == TX_OK) {
+            if (tx_rec_int(&v, &i) == TX_OK) {
                 txcp_json_set(o, "reserved_usd", txcp_json_money_value(i));
             }
             break;

@@ -635,7 +635,14 @@ txcp_ingest_rewrite(const uint8_t *payload, size_t plen, txcp_run_t *run,
         return TX_ERROR;
     }
 
-    tx_wbuf_init(&wb, txcp_ictx.buf, txcp_ictx.cap);
+    /* in the form it came in (tx_record.h) */
+    if (tx_rec_compact(payload, plen)) {
+        tx_wbuf_init_compact(&wb, txcp_ictx.buf, txcp_ictx.cap);
+
+    } else {
+        tx_wbuf_init(&wb, txcp_ictx.buf, txcp_ictx.cap);
+    }
+
     tx_rec_iter_init(&it, payload, plen);
 
     while (tx_rec_next(&it, &tag, &v) == TX_OK) {

@@ -28,8 +28,9 @@ txcp_run_decode(const void *rec, size_t len, txcp_run_t *run)
     while ((rc = tx_rec_next(&it, &tag, &v)) == TX_OK) {
         u = 0;
 
-        if (v.len == 8) {
-            (void) tx_rec_u64(&v, &u);
+        /* an integer field's value; other fields leave u unused */
+        if (v.len <= 8) {
+            (void) tx_rec_uint(&v, &u);
         }
 
         i = (int64_t) u;

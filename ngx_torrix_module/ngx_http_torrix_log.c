@@ -127,7 +127,7 @@ ngx_http_torrix_log_handler(ngx_http_request_t *r)
         }
     }
 
-    tx_wbuf_init(&wb, buf, size);
+    tx_wbuf_init_compact(&wb, buf, size);
 
     tx_rec_put_bytes(&wb, TX_RUN_ID, ctx->run_id, sizeof(ctx->run_id));
     tx_rec_put_i64(&wb, TX_RUN_START_US, ctx->start_us);
@@ -242,7 +242,7 @@ ngx_http_torrix_put_attempts(ngx_http_torrix_ctx_t *ctx, tx_wbuf_t *wb)
         a = &ctx->attempts[i];
         c = &ctx->cands[a->cand];
 
-        tx_wbuf_init(&ab, buf, sizeof(buf));
+        tx_wbuf_init_compact(&ab, buf, sizeof(buf));
         tx_rec_put_bytes(&ab, TX_ATT_MODEL, c->model.data,
                          ngx_min(c->model.len, NGX_HTTP_TORRIX_MODEL_MAX));
         tx_rec_put_bytes(&ab, TX_ATT_PROVIDER, c->provider.data,

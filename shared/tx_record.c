@@ -25,6 +25,40 @@ tx_rec_put_hdr(uint8_t *p, uint16_t tag, uint32_t len)
 }
 
 
+/* a compact header at p, room checked: its length */
+static size_t
+tx_rec_put_varhdr(uint8_t *p, uint16_t tag, uint32_t len)
+{
+    size_t n;
+
+    n = 0;
+    p[n++] = (uint8_t) tag;
+
+    while (len >= 0x80) {
+        p[n++] = (uint8_t) (len | 0x80);
+        len >>= 7;
+    }
+
+    p[n++] = (uint8_t) len;
+
+    return n;
+}
+
+
+/* the length of a compact header */
+static size_t
+tx_rec_varhdr_len(uint32_t len)
+{
+    size_t n;
+
+    for (n = 2; len >= 0x80; n++) {
+        len >>= 7;
+    }
+
+    return n;
+}
+
+
 void
 tx_wbuf_init(tx_wbuf_t *wb, uint8_t *buf, size_t len)
 {
@@ -32,13 +66,51 @@ tx_wbuf_init(tx_wbuf_t *wb, uint8_t *buf, size_t len)
     wb->pos = buf;
     wb->end = buf + len;
     wb->overflow = 0;
+    wb->compact = 0;
+}
+
+
+void
+tx_wbuf_init_compact(tx_wbuf_t *wb, uint8_t *buf, size_t len)
+{
+    tx_wbuf_init(wb, buf, len);
+    wb->compact = 1;
+
+    if (len == 0) {
+        wb->overflow = 1;
+        return;
+    }
+
+    *wb->pos++ = TX_REC_COMPACT;
 }
 
 
 void
 tx_rec_put_bytes(tx_wbuf_t *wb, uint16_t tag, const void *data, size_t len)
 {
+    size_t h;
+
     if (wb->overflow) {
+        return;
+    }
+
+    if (wb->compact) {
+        h = tx_rec_varhdr_len((uint32_t) len);
+
+        if (tag >= 0x80 || len > UINT32_MAX || (size_t) (wb->end - wb->pos) < h
+            || (size_t) (wb->end - wb->pos) - h < len)
+        {
+            wb->overflow = 1;
+            return;
+        }
+
+        wb->pos += tx_rec_put_varhdr(wb->pos, tag, (uint32_t) len);
+
+        if (len) {
+            memcpy(wb->pos, data, len);
+            wb->pos += len;
+        }
+
         return;
     }
 
@@ -63,10 +135,41 @@ tx_rec_put_bytes(tx_wbuf_t *wb, uint16_t tag, const void *data, size_t len)
 void
 tx_rec_put_u64(tx_wbuf_t *wb, uint16_t tag, uint64_t v)
 {
-    int      i;
+    int      i, n;
     uint8_t *p;
 
     if (wb->overflow) {
+        return;
+    }
+
+    if (wb->compact) {
+        /* the shortest little-endian form: bytes up to the highest set */
+        n = v ? 8 - __builtin_clzll(v) / 8 : 0;
+
+        if (tag >= 0x80 || (size_t) (wb->end - wb->pos) < (size_t) (2 + n)) {
+            wb->overflow = 1;
+            return;
+        }
+
+        p = wb->pos;
+        p[0] = (uint8_t) tag;
+        p[1] = (uint8_t) n;
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        if (wb->end - p >= 10) {
+            /* all eight, the record goes on past the n that count */
+            memcpy(p + 2, &v, 8);
+
+        } else
+#endif
+        {
+            for (i = 0; i < n; i++) {
+                p[2 + i] = (uint8_t) (v >> (8 * i));
+            }
+        }
+
+        wb->pos = p + 2 + n;
+
         return;
     }
 
@@ -80,7 +183,6 @@ tx_rec_put_u64(tx_wbuf_t *wb, uint16_t tag, uint64_t v)
     tx_rec_put_hdr(p, tag, 8);
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-    (void) i;
     memcpy(p + TX_REC_HDR_LEN, &v, 8);
 #else
     for (i = 0; i < 8; i++) {
@@ -115,6 +217,87 @@ tx_rec_iter_init(tx_rec_iter_t *it, const void *rec, size_t len)
 {
     it->pos = rec;
     it->end = it->pos + len;
+    it->compact = tx_rec_compact(rec, len);
+
+    if (it->compact) {
+        it->pos++;
+    }
+}
+
+
+/*
+ * A varint of at most max bits at *pp, shortest form only (so a record has
+ * one encoding and re-encodes to the same bytes): TX_OK and *pp past it.
+ */
+static int
+tx_rec_varint(const uint8_t **pp, const uint8_t *end, unsigned max,
+              uint64_t *out)
+{
+    unsigned       shift;
+    uint64_t       v;
+    const uint8_t *p;
+
+    p = *pp;
+    v = 0;
+
+    for (shift = 0; p < end; shift += 7) {
+        if (shift >= max) {
+            return TX_ERROR;
+        }
+
+        v |= (uint64_t) (*p & 0x7f) << shift;
+
+        if ((*p & 0x80) == 0) {
+            if ((*p == 0 && shift) || (v >> max) != 0) {
+                return TX_ERROR;
+            }
+
+            *out = v;
+            *pp = p + 1;
+
+            return TX_OK;
+        }
+
+        p++;
+    }
+
+    return TX_ERROR;
+}
+
+
+static int
+tx_rec_next_compact(tx_rec_iter_t *it, uint16_t *tag, tx_str_t *val)
+{
+    uint64_t       len;
+    const uint8_t *p;
+
+    p = it->pos;
+
+    if (p[0] & 0x80) {
+        return TX_ERROR;
+    }
+
+    *tag = p[0];
+    p++;
+
+    /* the usual field: a one-byte length */
+    if (p < it->end && (p[0] & 0x80) == 0) {
+        len = *p++;
+
+    } else if (tx_rec_varint(&p, it->end, 32, &len) != TX_OK) {
+        return TX_ERROR;
+    }
+
+    if (len > (size_t) (it->end - p)) {
+        return TX_ERROR;
+    }
+
+    val->data = p;
+    val->len = (size_t) len;
+
+    it->pos = p + len;
+
+    return TX_OK;
 }
 
 
@@ -127,6 +310,10 @@ tx_rec_next(tx_rec_iter_t *it, uint16_t *tag, tx_str_t *val)
 
     if (it->pos == NULL || it->pos == it->end) {
         return TX_DONE;
+    }
+
+    if (it->compact) {
+        return tx_rec_next_compact(it, tag, val);
     }
 
     p = it->pos;
@@ -169,6 +356,47 @@ tx_rec_u64(const tx_str_t *val, uint64_t *out)
 #endif
 
     *out = v;
+
+    return TX_OK;
+}
+
+
+int
+tx_rec_uint(const tx_str_t *val, uint64_t *out)
+{
+    size_t   i;
+    uint64_t v;
+
+    if (val->len == 8) {
+        return tx_rec_u64(val, out);
+    }
+
+    if (val->len > 8) {
+        return TX_ERROR;
+    }
+
+    v = 0;
+
+    for (i = 0; i < val->len; i++) {
+        v |= (uint64_t) val->data[i] << (8 * i);
+    }
+
+    *out = v;
+
+    return TX_OK;
+}
+
+
+int
+tx_rec_int(const tx_str_t *val, int64_t *out)
+{
+    uint64_t v;
+
+    if (tx_rec_uint(val, &v) != TX_OK) {
+        return TX_ERROR;
+    }
+
+    *out = (int64_t) v;
 
     return TX_OK;
 }

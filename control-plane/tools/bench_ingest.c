@@ -180,7 +180,7 @@ write_spool(const char *dir, long n)
         randombytes_buf(rb, sizeof(rb));
         tx_run_id_make(id, start / 1000, rb);
 
-        tx_wbuf_init(&wb, rec, sizeof(rec));
+        tx_wbuf_init_compact(&wb, rec, sizeof(rec));
         tx_rec_put_bytes(&wb, TX_RUN_ID, id, 16);
         tx_rec_put_i64(&wb, TX_RUN_START_US, start);
 

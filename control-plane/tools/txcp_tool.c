@@ -240,7 +240,7 @@ cmd_spool(const char *dir, int n, const char *mode, int hold,
         randombytes_buf(rnd, sizeof(rnd));
         tx_run_id_make(id, now / 1000 + i, rnd);
 
-        tx_wbuf_init(&wb, rec, sizeof(rec));
+        tx_wbuf_init_compact(&wb, rec, sizeof(rec));
         tx_rec_put_bytes(&wb, TX_RUN_ID, id, 16);
         tx_rec_put_i64(&wb, TX_RUN_START_US, now + i * 1000);
         tx_rec_put_cstr(&wb, TX_RUN_KEY_ID, key_id);

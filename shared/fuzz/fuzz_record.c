@@ -23,6 +23,35 @@ tx_fuzz_in(const tx_str_t *s, const uint8_t *base, size_t size)
 }
 
 
+/* an integer through a compact record and back */
+static uint64_t
+tx_fuzz_int(uint16_t tag, uint64_t u)
+{
+    uint8_t       buf[1 + 2 + 8];
+    uint16_t      t;
+    uint64_t      out;
+    tx_str_t      v;
+    tx_wbuf_t     wb;
+    tx_rec_iter_t it;
+
+    tag &= 0x7f;
+
+    tx_wbuf_init_compact(&wb, buf, sizeof(buf));
+    tx_rec_put_u64(&wb, tag, u);
+
+    tx_rec_iter_init(&it, buf, wb.pos - wb.start);
+
+    if (wb.overflow || tx_rec_next(&it, &t, &v) != TX_OK || t != tag
+        || tx_rec_uint(&v, &out) != TX_OK
+        || tx_rec_next(&it, &t, &v) != TX_DONE)
+    {
+        abort();
+    }
+
+    return out;
+}
+
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -47,14 +76,27 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     memcpy(copy, data, size);
 
-    /* iterate, and re-encode what was read: the same bytes come out */
+    /* iterate, and re-encode what was read in its form: the same bytes */
     tx_rec_iter_init(&it, copy, size);
-    tx_wbuf_init(&wb, re, size);
+
+    if (it.compact) {
+        tx_wbuf_init_compact(&wb, re, size);
+
+    } else {
+        tx_wbuf_init(&wb, re, size);
+    }
+
     n = 0;
 
     while ((rc = tx_rec_next(&it, &tag, &v)) == TX_OK) {
         tx_fuzz_in(&v, copy, size);
+
         (void) tx_rec_u64(&v, &u);
+
+        if (tx_rec_uint(&v, &u) == TX_OK && tx_fuzz_int(tag, u) != u) {
+            abort();
+        }
+
         tx_rec_put_bytes(&wb, tag, v.data, v.len);
 
         if (n++ == 0 && tx_rec_find(copy, size, tag, &f) != TX_OK) {

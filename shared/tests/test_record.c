@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
 
@@ -63,6 +64,13 @@ test_roundtrip(void **state)
     assert_int_equal(tag, 4);
     assert_int_equal(v.len, 0);
     assert_int_equal(tx_rec_u64(&v, &u), TX_ERROR);
+    /* an empty value is the compact form's zero */
+    assert_int_equal(tx_rec_uint(&v, &u), TX_OK);
+    assert_true(u == 0);
+
+    v.data = buf;
+    v.len = 9;
+    assert_int_equal(tx_rec_uint(&v, &u), TX_ERROR);
 
     assert_int_equal(tx_rec_next(&it, &tag, &v), TX_DONE);
     assert_int_equal(tx_rec_next(&it, &tag, &v), TX_DONE);
@@ -126,6 +134,144 @@ test_truncated(void **state)
 
     tx_rec_iter_init(&it, buf, 0);
     assert_int_equal(tx_rec_next(&it, &tag, &v), TX_DONE);
+}
+
+
+static void
+test_compact(void **state)
+{
+    size_t        n, cut, lens[] = {0, 5, 127, 128, 16383, 16384, 70000};
+    uint8_t      *big, buf[64];
+    uint16_t      tag;
+    uint64_t      u;
+    int64_t       i;
+    tx_str_t      v;
+    tx_wbuf_t     wb;
+    tx_rec_iter_t it;
+    unsigned      k;
+
+    static const uint64_t ints[] = {0,          1,
+                                    127,        255,
+                                    256,        65535,
+                                    1ULL << 40, (1ULL << 56) - 1,
+                                    1ULL << 56, UINT64_MAX};
+    static const size_t   ilen[] = {0, 1, 1, 1, 2, 2, 6, 7, 8, 8};
+
+    /* integers: shortest little endian, the header two bytes */
+    for (k = 0; k < sizeof(ints) / sizeof(ints[0]); k++) {
+        tx_wbuf_init_compact(&wb, buf, sizeof(buf));
+        tx_rec_put_u64(&wb, 11, ints[k]);
+        assert_false(wb.overflow);
+        assert_int_equal(wb.pos - wb.start, 1 + 2 + ilen[k]);
+        assert_int_equal(buf[0], TX_REC_COMPACT);
+        assert_int_equal(buf[1], 11);
+        assert_int_equal(buf[2], ilen[k]);
+
+        tx_rec_iter_init(&it, buf, wb.pos - wb.start);
+        assert_true(it.compact);
+        assert_int_equal(tx_rec_next(&it, &tag, &v), TX_OK);
+        assert_int_equal(tag, 11);
+        assert_int_equal(tx_rec_uint(&v, &u), TX_OK);
+        assert_true(u == ints[k]);
+        assert_int_equal(tx_rec_u64(&v, &u), ilen[k] == 8 ? TX_OK : TX_ERROR);
+        assert_int_equal(tx_rec_next(&it, &tag, &v), TX_DONE);
+    }
+
+    tx_wbuf_init_compact(&wb, buf, sizeof(buf));
+    tx_rec_put_i64(&wb, 23, -42);
+    tx_rec_put_cstr(&wb, 3, "key_abc");
+    assert_false(wb.overflow);
+    assert_int_equal(wb.pos - wb.start, 1 + 2 + 8 + 2 + 7);
+    assert_int_equal(tx_rec_find(buf, wb.pos - wb.start, 3, &v), TX_OK);
+    assert_int_equal(v.len, 7);
+    assert_memory_equal(v.data, "key_abc", 7);
+    assert_int_equal(tx_rec_find(buf, wb.pos - wb.start, 23, &v), TX_OK);
+    assert_int_equal(tx_rec_int(&v, &i), TX_OK);
+    assert_int_equal(i, -42);
+
+    /* lengths over a byte: varint, never a longer header than fixed */
+    big = malloc(80000);
+    assert_non_null(big);
+    memset(big, 'x', 80000);
+
+    for (k = 0; k < sizeof(lens) / sizeof(lens[0]); k++) {
+        uint8_t *rec = malloc(lens[k] + 16);
+
+        assert_non_null(rec);
+        tx_wbuf_init_compact(&wb, rec, lens[k] + 16);
+        tx_rec_put_bytes(&wb, 30, big, lens[k]);
+        assert_false(wb.overflow);
+        n = wb.pos - wb.start;
+        assert_int_equal(n, 1 + 1
+                                + (lens[k] < 128     ? 1
+                                   : lens[k] < 16384 ? 2
+                                                     : 3)
+                                + lens[k]);
+        assert_true(n - 1 <= tx_rec_field_size(lens[k]));
+
+        tx_rec_iter_init(&it, rec, n);
+        assert_int_equal(tx_rec_next(&it, &tag, &v), TX_OK);
+        assert_int_equal(tag, 30);
+        assert_int_equal(v.len, lens[k]);
+        assert_int_equal(tx_rec_next(&it, &tag, &v), TX_DONE);
+
+        /* every truncation is an error, never a short field */
+        for (cut = 1; cut < n; cut++) {
+            tx_rec_iter_init(&it, rec, n - cut);
+            assert_int_equal(tx_rec_next(&it, &tag, &v),
+                             n - cut == 1 ? TX_DONE : TX_ERROR);
+        }
+
+        free(rec);
+    }
+
+    free(big);
+
+    /* tags are one byte below 128 */
+    tx_wbuf_init_compact(&wb, buf, sizeof(buf));
+    tx_rec_put_u64(&wb, 128, 1);
+    assert_true(wb.overflow);
+    tx_wbuf_init_compact(&wb, buf, sizeof(buf));
+    tx_rec_put_bytes(&wb, 200, "a", 1);
+    assert_true(wb.overflow);
+    tx_wbuf_init_compact(&wb, buf, 0);
+    assert_true(wb.overflow);
+
+    /* room: a two-byte header and the value's bytes, no more */
+    tx_wbuf_init_compact(&wb, buf, 1 + 2 + 2);
+    tx_rec_put_u64(&wb, 11, 300);
+    assert_false(wb.overflow);
+    tx_rec_put_u64(&wb, 12, 0);
+    assert_true(wb.overflow);
+
+    /* malformed: a tag with its top bit, an overlong or too long length */
+    memcpy(buf, "\xff\x81\x00", 3);
+    tx_rec_iter_init(&it, buf, 3);
+    assert_int_equal(tx_rec_next(&it, &tag, &v), TX_ERROR);
+
+    memcpy(buf, "\xff\x01\x80\x00", 4);
+    tx_rec_iter_init(&it, buf, 4);
+    assert_int_equal(tx_rec_next(&it, &tag, &v), TX_ERROR);
+
+    memcpy(buf, "\xff\x01\xff\xff\xff\xff\x0f", 7);
+    tx_rec_iter_init(&it, buf, 7);
+    assert_int_equal(tx_rec_next(&it, &tag, &v), TX_ERROR);
+
+    memcpy(buf, "\xff\x01\xff\xff\xff\xff\x10", 7);
+    tx_rec_iter_init(&it, buf, 7);
+    assert_int_equal(tx_rec_next(&it, &tag, &v), TX_ERROR);
+
+    memcpy(buf, "\xff\x01\x81\x80\x80\x80\x80\x01", 8);
+    tx_rec_iter_init(&it, buf, 8);
+    assert_int_equal(tx_rec_next(&it, &tag, &v), TX_ERROR);
+
+    /* a fixed-form record is still read as one */
+    tx_wbuf_init(&wb, buf, sizeof(buf));
+    tx_rec_put_u64(&wb, 2, 7);
+    tx_rec_iter_init(&it, buf, wb.pos - wb.start);
+    assert_false(it.compact);
+    assert_int_equal(tx_rec_next(&it, &tag, &v), TX_OK);
+    assert_int_equal(v.len, 8);
 }
 
 
@@ -248,6 +394,7 @@ main(void)
         cmocka_unit_test(test_roundtrip),
         cmocka_unit_test(test_overflow),
         cmocka_unit_test(test_truncated),
+        cmocka_unit_test(test_compact),
         cmocka_unit_test(test_find),
         cmocka_unit_test(test_key_decode),
         cmocka_unit_test(test_khash_provider_decode),
