@@ -7,7 +7,7 @@
 #   ./build.sh test --asan  only the sanitizer pass; --plain only the plain one
 #   ./build.sh build        install deps and build
 #   ./build.sh fuzz [SECS]  build and run the libFuzzer harnesses
-#   ./build.sh bench [--duration S] [--quick]
+#   ./build.sh bench [--duration S] [--quick] [--workers N|auto] [--peers]
 #                           side-by-side benchmark: mock, plain nginx, Torrix
 #   ./build.sh bench --scale [--duration S] [--quick]
 #                           scale figures: 10 vs 1,000,000 keys (bench/scale.py)

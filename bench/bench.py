@@ -1,7 +1,10 @@
 #!/usr/bin/python3
 """Torrix benchmark: side by side in one run, same mock upstream, same body.
 
-Setups (all on loopback, one nginx worker each, started and stopped here):
+Setups (all on loopback, started and stopped here; the two gateways with
+the same worker_processes: by default `auto`, as deployed and as
+`./build.sh run` runs Torrix, so each gets the machine's two cores; with
+`--workers 1`, one worker each, the gateway's own cost per request):
   direct  wrk -> mock upstream (nginx returning a fixed chat.completion)
   plain   wrk -> nginx proxy_pass (upstream keepalive) -> mock
   torrix  wrk -> nginx + ngx_torrix_module, everything on -> mock, with
@@ -449,9 +452,11 @@ def main():
                          "prints each CPU's share "
                          "per process and who was woken how often per "
                          "request; slows those 2 s like --syscalls")
-    ap.add_argument("--workers", default="1",
-                    help="worker_processes of both gateways (1, or 'auto' "
-                         "as deployed: then the machine's CPU is the limit)")
+    ap.add_argument("--workers", default="auto",
+                    help="worker_processes of both gateways: 'auto' (the "
+                         "default, as deployed: the machine's CPU is the "
+                         "limit) or a number (1: the gateway worker is the "
+                         "limit, its cost per request sets the ratio)")
     ap.add_argument("--pin", action="store_true",
                     help="pin the gateway workers and torrix-cp to CPU 0, "
                          "wrk and the mock to CPU 1 (steadier figures)")
@@ -504,7 +509,7 @@ def main():
     sse_mock.start()
 
     # torrix-cp through the test harness (data dir, admin key, API client);
-    # nginx + module configured here: one worker, keepalive to the mock
+    # nginx + module configured here: the same workers, keepalive to the mock
     stack = torrix.Stack(tmp / "torrix", Upstream)
     (tmp / "torrix").mkdir()
     p_torrix = stack.port
@@ -719,6 +724,8 @@ def main():
         shutil.rmtree(tmp, ignore_errors=True)
 
     print()
+    print("Gateways: worker_processes %s (%d CPUs); CPU us/req: of the "
+          "gateway's workers" % (args.workers, os.cpu_count()))
     print("| setup | conns | req/s | p50 ms | p99 ms | CPU us/req |"
           " vs plain | vs plain, paired by round |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
@@ -755,14 +762,17 @@ def main():
           % (sse["ttfb_direct_ms"], sse["ttfb_torrix_ms"],
              sse["added_ttfb_ms"], sse["max_frame_lag_ms"],
              "yes" if sse["frames_delayed"] else "no"))
-    print("torrix-cp ingested alongside: %s, %.1f s CPU in all; "
-          "gateway worker RSS %s kB"
-          % (json.dumps(health.get("ingest")), cp_cpu, rss))
+    ingested = (health.get("ingest") or {}).get("ingested") or 0
+    print("torrix-cp ingested alongside: %s, %.1f s CPU in all (%.2f us a "
+          "run); gateway worker RSS %s kB"
+          % (json.dumps(health.get("ingest")), cp_cpu,
+             cp_cpu * 1e6 / ingested if ingested else 0, rss))
 
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     with open(out_dir / "results.jsonl", "a") as f:
         for r in results:
             r["time"] = stamp
+            r["workers"] = args.workers
             f.write(json.dumps(r) + "\n")
         f.write(json.dumps({"time": stamp, "sse": sse,
                             "c1_plain": lat.get("plain"),
