@@ -2,7 +2,10 @@
  * torrix-cp run records: a decoded view of one TLV run record (tx_spool.h
  * TX_RUN_*), as stored in the store's "runs" database.
  *
- * Stored form: the record the module spooled, except that at ingest
+ * Stored form: the record the module spooled, in its form (the compact one
+ * since 2026-11; a store may hold fixed-form runs of earlier versions, and
+ * the readers take both: integers through tx_rec_uint/tx_rec_int), except
+ * that at ingest
  * TX_RUN_TAGS becomes the merged '\n'-separated "k=v" list (request tags
  * first, then the key's metadata; at most TXCP_RUN_TAGS_MAX), bodies are
  * PII-masked when masking applies, and Ollama runs carry cost 0.  Every

@@ -95,6 +95,16 @@ tx_rec_put_bytes(tx_wbuf_t *wb, uint16_t tag, const void *data, size_t len)
     }
 
     if (wb->compact) {
+        if (tag < 0x80 && len < 0x80 && (size_t) (wb->end - wb->pos) >= 2 + len)
+        {
+            /* the usual field: a one-byte tag and length */
+            wb->pos[0] = (uint8_t) tag;
+            wb->pos[1] = (uint8_t) len;
+            memcpy(wb->pos + 2, data, len);
+            wb->pos += 2 + len;
+            return;
+        }
+
         h = tx_rec_varhdr_len((uint32_t) len);
 
         if (tag >= 0x80 || len > UINT32_MAX || (size_t) (wb->end - wb->pos) < h
@@ -144,28 +154,35 @@ tx_rec_put_u64(tx_wbuf_t *wb, uint16_t tag, uint64_t v)
 
     if (wb->compact) {
         /* the shortest little-endian form: bytes up to the highest set */
-        n = v ? 8 - __builtin_clzll(v) / 8 : 0;
+        n = v ? (71 - __builtin_clzll(v)) >> 3 : 0;
+        p = wb->pos;
 
-        if (tag >= 0x80 || (size_t) (wb->end - wb->pos) < (size_t) (2 + n)) {
+        if (tag >= 0x80) {
             wb->overflow = 1;
             return;
         }
 
-        p = wb->pos;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        if (wb->end - p >= 10) {
+            /* all eight: the record goes on past the n that count */
+            p[0] = (uint8_t) tag;
+            p[1] = (uint8_t) n;
+            memcpy(p + 2, &v, 8);
+            wb->pos = p + 2 + n;
+            return;
+        }
+#endif
+
+        if (wb->end - p < 2 + n) {
+            wb->overflow = 1;
+            return;
+        }
+
         p[0] = (uint8_t) tag;
         p[1] = (uint8_t) n;
 
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-        if (wb->end - p >= 10) {
-            /* all eight, the record goes on past the n that count */
-            memcpy(p + 2, &v, 8);
-
-        } else
-#endif
-        {
-            for (i = 0; i < n; i++) {
-                p[2 + i] = (uint8_t) (v >> (8 * i));
-            }
+        for (i = 0; i < n; i++) {
+            p[2 + i] = (uint8_t) (v >> (8 * i));
         }
 
         wb->pos = p + 2 + n;

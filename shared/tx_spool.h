@@ -35,7 +35,8 @@
  * A frame whose crc does not match (a torn write after a machine crash) is
  * skipped when its length is plausible; reading stops when it is not.
  *
- * The payload of a frame is a run record (TLV, tx_record.h, tags TX_RUN_*).
+ * The payload of a frame is a run record (TLV, tx_record.h, tags TX_RUN_*):
+ * the module writes the compact form, torrix-cp reads either.
  *
  * torrix-cp keeps a cursor (file name -> offset of the next frame) in its
  * store and advances it in the same write transaction that inserts the runs,
