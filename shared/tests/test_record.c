@@ -157,6 +157,17 @@ test_compact(void **state)
                                     1ULL << 56, UINT64_MAX};
     static const size_t   ilen[] = {0, 1, 1, 1, 2, 2, 6, 7, 8, 8};
 
+    static const struct {
+        const char *rec;
+        size_t      len;
+    } bad[] = {
+        {"\xff\x81\x00", 3},                     /* tag 0x81 */
+        {"\xff\x01\x80\x00", 4},                 /* overlong length 0 */
+        {"\xff\x01\xff\xff\xff\xff\x0f", 7},     /* 4 GiB - 1: past the end */
+        {"\xff\x01\xff\xff\xff\xff\x10", 7},     /* 4 GiB: past 32 bits */
+        {"\xff\x01\x81\x80\x80\x80\x80\x01", 8}, /* six bytes of length */
+    };
+
     /* integers: shortest little endian, the header two bytes */
     for (k = 0; k < sizeof(ints) / sizeof(ints[0]); k++) {
         tx_wbuf_init_compact(&wb, buf, sizeof(buf));
@@ -245,25 +256,10 @@ test_compact(void **state)
     assert_true(wb.overflow);
 
     /* malformed: a tag with its top bit, an overlong or too long length */
-    memcpy(buf, "\xff\x81\x00", 3);
-    tx_rec_iter_init(&it, buf, 3);
-    assert_int_equal(tx_rec_next(&it, &tag, &v), TX_ERROR);
-
-    memcpy(buf, "\xff\x01\x80\x00", 4);
-    tx_rec_iter_init(&it, buf, 4);
-    assert_int_equal(tx_rec_next(&it, &tag, &v), TX_ERROR);
-
-    memcpy(buf, "\xff\x01\xff\xff\xff\xff\x0f", 7);
-    tx_rec_iter_init(&it, buf, 7);
-    assert_int_equal(tx_rec_next(&it, &tag, &v), TX_ERROR);
-
-    memcpy(buf, "\xff\x01\xff\xff\xff\xff\x10", 7);
-    tx_rec_iter_init(&it, buf, 7);
-    assert_int_equal(tx_rec_next(&it, &tag, &v), TX_ERROR);
-
-    memcpy(buf, "\xff\x01\x81\x80\x80\x80\x80\x01", 8);
-    tx_rec_iter_init(&it, buf, 8);
-    assert_int_equal(tx_rec_next(&it, &tag, &v), TX_ERROR);
+    for (k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
+        tx_rec_iter_init(&it, bad[k].rec, bad[k].len);
+        assert_int_equal(tx_rec_next(&it, &tag, &v), TX_ERROR);
+    }
 
     /* a fixed-form record is still read as one */
     tx_wbuf_init(&wb, buf, sizeof(buf));
