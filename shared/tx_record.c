@@ -100,7 +100,11 @@ tx_rec_put_bytes(tx_wbuf_t *wb, uint16_t tag, const void *data, size_t len)
             /* the usual field: a one-byte tag and length */
             wb->pos[0] = (uint8_t) tag;
             wb->pos[1] = (uint8_t) len;
-            memcpy(wb->pos + 2, data, len);
+
+            if (len) {
+                memcpy(wb->pos + 2, data, len);
+            }
+
             wb->pos += 2 + len;
             return;
         }
