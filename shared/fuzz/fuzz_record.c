@@ -58,7 +58,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int               rc, n;
     uint8_t          *copy, *re;
     uint16_t          tag;
-    uint64_t          u;
+    uint64_t          u, u8;
     tx_str_t          v, f;
     tx_wbuf_t         wb;
     tx_key_rec_t      k;
@@ -91,7 +91,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     while ((rc = tx_rec_next(&it, &tag, &v)) == TX_OK) {
         tx_fuzz_in(&v, copy, size);
 
-        (void) tx_rec_u64(&v, &u);
+        /* the strict decoder agrees with the one of either form */
+        if (tx_rec_u64(&v, &u8) == TX_OK
+            && (tx_rec_uint(&v, &u) != TX_OK || u != u8)) {
+            abort();
+        }
 
         if (tx_rec_uint(&v, &u) == TX_OK && tx_fuzz_int(tag, u) != u) {
             abort();
