@@ -711,6 +711,10 @@ def main():
         time.sleep(0.5)
         sse = sse_check(stack, key["key"], sse_mock.port)
         rss = [rss_kb(p) for p in gw.workers()]
+        # disk the store took (torrix-cp writes every byte of its growth
+        # into new page-cache pages, the larger part of its CPU a run)
+        store_bytes = os.stat(stack.data / "store" / "data.mdb").st_blocks \
+            * 512
     finally:
         if peer:
             peer.terminate()
@@ -767,6 +771,8 @@ def main():
           "run); gateway worker RSS %s kB"
           % (json.dumps(health.get("ingest")), cp_cpu,
              cp_cpu * 1e6 / ingested if ingested else 0, rss))
+    store_per_run = store_bytes / ingested if ingested else 0
+    print("torrix-cp's store grew %.0f bytes a run" % store_per_run)
 
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     with open(out_dir / "results.jsonl", "a") as f:
@@ -779,6 +785,9 @@ def main():
                             "c1_torrix": lat.get("torrix"),
                             "added_p50_us_c1": added_p50_us,
                             "ingest": health.get("ingest"),
+                            "cp_us_per_run": cp_cpu * 1e6 / ingested
+                            if ingested else None,
+                            "store_bytes_per_run": store_per_run,
                             "worker_rss_kb": rss}) + "\n")
     print("results appended to %s" % (out_dir / "results.jsonl"))
 
