@@ -91,8 +91,8 @@ ngx_http_torrix_route_plan(ngx_http_request_t *r, ngx_http_torrix_ctx_t *ctx,
                                         name.data, name.len, &val)
                == TX_OK)
     {
-        chain.len = 0;
-        weights.len = 0;
+        ngx_str_null(&chain);
+        ngx_str_null(&weights);
 
         tx_rec_iter_init(&it, val.data, val.len);
 
