@@ -16,7 +16,9 @@ COPY . .
 RUN make -j"$(nproc)" all \
  && mkdir -p build/nginx-src && cp -r /usr/share/nginx/src/. build/nginx-src/ \
  && cd build/nginx-src && . ./conf_flags \
- && ./configure --with-cc-opt="-O2 -fPIC" --with-ld-opt="-fPIC" \
+ && ./configure \
+      --with-cc-opt="-O3 -fPIC -fno-semantic-interposition -flto=auto" \
+      --with-ld-opt="-fPIC -O3 -flto=auto -Wl,-Bsymbolic" \
       "${NGX_CONF_FLAGS[@]}" --add-dynamic-module=/src/ngx_torrix_module \
       --builddir=/src/build/nginx \
  && make -f /src/build/nginx/Makefile modules
