@@ -37,6 +37,7 @@
 #define NGX_HTTP_TORRIX_BUCKETS 32
 #define NGX_HTTP_TORRIX_TICK_US 10000 /* settled-bucket width: 10 ms */
 #define NGX_HTTP_TORRIX_IDLE_MS (10 * 60 * 1000)
+#define NGX_HTTP_TORRIX_TOUCH_MS 1000 /* LRU move of a node in use, at most */
 
 
 typedef struct {
@@ -362,9 +363,22 @@ ngx_http_torrix_node(ngx_http_torrix_zone_t *z, ngx_uint_t scope, ngx_str_t *id,
         }
 
         if (rc == 0) {
-            ngx_queue_remove(&lr->queue);
-            ngx_queue_insert_head(&z->sh->queue, &lr->queue);
-            lr->last = ngx_current_msec;
+            /*
+             * a node in use goes back to the head of the queue at most once
+             * a second: each move writes the head and both neighbours,
+             * cache lines every other worker then fetches back.  The queue
+             * stays in the order of `last`, which lags a busy node's use by
+             * under a second, next to NGX_HTTP_TORRIX_IDLE_MS (signed: see
+             * ngx_http_torrix_expire)
+             */
+            if ((ngx_msec_int_t) (ngx_current_msec - lr->last)
+                >= NGX_HTTP_TORRIX_TOUCH_MS)
+            {
+                ngx_queue_remove(&lr->queue);
+                ngx_queue_insert_head(&z->sh->queue, &lr->queue);
+                lr->last = ngx_current_msec;
+            }
+
             return lr;
         }
 
