@@ -33,10 +33,10 @@
 #include "ngx_http_torrix_module.h"
 
 
-#define NGX_HTTP_TORRIX_SLOTS   64
-#define NGX_HTTP_TORRIX_BUCKETS 32
-#define NGX_HTTP_TORRIX_TICK_US 10000 /* settled-bucket width: 10 ms */
-#define NGX_HTTP_TORRIX_IDLE_MS (10 * 60 * 1000)
+#define NGX_HTTP_TORRIX_SLOTS    64
+#define NGX_HTTP_TORRIX_BUCKETS  32
+#define NGX_HTTP_TORRIX_TICK_US  10000 /* settled-bucket width: 10 ms */
+#define NGX_HTTP_TORRIX_IDLE_MS  (10 * 60 * 1000)
 #define NGX_HTTP_TORRIX_TOUCH_MS 1000 /* LRU move of a node in use, at most */
 
 
@@ -372,8 +372,7 @@ ngx_http_torrix_node(ngx_http_torrix_zone_t *z, ngx_uint_t scope, ngx_str_t *id,
              * ngx_http_torrix_expire)
              */
             if ((ngx_msec_int_t) (ngx_current_msec - lr->last)
-                >= NGX_HTTP_TORRIX_TOUCH_MS)
-            {
+                >= NGX_HTTP_TORRIX_TOUCH_MS) {
                 ngx_queue_remove(&lr->queue);
                 ngx_queue_insert_head(&z->sh->queue, &lr->queue);
                 lr->last = ngx_current_msec;
