@@ -13,6 +13,7 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
+# the module's flags are build.sh's (build(): -O3, LTO, -Bsymbolic)
 RUN make -j"$(nproc)" all \
  && mkdir -p build/nginx-src && cp -r /usr/share/nginx/src/. build/nginx-src/ \
  && cd build/nginx-src && . ./conf_flags \

@@ -767,10 +767,11 @@ def main():
              sse["added_ttfb_ms"], sse["max_frame_lag_ms"],
              "yes" if sse["frames_delayed"] else "no"))
     ingested = (health.get("ingest") or {}).get("ingested") or 0
+    cp_us_per_run = cp_cpu * 1e6 / ingested if ingested else 0
     print("torrix-cp ingested alongside: %s, %.1f s CPU in all (%.2f us a "
           "run); gateway worker RSS %s kB"
           % (json.dumps(health.get("ingest")), cp_cpu,
-             cp_cpu * 1e6 / ingested if ingested else 0, rss))
+             cp_us_per_run, rss))
     store_per_run = store_bytes / ingested if ingested else 0
     print("torrix-cp's store grew %.0f bytes a run" % store_per_run)
 
@@ -785,8 +786,7 @@ def main():
                             "c1_torrix": lat.get("torrix"),
                             "added_p50_us_c1": added_p50_us,
                             "ingest": health.get("ingest"),
-                            "cp_us_per_run": cp_cpu * 1e6 / ingested
-                            if ingested else None,
+                            "cp_us_per_run": cp_us_per_run,
                             "store_bytes_per_run": store_per_run,
                             "worker_rss_kb": rss}) + "\n")
     print("results appended to %s" % (out_dir / "results.jsonl"))
