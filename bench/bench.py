@@ -354,18 +354,20 @@ def wrk(url, lua, conns, duration, pids, others=None):
     }
 
 
-def caught_up(api, limit=60.0):
+def caught_up(api):
     """Waits until torrix-cp has ingested the backlog a paused row left
     (its count of ingested runs still for 1.5 s), so that its catching up
-    does not land in the next row's figures."""
-    last, since, end = None, time.monotonic(), time.monotonic() + limit
-    while time.monotonic() < end:
+    does not land in the next row's figures; raises after 60 s."""
+    seen = {"n": None, "since": time.monotonic()}
+
+    def still():
         n = (api.ok("GET", "/health").get("ingest") or {}).get("ingested")
-        if n != last:
-            last, since = n, time.monotonic()
-        elif time.monotonic() - since >= 1.5:
-            return
-        time.sleep(0.25)
+        if n != seen["n"]:
+            seen.update(n=n, since=time.monotonic())
+        return time.monotonic() - seen["since"] >= 1.5
+
+    torrix.wait_until(still, 60, interval=0.25,
+                      what="torrix-cp to ingest the paused row's runs")
 
 
 def write_lua(tmp, key, name="post", extra=None):
