@@ -16,7 +16,7 @@ request of the gateway worker, the torrix/plain ratio, and the SSE check
 as JSON lines to bench-out/results.jsonl.  Every run is bounded in time.
 
     ./build.sh bench [--duration SECONDS] [--quick] [--peers] [--pin]
-                     [--perf] [--syscalls] [--cp-paused]
+                     [--perf] [--perf-machine] [--syscalls] [--cp-paused]
     ./build.sh bench --scale [--duration SECONDS] [--quick]   (scale.py)
     ./build.sh bench --instr    instructions per request, callgrind (instr.py)
 """
@@ -307,6 +307,45 @@ def sched_report(data, rps, groups):
                                 if k[0] != "other"}}
 
 
+PERF_HZ = 2000  # --perf-machine's sampling rate, per CPU
+
+
+def machine_profile(data, requests, groups):
+    """From a system-wide perf record (cpu-clock, PERF_HZ): the CPU time
+    per request of each process group (groups: name -> pids; wrk by name;
+    the rest "other"; the idle task left out) and of each of its symbols,
+    in microseconds."""
+    out = subprocess.run(["perf", "report", "-i", str(data), "--stdio", "-q",
+                          "--sort", "pid,sym", "-F", "sample,pid,sym"],
+                         capture_output=True, text=True, timeout=300).stdout
+    by_pid = {p: g for g, ps in groups.items() for p in ps}
+    prof = collections.defaultdict(collections.Counter)
+    for line in out.splitlines():
+        m = re.match(r"\s*(\d+)\s+(\d+):(\S+)\s+\[(.)\]\s+(.*\S)", line)
+        if not m or int(m.group(2)) == 0:
+            continue
+        pid, comm = int(m.group(2)), m.group(3)
+        g = by_pid.get(pid, "wrk" if comm == "wrk" else "other")
+        sym = ("[k] " if m.group(4) == "k" else "") + m.group(5)
+        prof[g][sym] += int(m.group(1)) * 1e6 / PERF_HZ / max(requests, 1)
+    return {g: dict(c) for g, c in prof.items()}
+
+
+def machine_profile_diff(plain, tor, top=8):
+    """Prints, per process group, its microseconds a request under plain
+    nginx and under Torrix, and the symbols that grew (or shrank) most."""
+    for g in ("gateway", "mock", "wrk", "torrix-cp", "other"):
+        a, b = plain.get(g, {}), tor.get(g, {})
+        ta, tb = sum(a.values()), sum(b.values())
+        d = sorted(((b.get(k, 0) - a.get(k, 0), k) for k in set(a) | set(b)),
+                   reverse=True)
+        moved = [x for x in d[:top] if x[0] >= 0.01] \
+            + [x for x in d[-3:] if x[0] <= -0.02]
+        print("      %-9s %5.2f -> %5.2f us/req (%+.2f): %s"
+              % (g, ta, tb, tb - ta,
+                 ", ".join("%+.2f %s" % x for x in moved)), flush=True)
+
+
 def wrk(url, lua, conns, duration, pids, others=None):
     """wrk's figures; CPU per request of `pids` and of each of `others`
     (name -> pids), and of wrk itself and the whole machine."""
@@ -455,6 +494,14 @@ def main():
                     help="also run the Portkey gateway from npm (bench/peers)")
     ap.add_argument("--perf", action="store_true",
                     help="perf record the Torrix worker (bench-out/perf.data)")
+    ap.add_argument("--perf-machine", action="store_true",
+                    help="where the machine's time went: samples every "
+                         "CPU (perf record -a, %d Hz) during the plain and "
+                         "torrix rows and prints, per process (gateway, "
+                         "mock, wrk, torrix-cp), the microseconds a request "
+                         "under each and the symbols that grew most; the "
+                         "sampling costs a few percent, so take requests/s "
+                         "from a run without it" % PERF_HZ)
     ap.add_argument("--syscalls", action="store_true",
                     help="count the gateway workers' system calls per "
                          "request (perf stat, plain and torrix); the "
@@ -488,6 +535,8 @@ def main():
                          "Torrix under callgrind (bench/instr.py; "
                          "--duration applies)")
     args = ap.parse_args()
+    if args.perf and args.perf_machine:
+        ap.error("--perf and --perf-machine record one at a time")
     if args.instr:
         import instr
         return instr.main(["--duration", str(min(args.duration, 4))])
@@ -584,8 +633,9 @@ def main():
         only = set(filter(None, args.only.split(",")))
         if only:
             setups = [s for s in setups if s[0] in only or s[0] == "plain"]
-        runs = {}
-        for rnd in range(1 if args.perf else args.rounds):
+        runs, mprofs = {}, {}
+        for rnd in range(1 if args.perf or args.perf_machine
+                         else args.rounds):
             for c in conns:
                 for name, url, pids in setups:
                     prof = None
@@ -595,6 +645,14 @@ def main():
                              "--call-graph", "dwarf,16384", "-F", "2000",
                              "-o", str(out_dir / ("perf-%s.data" % name)),
                              "-p", ",".join(map(str, pids))],
+                            stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+                    mprof = None
+                    if args.perf_machine and name in ("torrix", "plain"):
+                        mprof = out_dir / ("machine-%s-%d.data" % (name, c))
+                        prof = subprocess.Popen(
+                            ["perf", "record", "-a", "-e", "cpu-clock",
+                             "-F", str(PERF_HZ), "-o", str(mprof)],
                             stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
                     sysw = None
@@ -646,6 +704,23 @@ def main():
                         if pr:
                             pr.send_signal(signal.SIGINT)
                             pr.wait(30)
+                    if mprof:
+                        mp = machine_profile(
+                            mprof, r["requests"], {
+                                "gateway": pids, "mock": mock.workers(),
+                                "torrix-cp": [stack.cp_proc.pid]})
+                        mprofs[(name, c)] = mp
+                        # in the JSON line: each group's total and its
+                        # costliest symbols
+                        r["machine_profile"] = {
+                            g: {"total_us": sum(v.values()),
+                                "top_us": dict(sorted(
+                                    v.items(), key=lambda x: -x[1])[:25])}
+                            for g, v in mp.items()}
+                        if name == "torrix" and ("plain", c) in mprofs:
+                            print("    where the machine's time went, c=%d "
+                                  "(plain -> torrix):" % c)
+                            machine_profile_diff(mprofs[("plain", c)], mp)
                     if sched:
                         sched_rec.wait(60)
                         r["sched"] = sched_report(
