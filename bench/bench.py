@@ -524,9 +524,10 @@ def main():
                     help="pin the gateway workers and torrix-cp to CPU 0, "
                          "wrk and the mock to CPU 1 (steadier figures)")
     ap.add_argument("--cp-paused", action="store_true",
-                    help="diagnostic: torrix-cp stopped (SIGSTOP) during the "
-                         "torrix runs, to see what its ingest costs them; "
-                         "it catches up before the next row")
+                    help="diagnostic: one more row after torrix's, "
+                         "torrix-cp-paused, the same with torrix-cp stopped "
+                         "(SIGSTOP), to see what its ingest costs, paired "
+                         "in each round; it catches up before the next row")
     ap.add_argument("--scale", action="store_true",
                     help="the scale figures instead: 10 vs 1,000,000 keys "
                          "(bench/scale.py; --duration and --quick apply)")
@@ -627,12 +628,17 @@ def main():
             ("torrix-nolimits", stack.url + "/v1/chat/completions",
              gw.workers()),
         ]
+        if args.cp_paused:
+            setups.insert(3, ("torrix-cp-paused",
+                              stack.url + "/v1/chat/completions",
+                              gw.workers()))
         if peer:
             setups.append(("portkey", "http://127.0.0.1:%d/v1/chat/completions"
                            % p_peer, [peer.pid]))
         only = set(filter(None, args.only.split(",")))
         if only:
-            setups = [s for s in setups if s[0] in only or s[0] == "plain"]
+            setups = [s for s in setups if s[0] in only or s[0] == "plain"
+                      or s[0] == "torrix-cp-paused" and "torrix" in only]
         runs, mprofs = {}, {}
         for rnd in range(1 if args.perf or args.perf_machine
                          else args.rounds):
@@ -688,7 +694,7 @@ def main():
                              "%.2f" % (lag + span)],
                             stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
-                    paused = args.cp_paused and name.startswith("torrix")
+                    paused = name == "torrix-cp-paused"
                     if paused:
                         stack.cp_proc.send_signal(signal.SIGSTOP)
                     r = wrk(url, {"torrix-nolimits": lua_free,
@@ -697,13 +703,15 @@ def main():
                             {"mock": [] if name == "direct"
                              else mock.workers(),
                              "cp": [stack.cp_proc.pid]})
-                    if paused:
-                        stack.cp_proc.send_signal(signal.SIGCONT)
-                        caught_up(api)
+                    # the recorders stop with the row, before a paused
+                    # torrix-cp catches up
                     for pr in (prof, sysw):
                         if pr:
                             pr.send_signal(signal.SIGINT)
                             pr.wait(30)
+                    if paused:
+                        stack.cp_proc.send_signal(signal.SIGCONT)
+                        caught_up(api)
                     if mprof:
                         mp = machine_profile(
                             mprof, r["requests"], {
