@@ -332,8 +332,9 @@ def machine_profile(data, requests, groups):
 
 
 def machine_profile_diff(plain, tor, top=8):
-    """Prints, per process group, its microseconds a request under plain
-    nginx and under Torrix, and the symbols that grew (or shrank) most."""
+    """Prints, per process group, its microseconds a request in one row
+    (plain nginx) and in another (Torrix), and the symbols that grew (or
+    shrank) most."""
     for g in ("gateway", "mock", "wrk", "torrix-cp", "other"):
         a, b = plain.get(g, {}), tor.get(g, {})
         ta, tb = sum(a.values()), sum(b.values())
@@ -528,6 +529,10 @@ def main():
                          "torrix-cp-paused, the same with torrix-cp stopped "
                          "(SIGSTOP), to see what its ingest costs, paired "
                          "in each round; it catches up before the next row")
+    ap.add_argument("--cp-opt", action="append", default=[],
+                    metavar="NAME=VALUE",
+                    help="a torrix-cp option for this run (torrix-cp.conf's "
+                         "names, e.g. nice=19); repeatable")
     ap.add_argument("--scale", action="store_true",
                     help="the scale figures instead: 10 vs 1,000,000 keys "
                          "(bench/scale.py; --duration and --quick apply)")
@@ -536,6 +541,8 @@ def main():
                          "Torrix under callgrind (bench/instr.py; "
                          "--duration applies)")
     args = ap.parse_args()
+    if any("=" not in o for o in args.cp_opt):
+        ap.error("--cp-opt takes NAME=VALUE")
     if args.perf and args.perf_machine:
         ap.error("--perf and --perf-machine record one at a time")
     if args.instr:
@@ -588,7 +595,9 @@ def main():
     try:
         mock.start(p_mock)
         plain.start(p_plain)
-        stack.start_cp()
+        stack.start_cp(*[a for o in args.cp_opt
+                         for a in ("--" + o.split("=", 1)[0],
+                                   o.split("=", 1)[1])])
         if "cp" in PIN:
             subprocess.run(["taskset", "-a", "-p", "-c", PIN["cp"],
                             str(stack.cp_proc.pid)], check=True,
@@ -654,7 +663,8 @@ def main():
                             stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
                     mprof = None
-                    if args.perf_machine and name in ("torrix", "plain"):
+                    if args.perf_machine and name in ("torrix", "plain",
+                                                      "torrix-cp-paused"):
                         mprof = out_dir / ("machine-%s-%d.data" % (name, c))
                         prof = subprocess.Popen(
                             ["perf", "record", "-a", "-e", "cpu-clock",
@@ -729,6 +739,11 @@ def main():
                             print("    where the machine's time went, c=%d "
                                   "(plain -> torrix):" % c)
                             machine_profile_diff(mprofs[("plain", c)], mp)
+                        if name == "torrix-cp-paused" \
+                                and ("torrix", c) in mprofs:
+                            print("    what torrix-cp's ingest cost, c=%d "
+                                  "(torrix-cp stopped -> ingesting):" % c)
+                            machine_profile_diff(mp, mprofs[("torrix", c)])
                     if sched:
                         sched_rec.wait(60)
                         r["sched"] = sched_report(
