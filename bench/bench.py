@@ -543,8 +543,6 @@ def main():
     args = ap.parse_args()
     if any("=" not in o for o in args.cp_opt):
         ap.error("--cp-opt takes NAME=VALUE")
-    if args.perf and args.perf_machine:
-        ap.error("--perf and --perf-machine record one at a time")
     if args.instr:
         import instr
         return instr.main(["--duration", str(min(args.duration, 4))])
@@ -595,9 +593,9 @@ def main():
     try:
         mock.start(p_mock)
         plain.start(p_plain)
-        stack.start_cp(*[a for o in args.cp_opt
-                         for a in ("--" + o.split("=", 1)[0],
-                                   o.split("=", 1)[1])])
+        stack.start_cp(*[a for n, _, v in map(lambda o: o.partition("="),
+                                              args.cp_opt)
+                         for a in ("--" + n, v)])
         if "cp" in PIN:
             subprocess.run(["taskset", "-a", "-p", "-c", PIN["cp"],
                             str(stack.cp_proc.pid)], check=True,
@@ -637,58 +635,58 @@ def main():
             ("torrix-nolimits", stack.url + "/v1/chat/completions",
              gw.workers()),
         ]
-        if args.cp_paused:
-            setups.insert(3, ("torrix-cp-paused",
-                              stack.url + "/v1/chat/completions",
-                              gw.workers()))
         if peer:
             setups.append(("portkey", "http://127.0.0.1:%d/v1/chat/completions"
                            % p_peer, [peer.pid]))
         only = set(filter(None, args.only.split(",")))
         if only:
-            setups = [s for s in setups if s[0] in only or s[0] == "plain"
-                      or s[0] == "torrix-cp-paused" and "torrix" in only]
+            setups = [s for s in setups if s[0] in only or s[0] == "plain"]
+        names = [s[0] for s in setups]
+        if args.cp_paused and "torrix" in names:
+            # right after the torrix row, paired with it in each round
+            i = names.index("torrix")
+            setups.insert(i + 1, ("torrix-cp-paused",) + setups[i][1:])
         runs, mprofs = {}, {}
         for rnd in range(1 if args.perf or args.perf_machine
                          else args.rounds):
             for c in conns:
                 for name, url, pids in setups:
-                    prof = None
+                    # the recorders of this row, stopped when it ends
+                    recs = []
                     if args.perf and name in ("torrix", "plain"):
-                        prof = subprocess.Popen(
+                        recs.append(subprocess.Popen(
                             ["perf", "record", "-e", "cpu-clock",
                              "--call-graph", "dwarf,16384", "-F", "2000",
                              "-o", str(out_dir / ("perf-%s.data" % name)),
                              "-p", ",".join(map(str, pids))],
                             stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+                            stderr=subprocess.DEVNULL))
                     mprof = None
                     if args.perf_machine and name in ("torrix", "plain",
                                                       "torrix-cp-paused"):
                         mprof = out_dir / ("machine-%s-%d.data" % (name, c))
-                        prof = subprocess.Popen(
+                        recs.append(subprocess.Popen(
                             ["perf", "record", "-a", "-e", "cpu-clock",
                              "-F", str(PERF_HZ), "-o", str(mprof)],
                             stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-                    sysw = None
+                            stderr=subprocess.DEVNULL))
                     if args.syscalls and name in ("torrix", "plain"):
-                        prof = subprocess.Popen(
+                        recs.append(subprocess.Popen(
                             ["perf", "stat", "-x,", "-e",
                              "raw_syscalls:sys_enter,context-switches",
                              "-p", ",".join(map(str, pids)), "-o",
                              str(out_dir / ("stat-%s-%d.txt" % (name, c)))],
                             stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+                            stderr=subprocess.DEVNULL))
                         # the whole machine: wakeups and the IPIs that
                         # wake an idle CPU, which a VM pays dearly for
-                        sysw = subprocess.Popen(
+                        recs.append(subprocess.Popen(
                             ["perf", "stat", "-a", "-x,", "-e",
                              "sched:sched_wakeup,irq_vectors:"
                              "call_function_single_entry", "-o",
                              str(out_dir / ("wake-%s-%d.txt" % (name, c)))],
                             stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+                            stderr=subprocess.DEVNULL))
                     sched = None
                     if args.sched and name in ("plain", "torrix"):
                         sched = out_dir / ("sched-%s-%d.data" % (name, c))
@@ -715,10 +713,9 @@ def main():
                              "cp": [stack.cp_proc.pid]})
                     # the recorders stop with the row, before a paused
                     # torrix-cp catches up
-                    for pr in (prof, sysw):
-                        if pr:
-                            pr.send_signal(signal.SIGINT)
-                            pr.wait(30)
+                    for pr in recs:
+                        pr.send_signal(signal.SIGINT)
+                        pr.wait(30)
                     if paused:
                         stack.cp_proc.send_signal(signal.SIGCONT)
                         caught_up(api)
